@@ -1,0 +1,541 @@
+//! The Lambda Kinesis event, read leniently in one pass.
+//!
+//! Deserialising the whole event into strict types means one record with an odd field fails the
+//! whole invocation, and Lambda then retries the batch until the shard's records expire. So this
+//! reader never fails on a record: every field it wants is read as "a string, or nothing", every
+//! other field is skipped, and the record's `data` is base64-decoded on the spot into one buffer
+//! shared by the whole batch. What is wrong with a record is kept beside it, for the engine to
+//! capture it as poison.
+//!
+//! The strings of a record (partition key, sequence number, shard) go into one text arena, and the
+//! decoded data into one byte arena, so a batch of thousands of records makes a handful of
+//! allocations, not several per record.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// The visitor methods that accept every non-string JSON value and yield `$none`.
+macro_rules! lenient_non_strings {
+    ($none:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            IgnoredAny.visit_seq(seq)?;
+            Ok($none)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            IgnoredAny.visit_map(map)?;
+            Ok($none)
+        }
+    };
+}
+
+/// A span of one of the batch's arenas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Why a record's `data` could not be taken as bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DataFault {
+    /// The record has no `kinesis.data` field, or it is not a string.
+    #[error("the record has no kinesis.data string")]
+    Missing,
+    /// `kinesis.data` is a string but not valid standard base64.
+    #[error("kinesis.data is not valid base64")]
+    NotBase64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Data {
+    /// Decoded bytes, in the byte arena.
+    Decoded(Span),
+    /// The raw field as it came, in the text arena, with what is wrong with it.
+    Faulty(Span, DataFault),
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data::Faulty(Span::default(), DataFault::Missing)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct RawRecord {
+    partition_key: Option<Span>,
+    sequence_number: Option<Span>,
+    shard_id: Option<Span>,
+    data: Data,
+    is_object: bool,
+}
+
+/// One Lambda Kinesis invocation payload, decoded in a single pass.
+///
+/// It deserialises from the event JSON exactly as the event source mapping sends it (so
+/// `lambda_runtime` can hand it to the handler), and never fails because of one record.
+#[derive(Debug, Default)]
+pub struct KinesisBatch {
+    records: Vec<RawRecord>,
+    text: String,
+    bytes: Vec<u8>,
+    event_source_arn: Option<Span>,
+}
+
+/// A view of one record of a [`KinesisBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    batch: &'a KinesisBatch,
+    index: usize,
+    raw: RawRecord,
+}
+
+impl<'a> RecordView<'a> {
+    /// The record's position in the batch.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// `kinesis.partitionKey`, when it is present and a string.
+    pub fn partition_key(&self) -> Option<&'a str> {
+        self.raw.partition_key.map(|s| self.batch.text(s))
+    }
+
+    /// `kinesis.sequenceNumber`, when it is present and a string.
+    pub fn sequence_number(&self) -> Option<&'a str> {
+        self.raw.sequence_number.map(|s| self.batch.text(s))
+    }
+
+    /// The shard, from the `eventID` (`shardId-…:<sequence number>`).
+    pub fn shard_id(&self) -> Option<&'a str> {
+        self.raw.shard_id.map(|s| self.batch.text(s))
+    }
+
+    /// The decoded data, or what is wrong with it.
+    pub fn data(&self) -> Result<&'a [u8], DataFault> {
+        match self.raw.data {
+            Data::Decoded(span) => Ok(&self.batch.bytes[span.range()]),
+            Data::Faulty(_, fault) => Err(fault),
+        }
+    }
+
+    /// Whether the record was a JSON object at all.
+    pub fn is_object(&self) -> bool {
+        self.raw.is_object
+    }
+
+    /// The record's data as base64, as it came on the wire: for capturing a record with its payload.
+    pub fn data_base64(&self) -> String {
+        match self.raw.data {
+            Data::Decoded(span) => {
+                base64_simd::STANDARD.encode_to_string(&self.batch.bytes[span.range()])
+            }
+            Data::Faulty(span, _) => self.batch.text(span).to_owned(),
+        }
+    }
+}
+
+impl KinesisBatch {
+    /// The number of records in the batch.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The `eventSourceARN` of the batch (every record of a batch comes from the same stream).
+    pub fn event_source_arn(&self) -> Option<&str> {
+        self.event_source_arn.map(|s| self.text(s))
+    }
+
+    /// The records, in the order the event source mapping delivered them.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = RecordView<'_>> + '_ {
+        self.records
+            .iter()
+            .enumerate()
+            .map(|(index, raw)| RecordView {
+                batch: self,
+                index,
+                raw: *raw,
+            })
+    }
+
+    /// The record at `index`.
+    pub fn record(&self, index: usize) -> Option<RecordView<'_>> {
+        self.records.get(index).map(|raw| RecordView {
+            batch: self,
+            index,
+            raw: *raw,
+        })
+    }
+
+    /// Reads a batch from the event JSON.
+    pub fn from_slice(json: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(json)
+    }
+
+    fn text(&self, span: Span) -> &str {
+        self.text.get(span.range()).unwrap_or_default()
+    }
+}
+
+/// Appends `s` to the text arena, reusing the previous span when the text repeats (the stream ARN
+/// and the shard id are the same on every record).
+fn push_text(text: &mut String, last: &mut Option<Span>, s: &str) -> Option<Span> {
+    if let Some(prev) = *last {
+        if text.get(prev.range()) == Some(s) {
+            return Some(prev);
+        }
+    }
+    let span = push_str(text, s)?;
+    *last = Some(span);
+    Some(span)
+}
+
+fn push_str(text: &mut String, s: &str) -> Option<Span> {
+    let start = u32::try_from(text.len()).ok()?;
+    text.push_str(s);
+    let end = u32::try_from(text.len()).ok()?;
+    Some(Span { start, end })
+}
+
+/// The mutable state the one-pass reader fills.
+#[derive(Default)]
+struct Builder {
+    batch: KinesisBatch,
+    last_shard: Option<Span>,
+}
+
+impl<'de> Deserialize<'de> for KinesisBatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EventVisitor;
+        impl<'de> Visitor<'de> for EventVisitor {
+            type Value = KinesisBatch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Lambda Kinesis event object with a Records array")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisBatch, A::Error> {
+                let mut builder = Builder::default();
+                while let Some(key) = map.next_key::<EventField>()? {
+                    match key {
+                        EventField::Records => map.next_value_seed(RecordsSeed(&mut builder))?,
+                        EventField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(builder.batch)
+            }
+        }
+        deserializer.deserialize_map(EventVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum EventField {
+    Records,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum RecordField {
+    #[serde(rename = "kinesis")]
+    Kinesis,
+    #[serde(rename = "eventID")]
+    EventId,
+    #[serde(rename = "eventSourceARN")]
+    EventSourceArn,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum KinesisField {
+    #[serde(rename = "partitionKey")]
+    PartitionKey,
+    #[serde(rename = "sequenceNumber")]
+    SequenceNumber,
+    #[serde(rename = "data")]
+    Data,
+    #[serde(other)]
+    Other,
+}
+
+struct RecordsSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of Kinesis records")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Some(n) = seq.size_hint() {
+            self.0.batch.records.reserve(n);
+        }
+        while let Some(record) = seq.next_element_seed(RecordSeed(self.0))? {
+            self.0.batch.records.push(record);
+        }
+        Ok(())
+    }
+}
+
+struct RecordSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = RawRecord;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<RawRecord, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = RawRecord;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kinesis event record")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecord, A::Error> {
+        let b = self.0;
+        let mut record = RawRecord {
+            is_object: true,
+            ..RawRecord::default()
+        };
+        while let Some(key) = map.next_key::<RecordField>()? {
+            match key {
+                RecordField::Kinesis => map.next_value_seed(KinesisSeed {
+                    builder: b,
+                    record: &mut record,
+                })?,
+                RecordField::EventId => {
+                    if let LenientStr(Some(id)) = map.next_value()? {
+                        // eventID is `shardId-000000000006:<sequence number>`.
+                        let shard = id.split_once(':').map_or(id.as_str(), |(shard, _)| shard);
+                        record.shard_id = push_text(&mut b.batch.text, &mut b.last_shard, shard);
+                    }
+                }
+                RecordField::EventSourceArn => {
+                    let LenientStr(arn) = map.next_value()?;
+                    if let (None, Some(arn)) = (b.batch.event_source_arn, arn) {
+                        b.batch.event_source_arn = push_str(&mut b.batch.text, &arn);
+                    }
+                }
+                RecordField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    // A record that is not an object is kept as an empty record, for the engine to capture.
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawRecord, A::Error> {
+        IgnoredAny.visit_seq(seq)?;
+        Ok(RawRecord::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<RawRecord, E> {
+        Ok(RawRecord::default())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawRecord, E> {
+        Ok(RawRecord::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawRecord, E> {
+        Ok(RawRecord::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawRecord, E> {
+        Ok(RawRecord::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawRecord, E> {
+        Ok(RawRecord::default())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RawRecord, E> {
+        Ok(RawRecord::default())
+    }
+}
+
+struct KinesisSeed<'b> {
+    builder: &'b mut Builder,
+    record: &'b mut RawRecord,
+}
+
+impl<'de> DeserializeSeed<'de> for KinesisSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KinesisSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the kinesis object of a record")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let batch = &mut self.builder.batch;
+        while let Some(key) = map.next_key::<KinesisField>()? {
+            match key {
+                KinesisField::PartitionKey => {
+                    let v = map.next_value_seed(TextSeed(&mut batch.text))?;
+                    self.record.partition_key = v;
+                }
+                KinesisField::SequenceNumber => {
+                    let v = map.next_value_seed(TextSeed(&mut batch.text))?;
+                    self.record.sequence_number = v;
+                }
+                KinesisField::Data => {
+                    self.record.data = map.next_value_seed(DataSeed(batch))?;
+                }
+                KinesisField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        IgnoredAny.visit_seq(seq).map(drop)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Any JSON value, kept when it is a string. It never fails on a well-formed value.
+struct LenientStr(Option<String>);
+
+impl<'de> Deserialize<'de> for LenientStr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Some(v))
+            }
+            lenient_non_strings!(None);
+        }
+        deserializer.deserialize_any(V).map(LenientStr)
+    }
+}
+
+/// Any JSON value; a string goes into the text arena.
+struct TextSeed<'b>(&'b mut String);
+
+impl<'de> DeserializeSeed<'de> for TextSeed<'_> {
+    type Value = Option<Span>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<Span>, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TextSeed<'_> {
+    type Value = Option<Span>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(push_str(self.0, v))
+    }
+    lenient_non_strings!(None);
+}
+
+/// `kinesis.data`: a base64 string, decoded straight into the byte arena.
+struct DataSeed<'b>(&'b mut KinesisBatch);
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
+    type Value = Data;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Data, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed<'_> {
+    type Value = Data;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a base64 string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Data, E> {
+        let bytes = &mut self.0.bytes;
+        // Grow by doubling: the decoder itself reserves exactly, which would copy the arena on
+        // every record.
+        bytes.reserve(v.len() / 4 * 3 + 3);
+        let start = bytes.len();
+        let decoded = base64_simd::STANDARD.decode_append(v, bytes);
+        let end = bytes.len();
+        match (decoded, u32::try_from(start), u32::try_from(end)) {
+            (Ok(()), Ok(start), Ok(end)) => Ok(Data::Decoded(Span { start, end })),
+            _ => {
+                bytes.truncate(start);
+                let raw = push_str(&mut self.0.text, v).unwrap_or_default();
+                Ok(Data::Faulty(raw, DataFault::NotBase64))
+            }
+        }
+    }
+    lenient_non_strings!(Data::default());
+}
+
+/// Compares two Kinesis sequence numbers numerically. They are decimal strings of up to 128 digits,
+/// too long for any integer type; a longer number (ignoring leading zeros) is the larger one.
+pub fn compare_sequence_numbers(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.trim_start_matches('0');
+    let b = b.trim_start_matches('0');
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}

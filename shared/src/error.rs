@@ -1,0 +1,192 @@
+//! Error classification, done once for every function and adapter.
+//!
+//! | what failed | class | why |
+//! |---|---|---|
+//! | SDK timeout, dispatch failure (connect, DNS, TLS), unreadable response | retryable | the request may not even have arrived |
+//! | HTTP 5xx, HTTP 429 | retryable | the service's fault, or load |
+//! | throttling codes (`Throttling*`, `ProvisionedThroughputExceeded`, `RequestLimitExceeded`, `TooManyRequests`, `LimitExceeded`, `TransactionInProgress`, `TransactionConflict`, ...) | retryable | load |
+//! | `ValidationException`, `SerializationException`, `InvalidParameterValue`, `InvalidParameterCombination`, `MissingParameter`, `MessageRejected` | permanent | the request built from this record is invalid: it will fail the same way every time |
+//! | a request the SDK could not even build | permanent | the same |
+//! | any other service error (access denied, missing table or template, unverified sender, ...) | retryable | the environment is wrong, not the record: fix it and the record succeeds; the iterator-age alarm fires meanwhile |
+//!
+//! Business outcomes (an order that cannot be reserved, an event already applied) are not errors at
+//! all: the adapters turn them into outcomes before they reach this table.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// A boxed error that keeps its `source()` chain.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Whether retrying the same record can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A later attempt may succeed: report the record for retry and stop its key.
+    Retryable,
+    /// The record can never succeed: capture it as poison and move on.
+    Permanent,
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorClass::Retryable => "Retryable",
+            ErrorClass::Permanent => "NonRetryable",
+        })
+    }
+}
+
+/// A failed side effect, with its class and its cause.
+#[derive(thiserror::Error)]
+#[error("{class} error: {message}")]
+pub struct EffectError {
+    class: ErrorClass,
+    message: String,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl EffectError {
+    /// A failure that may succeed on retry.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Retryable, message, None)
+    }
+
+    /// A failure that will never succeed for this record.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Permanent, message, None)
+    }
+
+    /// A failure with its cause.
+    pub fn new(class: ErrorClass, message: impl Into<String>, source: Option<BoxError>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+            source,
+        }
+    }
+
+    /// Classifies an SDK error with [`classify_sdk_error`] and keeps it as the cause.
+    pub fn from_sdk<E>(operation: &str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    {
+        let class = classify_sdk_error(&err);
+        let message = match err.code() {
+            Some(code) => format!("{operation} failed: {code}"),
+            None => format!("{operation} failed"),
+        };
+        Self::new(class, message, Some(Box::new(err)))
+    }
+
+    /// Whether a retry can succeed.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+}
+
+impl fmt::Debug for EffectError {
+    // The whole cause chain, so a log line says why, not just what.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut cause = self.source.as_deref().map(|e| e as &dyn StdError);
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
+/// Classifies any AWS SDK error by the table in this module's documentation.
+pub fn classify_sdk_error<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> ErrorClass {
+    match err {
+        SdkError::ConstructionFailure(_) => ErrorClass::Permanent,
+        SdkError::ServiceError(service) => {
+            classify_service_error(service.err().code(), service.raw().status().as_u16())
+        }
+        // Timeouts, dispatch failures, unreadable responses and any future variant.
+        _ => ErrorClass::Retryable,
+    }
+}
+
+/// Classifies a service error by its code and HTTP status.
+pub fn classify_service_error(code: Option<&str>, status: u16) -> ErrorClass {
+    const PERMANENT: &[&str] = &[
+        "ValidationException",
+        "ValidationError",
+        "SerializationException",
+        "InvalidParameterValue",
+        "InvalidParameterValueException",
+        "InvalidParameterCombination",
+        "MissingParameter",
+        "MessageRejected",
+    ];
+    if status >= 500 || status == 429 {
+        return ErrorClass::Retryable;
+    }
+    match code {
+        Some(code) if PERMANENT.contains(&code) => ErrorClass::Permanent,
+        _ => ErrorClass::Retryable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table: throttling and 5xx retry, our validation errors are permanent, unknown retries.
+    #[test]
+    fn classification_table() {
+        use ErrorClass::*;
+        assert_eq!(
+            classify_service_error(Some("ThrottlingException"), 400),
+            Retryable
+        );
+        assert_eq!(
+            classify_service_error(Some("ProvisionedThroughputExceededException"), 400),
+            Retryable
+        );
+        assert_eq!(
+            classify_service_error(Some("InternalServerError"), 500),
+            Retryable
+        );
+        assert_eq!(classify_service_error(None, 503), Retryable);
+        assert_eq!(classify_service_error(None, 429), Retryable);
+        assert_eq!(
+            classify_service_error(Some("ValidationException"), 400),
+            Permanent
+        );
+        assert_eq!(
+            classify_service_error(Some("MessageRejected"), 400),
+            Permanent
+        );
+        assert_eq!(
+            classify_service_error(Some("AccessDeniedException"), 400),
+            Retryable
+        );
+        assert_eq!(
+            classify_service_error(Some("TemplateDoesNotExist"), 400),
+            Retryable
+        );
+    }
+
+    /// The Debug form walks the whole cause chain.
+    #[test]
+    fn debug_prints_cause_chain() {
+        let inner = std::io::Error::other("connection reset");
+        let err = EffectError::new(
+            ErrorClass::Retryable,
+            "SendTemplatedEmail failed",
+            Some(Box::new(inner)),
+        );
+        let text = format!("{err:?}");
+        assert!(text.contains("SendTemplatedEmail failed"), "{text}");
+        assert!(text.contains("connection reset"), "{text}");
+        assert_eq!(err.class(), ErrorClass::Retryable);
+    }
+}

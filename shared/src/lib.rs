@@ -1,0 +1,35 @@
+//! The library both kinesis-fanout functions stand on.
+//!
+//! - [`batch`]: the Lambda Kinesis event, read leniently in one pass;
+//! - [`event`]: the order event envelope and payload, and the domain types;
+//! - [`engine`]: the batch engine that applies Lambda's delivery rules;
+//! - [`error`]: error classification (retryable or permanent), once for all;
+//! - [`ports`]: the traits the functions' effects go through; [`adapters`]: SES and DynamoDB;
+//!   [`fakes`]: in-memory versions for tests;
+//! - [`config`], [`telemetry`], [`aws`], [`runtime`]: start-up and the Lambda entry point.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod adapters;
+pub mod aws;
+pub mod batch;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod fakes;
+pub mod ports;
+pub mod runtime;
+pub mod telemetry;
+
+pub use batch::KinesisBatch;
+pub use config::{ConfigError, Env};
+pub use engine::{
+    BatchEngine, BatchOutcome, BatchStats, EngineConfig, EventTypeSet, LogPoisonSink, OrderEvent,
+    Outcome, PoisonRecord, PoisonSink, RecordHandler,
+};
+pub use error::{EffectError, ErrorClass};
+pub use event::{EventType, Order};
+
+/// Re-exported so the functions need no direct dependency on them.
+pub use {aws_config, aws_lambda_events, aws_sdk_dynamodb, aws_sdk_ses, lambda_runtime};
