@@ -1,0 +1,205 @@
+//! Configuration, read once at start-up into typed structs. A missing or invalid setting stops
+//! start-up with a message that names it.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::engine::{EngineConfig, EventTypeSet};
+use crate::event::EventType;
+
+/// A setting that is missing or wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required setting is not set (or is empty).
+    #[error("missing required setting {0}: set it in the function's environment")]
+    Missing(&'static str),
+    /// A setting does not parse.
+    #[error("invalid setting {name}={value:?}: {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Where settings come from: the process environment, or a map in tests.
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment.
+    pub fn process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// Settings from pairs, for tests.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// A setting, when it is set and not blank.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// A setting that must be set.
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    /// A setting parsed into `T`, or `default` when it is not set.
+    pub fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+                value,
+            }),
+        }
+    }
+}
+
+/// The engine's settings.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `EVENT_TYPES` | the function's own list | comma-separated event types to handle |
+/// | `MAX_CONCURRENCY` | 32 | partition keys in progress at once |
+/// | `DEADLINE_MARGIN_MS` | 1000 | stop starting records this long before the deadline |
+/// | `AWS_LAMBDA_FUNCTION_NAME` | the crate name | recorded with poison records (set by Lambda) |
+impl EngineConfig {
+    /// Reads the engine's settings. `default_types` applies when `EVENT_TYPES` is not set, and
+    /// every configured type must be one of `supported`, the types the function has a rule for.
+    pub fn from_env(
+        env: &Env,
+        function: &str,
+        default_types: &[EventType],
+        supported: &[EventType],
+    ) -> Result<Self, ConfigError> {
+        let event_types = match env.optional("EVENT_TYPES") {
+            None => EventTypeSet::new(default_types.iter().cloned()),
+            Some(list) => {
+                let types: Vec<EventType> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(EventType::parse)
+                    .collect();
+                if types.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        name: "EVENT_TYPES",
+                        value: list,
+                        reason: "names no event type".into(),
+                    });
+                }
+                if let Some(unknown) = types.iter().find(|t| !supported.contains(t)) {
+                    let handled: Vec<&str> = supported.iter().map(EventType::as_str).collect();
+                    return Err(ConfigError::Invalid {
+                        name: "EVENT_TYPES",
+                        reason: format!(
+                            "this function has no rule for {unknown}; it handles {}",
+                            handled.join(", ")
+                        ),
+                        value: list,
+                    });
+                }
+                EventTypeSet::new(types)
+            }
+        };
+        let max_concurrency: usize = env.parse_or("MAX_CONCURRENCY", 32)?;
+        if max_concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "MAX_CONCURRENCY",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let margin_ms: u64 = env.parse_or("DEADLINE_MARGIN_MS", 1000)?;
+        Ok(EngineConfig {
+            function: env
+                .optional("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| function.to_owned()),
+            event_types,
+            max_concurrency,
+            deadline_margin: Duration::from_millis(margin_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defaults apply when nothing is set, and the function's own event types are used.
+    #[test]
+    fn defaults() {
+        let placed = [EventType::OrderPlaced];
+        let cfg = EngineConfig::from_env(&Env::from_pairs([]), "f", &placed, &placed).unwrap();
+        assert_eq!(cfg.max_concurrency, 32);
+        assert_eq!(cfg.deadline_margin, Duration::from_millis(1000));
+        assert!(cfg.event_types.contains(&EventType::OrderPlaced));
+        assert!(!cfg.event_types.contains(&EventType::OrderCancelled));
+        assert_eq!(cfg.function, "f");
+    }
+
+    /// EVENT_TYPES overrides the defaults within what the function supports; bad values name the
+    /// setting.
+    #[test]
+    fn overrides_and_errors() {
+        let supported = [
+            EventType::OrderPlaced,
+            EventType::OrderCreated,
+            EventType::OrderCancelled,
+        ];
+        let env = Env::from_pairs([
+            ("EVENT_TYPES", "ORDER_CANCELLED, ORDER_CREATED"),
+            ("MAX_CONCURRENCY", "4"),
+        ]);
+        let cfg = EngineConfig::from_env(&env, "f", &supported[..1], &supported).unwrap();
+        assert!(cfg.event_types.contains(&EventType::OrderCancelled));
+        assert!(cfg.event_types.contains(&EventType::OrderCreated));
+        assert!(!cfg.event_types.contains(&EventType::OrderPlaced));
+        assert_eq!(cfg.max_concurrency, 4);
+
+        let env = Env::from_pairs([("EVENT_TYPES", "ORDER_SHIPPED")]);
+        let err = EngineConfig::from_env(&env, "f", &supported, &supported).unwrap_err();
+        assert!(err.to_string().contains("EVENT_TYPES"), "{err}");
+        assert!(err.to_string().contains("ORDER_SHIPPED"), "{err}");
+
+        let env = Env::from_pairs([("MAX_CONCURRENCY", "many")]);
+        let err = EngineConfig::from_env(&env, "f", &supported, &supported).unwrap_err();
+        assert!(err.to_string().contains("MAX_CONCURRENCY"), "{err}");
+        let env = Env::from_pairs([("MAX_CONCURRENCY", "0")]);
+        assert!(EngineConfig::from_env(&env, "f", &supported, &supported).is_err());
+    }
+
+    /// A required setting that is missing or blank is named in the error.
+    #[test]
+    fn missing_required_is_named() {
+        let env = Env::from_pairs([("SENDER_ADDRESS", "  ")]);
+        let err = env.required("SENDER_ADDRESS").unwrap_err();
+        assert_eq!(err, ConfigError::Missing("SENDER_ADDRESS"));
+        assert!(err.to_string().contains("SENDER_ADDRESS"));
+    }
+}

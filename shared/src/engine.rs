@@ -1,0 +1,560 @@
+//! The batch engine: Lambda's Kinesis delivery rules, applied to one invocation.
+//!
+//! The rules (from `esm-semantics.md`):
+//! - records of one partition key run one after another, in sequence order; different keys run
+//!   concurrently, at most `max_concurrency` at a time;
+//! - a retryable failure is reported under the record's sequence number and stops its key, so no
+//!   later record of that key takes effect before it; Lambda checkpoints at the lowest reported
+//!   sequence number and redelivers everything after it;
+//! - a record that can never succeed is handed to the [`PoisonSink`] with its payload and is not
+//!   reported, so it never blocks the shard; if the sink fails, the record is reported instead;
+//! - unwanted event types are skipped as success and counted;
+//! - near the deadline no record is started, records still running are abandoned, and all of them
+//!   are reported, so the invocation returns in time instead of timing out.
+//!
+//! When every record fails, the response lists them all, and the invocation succeeds: Lambda
+//! retries from the first. We do not return a function error as Powertools does, because bisecting
+//! only helps find a poison record, and poison never reaches the retry path here: a batch where
+//! everything fails is an outage downstream, and bisecting it only multiplies the invocations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::batch::{compare_sequence_numbers, KinesisBatch, RecordView};
+use crate::error::{EffectError, ErrorClass};
+use crate::event::{Envelope, EventType, Malformed, Order};
+
+/// What a rule did with one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The effect took place.
+    Applied,
+    /// The effect had already taken place (a redelivery): nothing was done.
+    Duplicate,
+    /// The business said no (for example out of stock). Recorded, and not retried.
+    Rejected(String),
+    /// There was nothing to do (for example cancelling an order that holds no stock).
+    NoEffect(String),
+}
+
+/// Where a record is in the batch: its identity in the stream.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordContext<'a> {
+    /// The Kinesis partition key.
+    pub partition_key: &'a str,
+    /// The Kinesis sequence number, the identifier failures are reported under.
+    pub sequence_number: &'a str,
+    /// The shard, when the record's `eventID` names it.
+    pub shard_id: Option<&'a str>,
+}
+
+/// One wanted order event, decoded and validated, ready for a rule.
+#[derive(Debug)]
+pub struct OrderEvent<'a> {
+    /// The event type.
+    pub event_type: EventType,
+    /// The envelope as it came.
+    pub envelope: Envelope<'a>,
+    /// The validated order payload.
+    pub order: Order<'a>,
+    /// Where the record sits in the stream.
+    pub record: RecordContext<'a>,
+}
+
+impl OrderEvent<'_> {
+    /// The key that identifies this event for idempotency: its `eventId`, or, when the producer
+    /// sent none, the record's identity in the stream (shard and sequence number).
+    pub fn idempotency_key(&self) -> String {
+        match self.envelope.event_id.as_deref() {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => format!(
+                "{}:{}",
+                self.record.shard_id.unwrap_or("shard"),
+                self.record.sequence_number
+            ),
+        }
+    }
+}
+
+/// A function's rule: what it does with each event type it wants.
+pub trait RecordHandler: Sync {
+    /// Performs the event's effect.
+    fn handle(
+        &self,
+        event: &OrderEvent<'_>,
+    ) -> impl Future<Output = Result<Outcome, EffectError>> + Send;
+}
+
+/// A record that can never succeed, with everything needed to look at it or replay it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoisonRecord {
+    /// The function that gave up on it.
+    pub function: String,
+    /// The stream's ARN, when the event named it.
+    pub event_source_arn: Option<String>,
+    /// The shard.
+    pub shard_id: Option<String>,
+    /// The partition key.
+    pub partition_key: Option<String>,
+    /// The sequence number.
+    pub sequence_number: Option<String>,
+    /// The record's data, base64, exactly as it was delivered.
+    pub data: String,
+    /// Why it can never succeed.
+    pub reason: String,
+    /// When it was captured, in milliseconds since the Unix epoch.
+    pub captured_at_ms: u64,
+}
+
+/// Where poison records go. A record counts as handled only once the sink has accepted it.
+pub trait PoisonSink: Sync {
+    /// Keeps the record. An error means it was not kept, and the record is reported for retry.
+    fn capture(
+        &self,
+        record: &PoisonRecord,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
+}
+
+/// A sink that only logs the poison record's identity and reason. It keeps no payload: it is the
+/// seam a dead-letter queue sink replaces.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogPoisonSink;
+
+impl PoisonSink for LogPoisonSink {
+    async fn capture(&self, record: &PoisonRecord) -> Result<(), EffectError> {
+        tracing::warn!(
+            partition_key = record.partition_key.as_deref(),
+            sequence_number = record.sequence_number.as_deref(),
+            shard_id = record.shard_id.as_deref(),
+            data_len = record.data.len(),
+            reason = %record.reason,
+            "poison record skipped"
+        );
+        Ok(())
+    }
+}
+
+/// The set of event types a function handles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTypeSet(Vec<EventType>);
+
+impl EventTypeSet {
+    /// A set of the given types.
+    pub fn new(types: impl IntoIterator<Item = EventType>) -> Self {
+        let mut v: Vec<EventType> = types.into_iter().collect();
+        v.sort();
+        v.dedup();
+        Self(v)
+    }
+
+    /// Whether the set holds this type.
+    pub fn contains(&self, t: &EventType) -> bool {
+        self.0.contains(t)
+    }
+
+    /// The types, in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = &EventType> {
+        self.0.iter()
+    }
+}
+
+/// How the engine runs a batch.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The function's name, recorded with each poison record.
+    pub function: String,
+    /// The event types the function handles; others are skipped.
+    pub event_types: EventTypeSet,
+    /// At most this many partition keys are in progress at once (at least 1).
+    pub max_concurrency: usize,
+    /// No record starts, and running ones are abandoned, this long before the deadline.
+    pub deadline_margin: Duration,
+}
+
+/// The counts of one invocation.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchStats {
+    /// Records in the batch.
+    pub received: u64,
+    /// Effects applied.
+    pub applied: u64,
+    /// Events already applied before (redeliveries).
+    pub duplicates: u64,
+    /// Business rejections, recorded and not retried.
+    pub rejected: u64,
+    /// Events that called for no effect.
+    pub no_effect: u64,
+    /// Unwanted event types, by type.
+    pub skipped: BTreeMap<String, u64>,
+    /// Records that can never succeed, captured and acknowledged.
+    pub poison: u64,
+    /// Records that failed retryably (reported).
+    pub failed: u64,
+    /// Records not run because an earlier record of their key failed (redelivered after it).
+    pub blocked: u64,
+    /// Records not started, or abandoned, because the deadline drew near (reported).
+    pub unstarted: u64,
+}
+
+/// The result of one invocation: the response for Lambda, and what happened.
+#[derive(Debug, Clone)]
+pub struct BatchOutcome {
+    /// The `batchItemFailures` response.
+    pub response: KinesisEventResponse,
+    /// The counts.
+    pub stats: BatchStats,
+}
+
+impl BatchOutcome {
+    /// The reported sequence numbers.
+    pub fn failed_sequence_numbers(&self) -> Vec<&str> {
+        self.response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.as_deref())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    InFlight,
+    Done,
+    Failed,
+    Blocked,
+}
+
+/// What processing one record came to.
+enum Step {
+    Done(Outcome),
+    Skipped(EventType),
+    Poisoned,
+    Failed(EffectError),
+}
+
+struct Tally {
+    state: Vec<State>,
+    stats: BatchStats,
+}
+
+/// Runs batches through a rule, following Lambda's delivery rules. Built once, at init.
+pub struct BatchEngine<H, P = LogPoisonSink> {
+    handler: H,
+    poison: P,
+    config: EngineConfig,
+}
+
+impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
+    /// An engine for this rule and poison sink.
+    pub fn new(handler: H, poison: P, mut config: EngineConfig) -> Self {
+        config.max_concurrency = config.max_concurrency.max(1);
+        Self {
+            handler,
+            poison,
+            config,
+        }
+    }
+
+    /// The rule.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The poison sink.
+    pub fn poison_sink(&self) -> &P {
+        &self.poison
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Processes a batch. `deadline` is when Lambda cuts the invocation off (`None`: never).
+    pub async fn process(&self, batch: &KinesisBatch, deadline: Option<Instant>) -> BatchOutcome {
+        let tally = Mutex::new(Tally {
+            state: vec![State::Pending; batch.len()],
+            stats: BatchStats {
+                received: batch.len() as u64,
+                ..BatchStats::default()
+            },
+        });
+        let cutoff = deadline.map(|d| {
+            d.checked_sub(self.config.deadline_margin)
+                .unwrap_or_else(Instant::now)
+        });
+
+        let run_all = stream::iter(group_by_key(batch))
+            .map(|group| self.run_key(batch, group, &tally, cutoff))
+            .buffer_unordered(self.config.max_concurrency)
+            .for_each(|()| async {});
+        let cut_short = match cutoff {
+            Some(cutoff) => tokio::time::timeout_at(cutoff, run_all).await.is_err(),
+            None => {
+                run_all.await;
+                false
+            }
+        };
+        if cut_short {
+            tracing::warn!("deadline near: abandoned the records still running");
+        }
+
+        let Tally { state, mut stats } = tally.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut response = KinesisEventResponse::default();
+        for (record, state) in batch.records().zip(state) {
+            let report = match state {
+                State::Done | State::Blocked => false,
+                State::Failed => true,
+                State::Pending | State::InFlight => {
+                    stats.unstarted += 1;
+                    true
+                }
+            };
+            if report {
+                match record.sequence_number() {
+                    Some(seq) if !seq.is_empty() => response.add_failure(seq),
+                    // An empty identifier would fail the whole batch; such a record was captured
+                    // as poison or, if even that failed, logged as lost.
+                    _ => {}
+                }
+            }
+        }
+        BatchOutcome { response, stats }
+    }
+
+    /// Runs one key's records in order, stopping at its first failure or at the cutoff.
+    async fn run_key(
+        &self,
+        batch: &KinesisBatch,
+        group: Vec<usize>,
+        tally: &Mutex<Tally>,
+        cutoff: Option<Instant>,
+    ) {
+        let lock = || tally.lock().unwrap_or_else(PoisonError::into_inner);
+        for (pos, &index) in group.iter().enumerate() {
+            if cutoff.is_some_and(|c| Instant::now() >= c) {
+                return; // the rest stay Pending, and are reported
+            }
+            let Some(record) = batch.record(index) else {
+                continue;
+            };
+            lock().state[index] = State::InFlight;
+            let step = self.run_record(batch, record).await;
+            let mut t = lock();
+            match step {
+                Step::Done(outcome) => {
+                    match outcome {
+                        Outcome::Applied => t.stats.applied += 1,
+                        Outcome::Duplicate => t.stats.duplicates += 1,
+                        Outcome::Rejected(_) => t.stats.rejected += 1,
+                        Outcome::NoEffect(_) => t.stats.no_effect += 1,
+                    }
+                    t.state[index] = State::Done;
+                }
+                Step::Skipped(event_type) => {
+                    *t.stats
+                        .skipped
+                        .entry(event_type.as_str().to_owned())
+                        .or_default() += 1;
+                    t.state[index] = State::Done;
+                }
+                Step::Poisoned => {
+                    t.stats.poison += 1;
+                    t.state[index] = State::Done;
+                }
+                Step::Failed(err) => {
+                    tracing::warn!(
+                        partition_key = record.partition_key(),
+                        sequence_number = record.sequence_number(),
+                        error = ?err,
+                        "record failed; stopping its partition key"
+                    );
+                    t.stats.failed += 1;
+                    t.state[index] = State::Failed;
+                    for &later in &group[pos + 1..] {
+                        t.state[later] = State::Blocked;
+                        t.stats.blocked += 1;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_record(&self, batch: &KinesisBatch, record: RecordView<'_>) -> Step {
+        let (Some(partition_key), Some(sequence_number)) =
+            (record.partition_key(), record.sequence_number())
+        else {
+            let why = if record.is_object() {
+                "no partitionKey or sequenceNumber"
+            } else {
+                "the record is not an object"
+            };
+            return self
+                .capture(batch, record, &Malformed::Record(why.into()))
+                .await;
+        };
+        let data = match record.data() {
+            Ok(data) => data,
+            Err(fault) => return self.capture(batch, record, &Malformed::Data(fault)).await,
+        };
+        let envelope = match Envelope::parse(data) {
+            Ok(envelope) => envelope,
+            Err(why) => return self.capture(batch, record, &why).await,
+        };
+        let event_type = EventType::parse(&envelope.event_type);
+        if !self.config.event_types.contains(&event_type) {
+            return Step::Skipped(event_type);
+        }
+        let order = match envelope.order() {
+            Ok(order) => order,
+            Err(why) => return self.capture(batch, record, &why).await,
+        };
+        let span = tracing::info_span!(
+            "record",
+            sequence_number,
+            partition_key,
+            event_id = envelope.event_id.as_deref(),
+            event_type = event_type.as_str(),
+        );
+        let event = OrderEvent {
+            event_type,
+            envelope,
+            order,
+            record: RecordContext {
+                partition_key,
+                sequence_number,
+                shard_id: record.shard_id(),
+            },
+        };
+        match self.handler.handle(&event).instrument(span).await {
+            Ok(outcome) => {
+                if let Outcome::Rejected(reason) = &outcome {
+                    tracing::info!(sequence_number, partition_key, %reason, "order rejected");
+                }
+                Step::Done(outcome)
+            }
+            Err(err) if err.class() == ErrorClass::Permanent => {
+                self.capture(batch, record, &err).await
+            }
+            Err(err) => Step::Failed(err),
+        }
+    }
+
+    async fn capture(
+        &self,
+        batch: &KinesisBatch,
+        record: RecordView<'_>,
+        reason: &dyn std::fmt::Display,
+    ) -> Step {
+        let poison = PoisonRecord {
+            function: self.config.function.clone(),
+            event_source_arn: batch.event_source_arn().map(str::to_owned),
+            shard_id: record.shard_id().map(str::to_owned),
+            partition_key: record.partition_key().map(str::to_owned),
+            sequence_number: record.sequence_number().map(str::to_owned),
+            data: record.data_base64(),
+            reason: reason.to_string(),
+            captured_at_ms: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        match self.poison.capture(&poison).await {
+            Ok(()) => Step::Poisoned,
+            Err(err) => {
+                if record.sequence_number().is_none_or(str::is_empty) {
+                    tracing::error!(error = ?err, reason = %poison.reason,
+                        "could not capture a record that has no sequence number: it cannot be retried");
+                }
+                Step::Failed(err)
+            }
+        }
+    }
+}
+
+/// Groups the records by partition key, each group in sequence order. A record with no partition
+/// key or sequence number forms a group of its own: it will be captured as poison.
+fn group_by_key(batch: &KinesisBatch) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut by_key: HashMap<&str, usize> = HashMap::new();
+    for record in batch.records() {
+        match (record.partition_key(), record.sequence_number()) {
+            (Some(key), Some(_)) => {
+                let next = groups.len();
+                let slot = *by_key.entry(key).or_insert(next);
+                if slot == next {
+                    groups.push(Vec::new());
+                }
+                groups[slot].push(record.index());
+            }
+            _ => groups.push(vec![record.index()]),
+        }
+    }
+    for group in &mut groups {
+        // The event source mapping delivers a shard in order; sorting is a guard, and stable.
+        group.sort_by(|&a, &b| {
+            let seq = |i| {
+                batch
+                    .record(i)
+                    .and_then(|r| r.sequence_number())
+                    .unwrap_or("")
+            };
+            compare_sequence_numbers(seq(a), seq(b))
+        });
+    }
+    groups
+}
+
+/// Converts the runtime API's deadline (`Lambda-Runtime-Deadline-Ms`) into a monotonic instant.
+///
+/// Lambda sends milliseconds since the Unix epoch. Some local emulators (`cargo lambda watch`)
+/// send the function's timeout instead, a value far too small to be a date; it is read as a
+/// duration from now, so a local run gets the same deadline behaviour as the real service.
+pub fn deadline_from_runtime_ms(deadline_ms: u64) -> Instant {
+    // 2001-09-09 in epoch milliseconds: no real deadline is earlier.
+    const EARLIEST_EPOCH_MS: u64 = 1_000_000_000_000;
+    let now = Instant::now();
+    if deadline_ms < EARLIEST_EPOCH_MS {
+        return now + Duration::from_millis(deadline_ms);
+    }
+    let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    match deadline.duration_since(SystemTime::now()) {
+        Ok(left) => now + left,
+        Err(_) => now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An epoch deadline becomes the time left; a small value is read as a timeout from now.
+    #[tokio::test(start_paused = true)]
+    async fn deadline_conversion() {
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
+        let left = deadline_from_runtime_ms(now_ms + 30_000) - Instant::now();
+        assert!(
+            left > Duration::from_secs(29) && left <= Duration::from_secs(30),
+            "{left:?}"
+        );
+        assert_eq!(deadline_from_runtime_ms(now_ms - 5_000), Instant::now());
+        assert_eq!(
+            deadline_from_runtime_ms(600_000) - Instant::now(),
+            Duration::from_secs(600)
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! In-memory fakes of the ports, with the same semantics as the real adapters, and failures and
+//! delays that tests can plan.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::engine::{PoisonRecord, PoisonSink};
+use crate::error::{EffectError, ErrorClass};
+use crate::event::{OrderId, Quantity};
+use crate::ports::{
+    Confirmation, EmailSender, InventoryStore, ReleaseOutcome, Reservation, ReservationStatus,
+    ReserveOutcome,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Planned failures: the next `n` calls for an order fail with a class.
+#[derive(Debug, Default)]
+struct FailurePlan(Mutex<HashMap<String, (ErrorClass, usize)>>);
+
+impl FailurePlan {
+    fn plan(&self, order_id: &str, class: ErrorClass, times: usize) {
+        lock(&self.0).insert(order_id.to_owned(), (class, times));
+    }
+
+    fn take(&self, order_id: &str) -> Result<(), EffectError> {
+        let mut plans = lock(&self.0);
+        match plans.get_mut(order_id) {
+            Some((class, left)) if *left > 0 => {
+                *left -= 1;
+                Err(EffectError::new(
+                    *class,
+                    format!("planned failure for order {order_id}"),
+                    None,
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One email the fake sender accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentEmail {
+    /// The recipient.
+    pub to: String,
+    /// The order.
+    pub order_id: String,
+    /// The template data.
+    pub template_data: String,
+}
+
+/// An [`EmailSender`] that records what it sends.
+#[derive(Debug, Default)]
+pub struct FakeEmailSender {
+    sent: Mutex<Vec<SentEmail>>,
+    failures: FailurePlan,
+    delay: Option<Duration>,
+}
+
+impl FakeEmailSender {
+    /// A sender that answers after `delay` (on the tokio clock).
+    pub fn with_delay(delay: Duration) -> Self {
+        Self {
+            delay: Some(delay),
+            ..Self::default()
+        }
+    }
+
+    /// The next `times` sends for `order_id` fail with `class`.
+    pub fn fail_order(&self, order_id: &str, class: ErrorClass, times: usize) {
+        self.failures.plan(order_id, class, times);
+    }
+
+    /// What was sent, in order.
+    pub fn sent(&self) -> Vec<SentEmail> {
+        lock(&self.sent).clone()
+    }
+}
+
+impl EmailSender for FakeEmailSender {
+    async fn send_confirmation(&self, c: &Confirmation<'_>) -> Result<String, EffectError> {
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
+        self.failures.take(c.order_id.as_str())?;
+        let mut sent = lock(&self.sent);
+        sent.push(SentEmail {
+            to: c.to.as_str().to_owned(),
+            order_id: c.order_id.as_str().to_owned(),
+            template_data: c.template_data.clone(),
+        });
+        Ok(format!("fake-message-{}", sent.len()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct InventoryState {
+    stock: BTreeMap<String, u64>,
+    reservations: BTreeMap<String, Reservation>,
+}
+
+/// An [`InventoryStore`] in memory: all lines of an order or none, stock never below zero.
+#[derive(Debug, Default)]
+pub struct FakeInventory {
+    state: Mutex<InventoryState>,
+    failures: FailurePlan,
+}
+
+impl FakeInventory {
+    /// A store with this stock per SKU.
+    pub fn with_stock<'a>(stock: impl IntoIterator<Item = (&'a str, u64)>) -> Self {
+        let fake = Self::default();
+        lock(&fake.state).stock = stock.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        fake
+    }
+
+    /// The next `times` calls for `order_id` fail with `class`, changing nothing.
+    pub fn fail_order(&self, order_id: &str, class: ErrorClass, times: usize) {
+        self.failures.plan(order_id, class, times);
+    }
+
+    /// The stock of one SKU.
+    pub fn stock(&self, sku: &str) -> Option<u64> {
+        lock(&self.state).stock.get(sku).copied()
+    }
+
+    /// The reservation of one order.
+    pub fn reservation(&self, order_id: &str) -> Option<Reservation> {
+        lock(&self.state).reservations.get(order_id).cloned()
+    }
+}
+
+impl InventoryStore for FakeInventory {
+    async fn reserve(
+        &self,
+        order_id: &OrderId<'_>,
+        lines: &BTreeMap<&str, Quantity>,
+    ) -> Result<ReserveOutcome, EffectError> {
+        self.failures.take(order_id.as_str())?;
+        let mut s = lock(&self.state);
+        if s.reservations.contains_key(order_id.as_str()) {
+            return Ok(ReserveOutcome::AlreadyRecorded);
+        }
+        let shortage = lines.iter().find_map(|(sku, q)| match s.stock.get(*sku) {
+            None => Some(format!("unknown product {sku}")),
+            Some(have) if *have < q.get() => Some(format!("insufficient stock for {sku}")),
+            Some(_) => None,
+        });
+        let (status, reason) = match shortage {
+            Some(reason) => (ReservationStatus::Rejected, Some(reason)),
+            None => {
+                for (sku, q) in lines {
+                    if let Some(have) = s.stock.get_mut(*sku) {
+                        *have -= q.get();
+                    }
+                }
+                (ReservationStatus::Reserved, None)
+            }
+        };
+        let held = match status {
+            ReservationStatus::Reserved => lines
+                .iter()
+                .map(|(k, q)| ((*k).to_owned(), q.get()))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        s.reservations.insert(
+            order_id.as_str().to_owned(),
+            Reservation {
+                status,
+                lines: held,
+                reason: reason.clone(),
+            },
+        );
+        Ok(match reason {
+            Some(reason) => ReserveOutcome::Rejected(reason),
+            None => ReserveOutcome::Reserved,
+        })
+    }
+
+    async fn release(&self, order_id: &OrderId<'_>) -> Result<ReleaseOutcome, EffectError> {
+        self.failures.take(order_id.as_str())?;
+        let mut s = lock(&self.state);
+        let InventoryState {
+            stock,
+            reservations,
+        } = &mut *s;
+        let Some(reservation) = reservations.get_mut(order_id.as_str()) else {
+            return Ok(ReleaseOutcome::NothingReserved);
+        };
+        match reservation.status {
+            ReservationStatus::Rejected => Ok(ReleaseOutcome::NothingReserved),
+            ReservationStatus::Released => Ok(ReleaseOutcome::AlreadyReleased),
+            ReservationStatus::Reserved => {
+                for (sku, q) in &reservation.lines {
+                    *stock.entry(sku.clone()).or_default() += q;
+                }
+                reservation.status = ReservationStatus::Released;
+                Ok(ReleaseOutcome::Released)
+            }
+        }
+    }
+}
+
+/// A [`PoisonSink`] that keeps what it captures, and can be told to refuse.
+#[derive(Debug, Default)]
+pub struct FakePoisonSink {
+    captured: Mutex<Vec<PoisonRecord>>,
+    refuse: Mutex<bool>,
+}
+
+impl FakePoisonSink {
+    /// From now on, every capture fails retryably (or succeeds again).
+    pub fn refuse(&self, refuse: bool) {
+        *lock(&self.refuse) = refuse;
+    }
+
+    /// What was captured, in order.
+    pub fn captured(&self) -> Vec<PoisonRecord> {
+        lock(&self.captured).clone()
+    }
+}
+
+impl PoisonSink for FakePoisonSink {
+    async fn capture(&self, record: &PoisonRecord) -> Result<(), EffectError> {
+        if *lock(&self.refuse) {
+            return Err(EffectError::retryable("the poison sink refused the record"));
+        }
+        lock(&self.captured).push(record.clone());
+        Ok(())
+    }
+}
