@@ -1,0 +1,563 @@
+//! [`InventoryStore`] over DynamoDB.
+//!
+//! One table holds the stock and the reservations, keyed by the string attribute `pk`:
+//! - `SKU#<productId>`: `available` (number), the stock that can still be reserved;
+//! - `ORDER#<orderId>`: `status` (`RESERVED`, `REJECTED`, `RELEASED`), `lines` (a map of product
+//!   id to quantity held), `reason` (why it was rejected).
+//!
+//! A reservation is one `TransactWriteItems`: a conditional decrement per product (`available >=
+//! quantity`, which also fails for an unknown product) and the order's item, written only if it
+//! does not exist yet. So an order is reserved whole or not at all, and a redelivered order changes
+//! nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+
+use crate::error::{EffectError, ErrorClass};
+use crate::event::{OrderId, Quantity};
+use crate::ports::{
+    InventoryStore, ReleaseOutcome, Reservation, ReservationStatus, ReserveOutcome,
+};
+
+/// The largest number of products in one order: a transaction holds at most 100 actions, and
+/// one is the order's own item.
+pub const MAX_LINES: usize = 99;
+
+/// The key of a product's stock item.
+pub fn sku_key(sku: &str) -> String {
+    format!("SKU#{sku}")
+}
+
+/// The key of an order's reservation item.
+pub fn order_key(order_id: &str) -> String {
+    format!("ORDER#{order_id}")
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+impl TryFrom<&Item> for Reservation {
+    type Error = EffectError;
+    fn try_from(item: &Item) -> Result<Self, EffectError> {
+        let bad = |what: &str| EffectError::retryable(format!("reservation item has a bad {what}"));
+        let status = item
+            .get("status")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|s| ReservationStatus::parse(s))
+            .ok_or_else(|| bad("status"))?;
+        let mut lines = BTreeMap::new();
+        if let Some(map) = item.get("lines").and_then(|v| v.as_m().ok()) {
+            for (sku, q) in map {
+                let q = q
+                    .as_n()
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| bad("line"))?;
+                lines.insert(sku.clone(), q);
+            }
+        }
+        let reason = item.get("reason").and_then(|v| v.as_s().ok()).cloned();
+        Ok(Reservation {
+            status,
+            lines,
+            reason,
+        })
+    }
+}
+
+impl From<&Reservation> for Item {
+    fn from(r: &Reservation) -> Item {
+        let mut item = Item::new();
+        item.insert("status".into(), AttributeValue::S(r.status.as_str().into()));
+        let lines = r
+            .lines
+            .iter()
+            .map(|(sku, q)| (sku.clone(), AttributeValue::N(q.to_string())))
+            .collect();
+        item.insert("lines".into(), AttributeValue::M(lines));
+        if let Some(reason) = &r.reason {
+            item.insert("reason".into(), AttributeValue::S(reason.clone()));
+        }
+        item
+    }
+}
+
+/// Reserves and releases stock in a DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoInventory {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+fn built<T>(
+    r: Result<T, aws_smithy_types::error::operation::BuildError>,
+) -> Result<T, EffectError> {
+    r.map_err(|e| {
+        EffectError::new(
+            ErrorClass::Permanent,
+            "could not build the request",
+            Some(Box::new(e)),
+        )
+    })
+}
+
+/// The reasons a transaction was cancelled, one per action, when that is why it failed.
+fn cancellation_reasons<R>(
+    err: &SdkError<TransactWriteItemsError, R>,
+) -> Option<&[CancellationReason]> {
+    match err {
+        SdkError::ServiceError(se) => match se.err() {
+            TransactWriteItemsError::TransactionCanceledException(tc) => {
+                Some(tc.cancellation_reasons()).filter(|r| !r.is_empty())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn is_condition_failure(reason: &CancellationReason) -> bool {
+    reason.code() == Some("ConditionalCheckFailed")
+}
+
+/// The class of a cancelled transaction for the reasons that are not condition failures, if any:
+/// a validation error is ours (permanent); anything else (throttling, a conflicting transaction)
+/// passes.
+fn classify_reasons(reasons: &[CancellationReason]) -> Option<ErrorClass> {
+    let mut class = None;
+    for code in reasons.iter().filter_map(CancellationReason::code) {
+        match code {
+            "None" | "ConditionalCheckFailed" => {}
+            "ValidationError" => {
+                class.get_or_insert(ErrorClass::Permanent);
+            }
+            _ => return Some(ErrorClass::Retryable),
+        }
+    }
+    class
+}
+
+impl DynamoInventory {
+    /// An adapter over `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    fn order_put(&self, order_id: &str, r: &Reservation) -> Result<TransactWriteItem, EffectError> {
+        let mut item = Item::from(r);
+        item.insert("pk".into(), AttributeValue::S(order_key(order_id)));
+        item.insert("orderId".into(), AttributeValue::S(order_id.to_owned()));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)");
+        Ok(TransactWriteItem::builder()
+            .put(built(put.build())?)
+            .build())
+    }
+
+    fn stock_update(
+        &self,
+        sku: &str,
+        quantity: u64,
+        reserve: bool,
+    ) -> Result<TransactWriteItem, EffectError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(sku_key(sku)))
+            .expression_attribute_values(":q", AttributeValue::N(quantity.to_string()));
+        let update = if reserve {
+            update
+                .update_expression("SET available = available - :q")
+                .condition_expression("available >= :q")
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+        } else {
+            update
+                .update_expression("SET available = available + :q")
+                .condition_expression("attribute_exists(pk)")
+        };
+        Ok(TransactWriteItem::builder()
+            .update(built(update.build())?)
+            .build())
+    }
+
+    /// Records that the order was rejected, unless something is already recorded for it.
+    async fn record_rejection(
+        &self,
+        order_id: &str,
+        reason: String,
+    ) -> Result<ReserveOutcome, EffectError> {
+        let rejection = Reservation {
+            status: ReservationStatus::Rejected,
+            lines: BTreeMap::new(),
+            reason: Some(reason.clone()),
+        };
+        let put = self.order_put(order_id, &rejection)?;
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(put)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(ReserveOutcome::Rejected(reason)),
+            Err(e)
+                if cancellation_reasons(&e).is_some_and(|r| r.iter().all(is_condition_failure)) =>
+            {
+                Ok(ReserveOutcome::AlreadyRecorded)
+            }
+            Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
+        }
+    }
+}
+
+impl InventoryStore for DynamoInventory {
+    async fn reserve(
+        &self,
+        order_id: &OrderId<'_>,
+        lines: &BTreeMap<&str, Quantity>,
+    ) -> Result<ReserveOutcome, EffectError> {
+        let order_id = order_id.as_str();
+        if lines.len() > MAX_LINES {
+            return self
+                .record_rejection(order_id, format!("more than {MAX_LINES} distinct products"))
+                .await;
+        }
+        let reservation = Reservation {
+            status: ReservationStatus::Reserved,
+            lines: lines
+                .iter()
+                .map(|(k, q)| ((*k).to_owned(), q.get()))
+                .collect(),
+            reason: None,
+        };
+        let mut actions = Vec::with_capacity(lines.len() + 1);
+        for (sku, q) in lines {
+            actions.push(self.stock_update(sku, q.get(), true)?);
+        }
+        actions.push(self.order_put(order_id, &reservation)?);
+
+        let err = match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(ReserveOutcome::Reserved),
+            Err(err) => err,
+        };
+        let Some(reasons) = cancellation_reasons(&err) else {
+            return Err(EffectError::from_sdk("TransactWriteItems", err));
+        };
+        // The order's own item is the last action: if it exists, this order was seen before.
+        if reasons.last().is_some_and(is_condition_failure) {
+            return Ok(ReserveOutcome::AlreadyRecorded);
+        }
+        if let Some(class) = classify_reasons(reasons) {
+            return Err(EffectError::new(
+                class,
+                "TransactWriteItems was cancelled",
+                Some(Box::new(err)),
+            ));
+        }
+        let reason = lines
+            .iter()
+            .zip(reasons)
+            .find(|(_, r)| is_condition_failure(r))
+            .map(|((sku, q), r)| {
+                let available = r
+                    .item()
+                    .and_then(|i| i.get("available"))
+                    .and_then(|v| v.as_n().ok());
+                match available {
+                    Some(n) => format!(
+                        "insufficient stock for {sku}: {n} available, {} wanted",
+                        q.get()
+                    ),
+                    None => format!("unknown product {sku}"),
+                }
+            });
+        match reason {
+            Some(reason) => self.record_rejection(order_id, reason).await,
+            None => Err(EffectError::new(
+                ErrorClass::Retryable,
+                "TransactWriteItems was cancelled for no stated reason",
+                Some(Box::new(err)),
+            )),
+        }
+    }
+
+    async fn release(&self, order_id: &OrderId<'_>) -> Result<ReleaseOutcome, EffectError> {
+        let order_id = order_id.as_str();
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(order_key(order_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| EffectError::from_sdk("GetItem", e))?;
+        let Some(item) = got.item() else {
+            return Ok(ReleaseOutcome::NothingReserved);
+        };
+        let reservation = Reservation::try_from(item)?;
+        match reservation.status {
+            ReservationStatus::Rejected => return Ok(ReleaseOutcome::NothingReserved),
+            ReservationStatus::Released => return Ok(ReleaseOutcome::AlreadyReleased),
+            ReservationStatus::Reserved => {}
+        }
+        let mut actions = Vec::with_capacity(reservation.lines.len() + 1);
+        for (sku, q) in &reservation.lines {
+            actions.push(self.stock_update(sku, *q, false)?);
+        }
+        let mark = Update::builder()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(order_key(order_id)))
+            .update_expression("SET #s = :released")
+            .condition_expression("#s = :reserved")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(
+                ":released",
+                AttributeValue::S(ReservationStatus::Released.as_str().into()),
+            )
+            .expression_attribute_values(
+                ":reserved",
+                AttributeValue::S(ReservationStatus::Reserved.as_str().into()),
+            );
+        actions.push(
+            TransactWriteItem::builder()
+                .update(built(mark.build())?)
+                .build(),
+        );
+
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(ReleaseOutcome::Released),
+            // Another delivery released it between our read and our write.
+            Err(e)
+                if cancellation_reasons(&e)
+                    .is_some_and(|r| r.last().is_some_and(is_condition_failure)) =>
+            {
+                Ok(ReleaseOutcome::AlreadyReleased)
+            }
+            Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+    use aws_sdk_dynamodb::Client;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn order(id: &'static str) -> OrderId<'static> {
+        OrderId::parse(Cow::Borrowed(id)).unwrap()
+    }
+
+    fn lines(l: &[(&'static str, u64)]) -> BTreeMap<&'static str, Quantity> {
+        l.iter()
+            .map(|(s, q)| (*s, Quantity::new(*q).unwrap()))
+            .collect()
+    }
+
+    /// A DynamoDB error answer, as the service sends it (JSON protocol).
+    fn dynamo_error(
+        body: &'static str,
+    ) -> impl Fn() -> aws_smithy_runtime_api::http::Response + Send + Sync {
+        move || {
+            let mut resp = aws_smithy_runtime_api::http::Response::new(
+                StatusCode::try_from(400).unwrap(),
+                SdkBody::from(body),
+            );
+            resp.headers_mut()
+                .insert("content-type", "application/x-amz-json-1.0");
+            resp
+        }
+    }
+
+    fn no_retry(c: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
+        c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+    }
+
+    /// Reserving is one transaction: a conditional decrement per product, then the order's item,
+    /// written only if absent.
+    #[tokio::test]
+    async fn reserve_request_shape() {
+        let rule = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let items = r.transact_items();
+                let update = |i: usize| items[i].update().unwrap();
+                let sku_ok = |i: usize, sku: &str, q: &str| {
+                    let u = update(i);
+                    u.table_name() == "inventory"
+                        && u.key().get("pk") == Some(&AttributeValue::S(format!("SKU#{sku}")))
+                        && u.update_expression() == "SET available = available - :q"
+                        && u.condition_expression() == Some("available >= :q")
+                        && u.expression_attribute_values().and_then(|v| v.get(":q"))
+                            == Some(&AttributeValue::N(q.into()))
+                };
+                let put = items[2].put().unwrap();
+                let held = put.item().get("lines").and_then(|v| v.as_m().ok());
+                items.len() == 3
+                    && sku_ok(0, "sku-a", "3")
+                    && sku_ok(1, "sku-b", "1")
+                    && put.condition_expression() == Some("attribute_not_exists(pk)")
+                    && put.item().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
+                    && put.item().get("status") == Some(&AttributeValue::S("RESERVED".into()))
+                    && held.and_then(|m| m.get("sku-a")) == Some(&AttributeValue::N("3".into()))
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let store =
+            DynamoInventory::new(mock_client!(aws_sdk_dynamodb, [&rule]), "inventory".into());
+        let out = store
+            .reserve(&order("o-1"), &lines(&[("sku-a", 3), ("sku-b", 1)]))
+            .await
+            .unwrap();
+        assert_eq!(out, ReserveOutcome::Reserved);
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// A failed stock condition is a business outcome: the rejection is recorded with its reason
+    /// and nothing is retried.
+    #[tokio::test]
+    async fn out_of_stock_is_a_rejection() {
+        let cancelled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [ConditionalCheckFailed, None]","CancellationReasons":[{"Code":"ConditionalCheckFailed","Message":"The conditional request failed","Item":{"pk":{"S":"SKU#sku-a"},"available":{"N":"1"}}},{"Code":"None"}]}"#,
+        ));
+        let recorded = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let put = r.transact_items()[0].put().unwrap();
+                r.transact_items().len() == 1
+                    && put.item().get("status") == Some(&AttributeValue::S("REJECTED".into()))
+                    && put.condition_expression() == Some("attribute_not_exists(pk)")
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&cancelled, &recorded],
+            no_retry
+        );
+        let store = DynamoInventory::new(client, "inventory".into());
+        let out = store
+            .reserve(&order("o-1"), &lines(&[("sku-a", 3)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            ReserveOutcome::Rejected("insufficient stock for sku-a: 1 available, 3 wanted".into())
+        );
+        assert_eq!((cancelled.num_calls(), recorded.num_calls()), (1, 1));
+    }
+
+    /// When the order's own item already exists, the order was seen before: nothing changes.
+    #[tokio::test]
+    async fn existing_order_is_a_duplicate() {
+        let cancelled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"None"},{"Code":"ConditionalCheckFailed"}]}"#,
+        ));
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&cancelled],
+            no_retry
+        );
+        let store = DynamoInventory::new(client, "inventory".into());
+        let out = store
+            .reserve(&order("o-1"), &lines(&[("sku-a", 1)]))
+            .await
+            .unwrap();
+        assert_eq!(out, ReserveOutcome::AlreadyRecorded);
+    }
+
+    /// Throttling is retryable, and so is a transaction cancelled for throttling; a validation
+    /// error is permanent.
+    #[tokio::test]
+    async fn error_classification() {
+        let throttled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
+        ));
+        let cancelled_throttled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"ThrottlingError"},{"Code":"None"}]}"#,
+        ));
+        let invalid = mock!(Client::transact_write_items).then_http_response(dynamo_error(
+            r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"One or more parameter values were invalid"}"#,
+        ));
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&throttled, &cancelled_throttled, &invalid],
+            no_retry
+        );
+        let store = DynamoInventory::new(client, "inventory".into());
+        let l = lines(&[("sku-a", 1)]);
+        let err = store.reserve(&order("o-1"), &l).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
+        let err = store.reserve(&order("o-1"), &l).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
+        let err = store.reserve(&order("o-1"), &l).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
+    }
+
+    /// Releasing reads the reservation, then gives back each line and marks the order released,
+    /// in one transaction conditioned on it still being reserved.
+    #[tokio::test]
+    async fn release_request_shape() {
+        let get = mock!(Client::get_item)
+            .match_requests(|r| r.consistent_read() == Some(true))
+            .then_output(|| {
+                let reservation = Reservation {
+                    status: ReservationStatus::Reserved,
+                    lines: [("sku-a".to_owned(), 2)].into(),
+                    reason: None,
+                };
+                GetItemOutput::builder()
+                    .set_item(Some(Item::from(&reservation)))
+                    .build()
+            });
+        let write = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let items = r.transact_items();
+                let give_back = items[0].update().unwrap();
+                let mark = items[1].update().unwrap();
+                items.len() == 2
+                    && give_back.update_expression() == "SET available = available + :q"
+                    && give_back
+                        .expression_attribute_values()
+                        .and_then(|v| v.get(":q"))
+                        == Some(&AttributeValue::N("2".into()))
+                    && mark.condition_expression() == Some("#s = :reserved")
+                    && mark.key().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&get, &write]);
+        let store = DynamoInventory::new(client, "inventory".into());
+        assert_eq!(
+            store.release(&order("o-1")).await.unwrap(),
+            ReleaseOutcome::Released
+        );
+        assert_eq!(write.num_calls(), 1);
+    }
+}

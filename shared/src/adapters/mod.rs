@@ -1,0 +1,7 @@
+//! The real adapters of the ports, over the AWS SDK.
+
+pub mod dynamodb;
+pub mod ses;
+
+pub use dynamodb::DynamoInventory;
+pub use ses::SesEmailSender;
