@@ -1,0 +1,113 @@
+//! email-notifier: when an order is placed, send its confirmation through SES.
+//!
+//! The rule is this crate; everything else (decoding, the batch engine, the SES adapter) is in
+//! `shared`.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use serde_json::json;
+use shared::adapters::SesEmailSender;
+use shared::config::{ConfigError, Env};
+use shared::ports::{Confirmation, EmailSender};
+use shared::{
+    BatchEngine, EffectError, EngineConfig, EventType, LogPoisonSink, Order, OrderEvent, Outcome,
+    RecordHandler,
+};
+
+/// The event types this function handles unless `EVENT_TYPES` says otherwise.
+pub const DEFAULT_EVENT_TYPES: &[EventType] = &[EventType::OrderPlaced];
+
+/// The event types this function has a rule for.
+pub const SUPPORTED_EVENT_TYPES: &[EventType] = &[EventType::OrderPlaced, EventType::OrderCreated];
+
+/// The function's settings, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The engine's settings.
+    pub engine: EngineConfig,
+    /// `SENDER_ADDRESS`: the verified SES identity the confirmation comes from.
+    pub sender: String,
+    /// `TEMPLATE_NAME`: the SES template of the confirmation.
+    pub template: String,
+    /// `CONFIGURATION_SET` (optional): the SES configuration set for event publishing.
+    pub configuration_set: Option<String>,
+}
+
+impl Config {
+    /// Reads the settings; a missing one is named in the error.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            engine: EngineConfig::from_env(
+                env,
+                env!("CARGO_PKG_NAME"),
+                DEFAULT_EVENT_TYPES,
+                SUPPORTED_EVENT_TYPES,
+            )?,
+            sender: env.required("SENDER_ADDRESS")?,
+            template: env.required("TEMPLATE_NAME")?,
+            configuration_set: env.optional("CONFIGURATION_SET"),
+        })
+    }
+}
+
+/// The rule: one confirmation per wanted order event.
+#[derive(Debug)]
+pub struct EmailRule<S> {
+    sender: S,
+}
+
+impl<S: EmailSender> EmailRule<S> {
+    /// A rule sending through `sender`.
+    pub fn new(sender: S) -> Self {
+        Self { sender }
+    }
+
+    /// The sender.
+    pub fn sender(&self) -> &S {
+        &self.sender
+    }
+}
+
+/// The template's data: what the confirmation shows. The address is not in it: SES has it.
+pub fn template_data(order: &Order<'_>) -> String {
+    let items: Vec<_> = order
+        .items
+        .iter()
+        .map(|l| json!({ "productId": l.sku.as_str(), "quantity": l.quantity.get() }))
+        .collect();
+    json!({
+        "orderId": order.order_id.as_str(),
+        "userId": order.user_id,
+        "items": items,
+        "itemCount": order.items.iter().map(|l| l.quantity.get()).sum::<u64>(),
+        "total": order.total.as_str(),
+    })
+    .to_string()
+}
+
+impl<S: EmailSender> RecordHandler for EmailRule<S> {
+    async fn handle(&self, event: &OrderEvent<'_>) -> Result<Outcome, EffectError> {
+        let confirmation = Confirmation {
+            to: &event.order.email,
+            order_id: &event.order.order_id,
+            template_data: template_data(&event.order),
+        };
+        let message_id = self.sender.send_confirmation(&confirmation).await?;
+        tracing::info!(%message_id, "confirmation sent");
+        Ok(Outcome::Applied)
+    }
+}
+
+/// The engine the function runs: the rule over SES, with the configured settings.
+pub fn engine(
+    config: Config,
+    aws: &shared::aws_config::SdkConfig,
+) -> BatchEngine<EmailRule<SesEmailSender>, LogPoisonSink> {
+    let ses = SesEmailSender::new(
+        shared::aws_sdk_ses::Client::new(aws),
+        config.sender,
+        config.template,
+        config.configuration_set,
+    );
+    BatchEngine::new(EmailRule::new(ses), LogPoisonSink, config.engine)
+}

@@ -1,0 +1,131 @@
+//! The email rule over an in-memory sender, on the `events/` samples.
+
+use email_notifier::{Config, EmailRule};
+use serde_json::Value;
+use shared::fakes::{FakeEmailSender, FakePoisonSink};
+use shared::{BatchEngine, Env, ErrorClass, KinesisBatch};
+
+fn sample(name: &str) -> KinesisBatch {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    KinesisBatch::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+fn config(extra: &[(&str, &str)]) -> Config {
+    let mut vars = vec![
+        ("SENDER_ADDRESS", "shop@example.com"),
+        ("TEMPLATE_NAME", "OrderConfirmation"),
+    ];
+    vars.extend_from_slice(extra);
+    Config::from_env(&Env::from_pairs(vars)).unwrap()
+}
+
+fn engine(extra: &[(&str, &str)]) -> BatchEngine<EmailRule<FakeEmailSender>, FakePoisonSink> {
+    BatchEngine::new(
+        EmailRule::new(FakeEmailSender::default()),
+        FakePoisonSink::default(),
+        config(extra).engine,
+    )
+}
+
+/// A placed order sends one confirmation, to the order's address, with the order in the data.
+#[tokio::test]
+async fn placed_order_sends_one_confirmation() {
+    let engine = engine(&[]);
+    let out = engine.process(&sample("order-placed.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    let sent = engine.handler().sender().sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "user-ada@example.com");
+    let data: Value = serde_json::from_str(&sent[0].template_data).unwrap();
+    assert_eq!(data["orderId"], "order-1001");
+    assert_eq!(data["total"], "12.50");
+    assert_eq!(data["itemCount"], 3);
+    assert_eq!(data["items"][0]["productId"], "sku-apple");
+    assert!(
+        data.get("email").is_none(),
+        "the address is not template data"
+    );
+}
+
+/// Only ORDER_PLACED sends by default; everything else in the mixed batch is skipped and counted.
+#[tokio::test]
+async fn mixed_batch_sends_for_placed_orders_only() {
+    let engine = engine(&[]);
+    let out = engine.process(&sample("mixed-batch.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    let mut orders: Vec<_> = engine
+        .handler()
+        .sender()
+        .sent()
+        .into_iter()
+        .map(|s| s.order_id)
+        .collect();
+    orders.sort();
+    assert_eq!(
+        orders,
+        ["order-2001", "order-2003", "order-2004", "order-2005"]
+    );
+    assert_eq!(out.stats.skipped.values().sum::<u64>(), 4);
+    assert_eq!(out.stats.skipped.get("ORDER_CREATED"), Some(&1));
+}
+
+/// EVENT_TYPES widens the rule to ORDER_CREATED.
+#[tokio::test]
+async fn event_types_are_configurable() {
+    let engine = engine(&[("EVENT_TYPES", "ORDER_PLACED,ORDER_CREATED")]);
+    let out = engine.process(&sample("mixed-batch.json"), None).await;
+    assert_eq!(engine.handler().sender().sent().len(), 5);
+    assert_eq!(out.stats.applied, 5);
+}
+
+/// Poison records are captured; the good ones around them still send.
+#[tokio::test]
+async fn poison_batch_sends_the_good_ones() {
+    let engine = engine(&[]);
+    let out = engine.process(&sample("poison-batch.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(engine.handler().sender().sent().len(), 2);
+    assert_eq!(engine.poison_sink().captured().len(), 6);
+}
+
+/// A throttled send is reported for retry, the rest of the batch goes on, and a permanent
+/// rejection is captured as poison.
+#[tokio::test]
+async fn send_failures_are_classified() {
+    let engine = engine(&[]);
+    engine
+        .handler()
+        .sender()
+        .fail_order("order-2001", ErrorClass::Retryable, 1);
+    engine
+        .handler()
+        .sender()
+        .fail_order("order-2003", ErrorClass::Permanent, 1);
+    let out = engine.process(&sample("mixed-batch.json"), None).await;
+    assert_eq!(
+        out.failed_sequence_numbers(),
+        vec!["49590338271490256608559692538361571095921575989136588810"]
+    );
+    assert_eq!(engine.handler().sender().sent().len(), 2);
+    assert_eq!(engine.poison_sink().captured().len(), 1);
+    assert!(engine.poison_sink().captured()[0]
+        .reason
+        .contains("planned failure"));
+}
+
+/// A missing setting stops start-up with its name.
+#[test]
+fn missing_settings_are_named() {
+    let err = Config::from_env(&Env::from_pairs([("TEMPLATE_NAME", "T")])).unwrap_err();
+    assert!(err.to_string().contains("SENDER_ADDRESS"), "{err}");
+    let err =
+        Config::from_env(&Env::from_pairs([("SENDER_ADDRESS", "s@example.com")])).unwrap_err();
+    assert!(err.to_string().contains("TEMPLATE_NAME"), "{err}");
+    let err = Config::from_env(&Env::from_pairs([
+        ("SENDER_ADDRESS", "s@example.com"),
+        ("TEMPLATE_NAME", "T"),
+        ("EVENT_TYPES", "ORDER_CANCELLED"),
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("EVENT_TYPES"), "{err}");
+}
