@@ -1,0 +1,240 @@
+//! Decoding: the Lambda event, each record's data, the envelope and the order payload.
+
+mod support;
+
+use serde_json::json;
+use shared::batch::{compare_sequence_numbers, DataFault, KinesisBatch};
+use shared::event::{Envelope, EventType, Malformed};
+use support::*;
+
+/// A good record decodes: metadata, data, envelope and the validated order.
+#[test]
+fn good_record_decodes() {
+    let batch = KinesisBatch::from_slice(&sample("order-placed.json")).unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(
+        batch.event_source_arn(),
+        Some("arn:aws:kinesis:us-east-1:123456789012:stream/order-events")
+    );
+    let r = batch.record(0).unwrap();
+    assert_eq!(r.partition_key(), Some("order-1001"));
+    assert_eq!(
+        r.sequence_number(),
+        Some("49590338271490256608559692538361571095921575989136588801")
+    );
+    assert_eq!(r.shard_id(), Some("shardId-000000000000"));
+    let env = Envelope::parse(r.data().unwrap()).unwrap();
+    assert_eq!(env.event_id.as_deref(), Some("evt-0001"));
+    assert_eq!(EventType::parse(&env.event_type), EventType::OrderPlaced);
+    let order = env.order().unwrap();
+    assert_eq!(order.order_id.as_str(), "order-1001");
+    assert_eq!(order.email.as_str(), "user-ada@example.com");
+    assert_eq!(order.total.as_str(), "12.50");
+    assert_eq!(order.items.len(), 2);
+    assert_eq!(
+        order
+            .quantities()
+            .unwrap()
+            .get("sku-apple")
+            .map(|q| q.get()),
+        Some(2)
+    );
+}
+
+/// The sample files are exactly what the event source mapping sends: the strict upstream type
+/// reads every one, and our reader finds the same records.
+#[test]
+fn samples_are_esm_shaped() {
+    for name in [
+        "order-placed.json",
+        "order-cancelled.json",
+        "mixed-batch.json",
+        "poison-batch.json",
+    ] {
+        let bytes = sample(name);
+        let strict: Result<shared::aws_lambda_events::event::kinesis::KinesisEvent, _> =
+            serde_json::from_slice(&bytes);
+        let ours = KinesisBatch::from_slice(&bytes).unwrap();
+        match strict {
+            Ok(strict) => {
+                assert_eq!(strict.records.len(), ours.len(), "{name}");
+                for (s, o) in strict.records.iter().zip(ours.records()) {
+                    assert_eq!(
+                        s.kinesis.sequence_number,
+                        o.sequence_number().unwrap(),
+                        "{name}"
+                    );
+                    if let Ok(data) = o.data() {
+                        assert_eq!(&s.kinesis.data.0[..], data, "{name}");
+                    }
+                }
+            }
+            // The poison batch holds a record with a numeric partition key on purpose: the strict
+            // type rejects the whole event for that one record, which is why we do not use it.
+            Err(e) => assert_eq!(name, "poison-batch.json", "{name}: {e}"),
+        }
+    }
+}
+
+/// Unknown fields are ignored at every level: the event, the record, `kinesis`, the envelope and
+/// the payload.
+#[test]
+fn unknown_fields_are_tolerated() {
+    let mut ev = order_event("ORDER_PLACED", "o-1");
+    ev["extra"] = json!({"nested": [1, 2, {"x": null}]});
+    ev["payload"]["coupon"] = json!("SAVE10");
+    ev["payload"]["items"][0]["colour"] = json!("red");
+    let mut rec = record("k", 1, &ev);
+    rec["kinesis"]["somethingNew"] = json!([true]);
+    rec["futureField"] = json!(1.5);
+    let body = json!({"Records": [rec], "invocationExtras": {"a": 1}}).to_string();
+    let batch = KinesisBatch::from_slice(body.as_bytes()).unwrap();
+    let env = Envelope::parse(batch.record(0).unwrap().data().unwrap()).unwrap();
+    assert_eq!(env.order().unwrap().order_id.as_str(), "o-1");
+}
+
+/// Each kind of bad data gives its own reason, and never an error for the whole batch.
+#[test]
+fn every_kind_of_bad_record() {
+    let mut no_data = raw_record("k", 2, "");
+    no_data["kinesis"].as_object_mut().unwrap().remove("data");
+    let mut numeric_data = raw_record("k", 3, "");
+    numeric_data["kinesis"]["data"] = json!(42);
+    let mut numeric_key = record("k", 4, &order_event("ORDER_PLACED", "o-4"));
+    numeric_key["kinesis"]["partitionKey"] = json!(4);
+    let mut no_seq = record("k", 5, &order_event("ORDER_PLACED", "o-5"));
+    no_seq["kinesis"]["sequenceNumber"] = json!(null);
+    let body = event(vec![
+        raw_record("k", 1, "%%% not base64 %%%"),
+        no_data,
+        numeric_data,
+        numeric_key,
+        no_seq,
+        json!("a record that is a string"),
+        json!(null),
+        json!({"kinesis": "not an object"}),
+    ]);
+    let batch = KinesisBatch::from_slice(&body).unwrap();
+    assert_eq!(batch.len(), 8);
+    let r: Vec<_> = batch.records().collect();
+    assert_eq!(r[0].data(), Err(DataFault::NotBase64));
+    assert_eq!(
+        r[0].data_base64(),
+        "%%% not base64 %%%",
+        "the raw data is kept"
+    );
+    assert_eq!(r[1].data(), Err(DataFault::Missing));
+    assert_eq!(r[2].data(), Err(DataFault::Missing));
+    assert_eq!(r[3].partition_key(), None);
+    assert!(r[3].data().is_ok());
+    assert_eq!(r[4].sequence_number(), None);
+    assert!(!r[5].is_object());
+    assert!(!r[6].is_object());
+    assert!(r[7].is_object());
+    assert_eq!(r[7].partition_key(), None);
+}
+
+/// Data that decodes but is not the envelope, or whose payload breaks the schema, is malformed.
+#[test]
+fn bad_envelopes_and_payloads() {
+    assert!(matches!(
+        Envelope::parse(b"\xff\xfe not json"),
+        Err(Malformed::Envelope(_))
+    ));
+    assert!(matches!(
+        Envelope::parse(b"[1,2]"),
+        Err(Malformed::Envelope(_))
+    ));
+    assert!(matches!(
+        Envelope::parse(br#"{"hello":"world"}"#),
+        Err(Malformed::Envelope(_))
+    ));
+    assert!(matches!(
+        Envelope::parse(br#"{"eventType":7}"#),
+        Err(Malformed::Envelope(_))
+    ));
+
+    let payload_error = |mutate: &dyn Fn(&mut serde_json::Value)| {
+        let mut ev = order_event("ORDER_PLACED", "o-1");
+        mutate(&mut ev);
+        let bytes = ev.to_string();
+        let env = Envelope::parse(bytes.as_bytes()).unwrap();
+        match env.order() {
+            Err(Malformed::Payload(why)) => why,
+            other => panic!("expected a payload error, got {other:?}"),
+        }
+    };
+    assert!(payload_error(&|e| e["payload"]["email"] = json!("nobody")).contains("email"));
+    assert!(payload_error(&|e| e["payload"]["email"] = json!("a b@example.com")).contains("email"));
+    assert!(payload_error(&|e| e["payload"]["items"] = json!([])).contains("items"));
+    assert!(
+        payload_error(&|e| e["payload"]["items"][0]["quantity"] = json!(0)).contains("quantity")
+    );
+    assert!(payload_error(&|e| e["payload"]["items"][0]["quantity"] = json!(-1)).contains("-1"));
+    assert!(
+        payload_error(&|e| e["payload"]["items"][0]["productId"] = json!("")).contains("productId")
+    );
+    assert!(payload_error(&|e| e["payload"]["orderId"] = json!(" ")).contains("orderId"));
+    assert!(payload_error(&|e| e["payload"]["total"] = json!("-3")).contains("total"));
+    assert!(payload_error(&|e| e["payload"]["total"] = json!("abc")).contains("total"));
+    assert!(
+        payload_error(&|e| e["payload"].as_object_mut().unwrap().clear()).contains("missing field")
+    );
+    assert!(payload_error(&|e| {
+        e.as_object_mut().unwrap().remove("payload");
+    })
+    .contains("payload"));
+
+    // Numbers and strings are both fine for the total, and kept as written.
+    let mut ev = order_event("ORDER_PLACED", "o-1");
+    ev["payload"]["total"] = json!(12.5);
+    let bytes = ev.to_string();
+    assert_eq!(
+        Envelope::parse(bytes.as_bytes())
+            .unwrap()
+            .order()
+            .unwrap()
+            .total
+            .as_str(),
+        "12.5"
+    );
+}
+
+/// An email address never shows in Debug output.
+#[test]
+fn email_is_redacted_in_debug() {
+    let bytes = order_event("ORDER_PLACED", "o-1").to_string();
+    let order = Envelope::parse(bytes.as_bytes()).unwrap().order().unwrap();
+    let debug = format!("{order:?}");
+    assert!(!debug.contains("user-1@example.com"), "{debug}");
+}
+
+/// A JSON-escaped base64 string (`\/`) decodes the same as the plain one.
+#[test]
+fn escaped_base64_decodes() {
+    // 0xff 0xff 0xff is "////" in base64.
+    let body =
+        br#"{"Records":[{"kinesis":{"partitionKey":"k","sequenceNumber":"1","data":"\/\/\/\/"}}]}"#;
+    let batch = KinesisBatch::from_slice(body).unwrap();
+    assert_eq!(batch.record(0).unwrap().data(), Ok(&[0xff, 0xff, 0xff][..]));
+}
+
+/// An event with no Records is an empty batch; an event that is not an object is an error.
+#[test]
+fn batch_level_shapes() {
+    assert!(KinesisBatch::from_slice(b"{}").unwrap().is_empty());
+    assert!(KinesisBatch::from_slice(br#"{"Records":[]}"#)
+        .unwrap()
+        .is_empty());
+    assert!(KinesisBatch::from_slice(b"[]").is_err());
+    assert!(KinesisBatch::from_slice(br#"{"Records":"#).is_err());
+}
+
+/// Sequence numbers compare as numbers, not as text.
+#[test]
+fn sequence_numbers_compare_numerically() {
+    use std::cmp::Ordering::*;
+    assert_eq!(compare_sequence_numbers("9", "10"), Less);
+    assert_eq!(compare_sequence_numbers(&seq(2), &seq(10)), Less);
+    assert_eq!(compare_sequence_numbers("007", "7"), Equal);
+}
