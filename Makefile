@@ -1,0 +1,51 @@
+# kinesis-fanout: every command a developer or CI needs. Each target sets up what it uses.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON ?= python3
+TOOLS := $(VENV)/.tools-installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# One target dir for every build, test and cargo-lambda run.
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+
+FN ?= email-notifier
+EVENT ?= order-placed.json
+PORT ?= 9000
+
+.PHONY: help tools build test lint watch invoke demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(TOOLS): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+tools: $(TOOLS) ## install the Python tools (cargo-lambda, moto, cfn-lint) into .venv
+
+build: ## build both functions
+	cargo build --workspace --bins
+
+test: $(TOOLS) ## run every test, and lint the SAM template
+	cargo test --workspace
+	cfn-lint template.yaml
+
+lint: ## rustfmt and clippy, as CI runs them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+watch: $(TOOLS) ## run the functions under cargo lambda watch (PORT=9000)
+	cargo lambda watch --env-file local.env --invoke-port $(PORT)
+
+invoke: $(TOOLS) ## invoke one function with one sample: make invoke FN=email-notifier EVENT=order-placed.json
+	cargo lambda invoke $(FN) --invoke-port $(PORT) --data-file events/$(EVENT)
+
+demo: $(TOOLS) build ## run both functions locally on every sample and show their answers
+	scripts/demo.sh
+
+clean: ## remove build output and the tools
+	cargo clean
+	rm -rf $(VENV) .local
