@@ -17,8 +17,9 @@ use std::ops::Range;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-/// The visitor methods that accept every non-string JSON value and yield `$none`.
-macro_rules! lenient_non_strings {
+/// The visitor methods that accept every scalar that is not a string, and any array, and yield
+/// `$none`: a field of the wrong type is "absent", never an error for the batch.
+macro_rules! lenient_scalars_and_seqs {
     ($none:expr) => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok($none)
@@ -42,6 +43,13 @@ macro_rules! lenient_non_strings {
             IgnoredAny.visit_seq(seq)?;
             Ok($none)
         }
+    };
+}
+
+/// [`lenient_scalars_and_seqs`], plus objects: for fields that want a string.
+macro_rules! lenient_non_strings {
+    ($none:expr) => {
+        lenient_scalars_and_seqs!($none);
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
             IgnoredAny.visit_map(map)?;
             Ok($none)
@@ -367,26 +375,8 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     }
 
     // A record that is not an object is kept as an empty record, for the engine to capture.
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawRecord, A::Error> {
-        IgnoredAny.visit_seq(seq)?;
-        Ok(RawRecord::default())
-    }
+    lenient_scalars_and_seqs!(RawRecord::default());
     fn visit_str<E: de::Error>(self, _: &str) -> Result<RawRecord, E> {
-        Ok(RawRecord::default())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawRecord, E> {
-        Ok(RawRecord::default())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawRecord, E> {
-        Ok(RawRecord::default())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawRecord, E> {
-        Ok(RawRecord::default())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawRecord, E> {
-        Ok(RawRecord::default())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<RawRecord, E> {
         Ok(RawRecord::default())
     }
 }
@@ -430,25 +420,8 @@ impl<'de> Visitor<'de> for KinesisSeed<'_> {
         }
         Ok(())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        IgnoredAny.visit_seq(seq).map(drop)
-    }
+    lenient_scalars_and_seqs!(());
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Ok(())
     }
 }
