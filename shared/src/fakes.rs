@@ -1,13 +1,14 @@
 //! In-memory fakes of the ports, with the same semantics as the real adapters, and failures and
 //! delays that tests can plan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::engine::{PoisonRecord, PoisonSink};
 use crate::error::{EffectError, ErrorClass};
 use crate::event::{OrderId, Quantity};
+use crate::idempotency::{Claim, IdempotencyStore, Lease};
 use crate::ports::{
     Confirmation, EmailSender, InventoryStore, ReleaseOutcome, Reservation, ReservationStatus,
     ReserveOutcome,
@@ -101,6 +102,7 @@ impl EmailSender for FakeEmailSender {
 struct InventoryState {
     stock: BTreeMap<String, u64>,
     reservations: BTreeMap<String, Reservation>,
+    markers: HashSet<String>,
 }
 
 /// An [`InventoryStore`] in memory: all lines of an order or none, stock never below zero.
@@ -137,14 +139,16 @@ impl FakeInventory {
 impl InventoryStore for FakeInventory {
     async fn reserve(
         &self,
+        event_key: &str,
         order_id: &OrderId<'_>,
         lines: &BTreeMap<&str, Quantity>,
     ) -> Result<ReserveOutcome, EffectError> {
         self.failures.take(order_id.as_str())?;
         let mut s = lock(&self.state);
-        if s.reservations.contains_key(order_id.as_str()) {
+        if s.markers.contains(event_key) || s.reservations.contains_key(order_id.as_str()) {
             return Ok(ReserveOutcome::AlreadyRecorded);
         }
+        s.markers.insert(event_key.to_owned());
         let shortage = lines.iter().find_map(|(sku, q)| match s.stock.get(*sku) {
             None => Some(format!("unknown product {sku}")),
             Some(have) if *have < q.get() => Some(format!("insufficient stock for {sku}")),
@@ -182,12 +186,20 @@ impl InventoryStore for FakeInventory {
         })
     }
 
-    async fn release(&self, order_id: &OrderId<'_>) -> Result<ReleaseOutcome, EffectError> {
+    async fn release(
+        &self,
+        event_key: &str,
+        order_id: &OrderId<'_>,
+    ) -> Result<ReleaseOutcome, EffectError> {
         self.failures.take(order_id.as_str())?;
         let mut s = lock(&self.state);
+        if s.markers.contains(event_key) {
+            return Ok(ReleaseOutcome::AlreadyReleased);
+        }
         let InventoryState {
             stock,
             reservations,
+            markers,
         } = &mut *s;
         let Some(reservation) = reservations.get_mut(order_id.as_str()) else {
             return Ok(ReleaseOutcome::NothingReserved);
@@ -200,6 +212,7 @@ impl InventoryStore for FakeInventory {
                     *stock.entry(sku.clone()).or_default() += q;
                 }
                 reservation.status = ReservationStatus::Released;
+                markers.insert(event_key.to_owned());
                 Ok(ReleaseOutcome::Released)
             }
         }
@@ -231,6 +244,90 @@ impl PoisonSink for FakePoisonSink {
             return Err(EffectError::retryable("the poison sink refused the record"));
         }
         lock(&self.captured).push(record.clone());
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LedgerEntry {
+    InProgress { token: String, expired: bool },
+    Done { note: String },
+}
+
+/// An [`IdempotencyStore`] in memory, whose leases expire when a test says so.
+#[derive(Debug, Default)]
+pub struct FakeLedger {
+    entries: Mutex<HashMap<String, LedgerEntry>>,
+}
+
+impl FakeLedger {
+    /// Every claim now held has outlived its lease (as if its holder crashed long ago).
+    pub fn expire_leases(&self) {
+        for entry in lock(&self.entries).values_mut() {
+            if let LedgerEntry::InProgress { expired, .. } = entry {
+                *expired = true;
+            }
+        }
+    }
+
+    /// The note of a done key.
+    pub fn done_note(&self, key: &str) -> Option<String> {
+        match lock(&self.entries).get(key) {
+            Some(LedgerEntry::Done { note }) => Some(note.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether a key is claimed and not done.
+    pub fn is_in_progress(&self, key: &str) -> bool {
+        matches!(
+            lock(&self.entries).get(key),
+            Some(LedgerEntry::InProgress { .. })
+        )
+    }
+}
+
+impl IdempotencyStore for FakeLedger {
+    async fn claim(&self, key: &str) -> Result<Claim, EffectError> {
+        let mut entries = lock(&self.entries);
+        match entries.get(key) {
+            Some(LedgerEntry::Done { .. }) => return Ok(Claim::AlreadyDone),
+            Some(LedgerEntry::InProgress { expired: false, .. }) => return Ok(Claim::InProgress),
+            _ => {}
+        }
+        let lease = Lease::new();
+        entries.insert(
+            key.to_owned(),
+            LedgerEntry::InProgress {
+                token: lease.token.clone(),
+                expired: false,
+            },
+        );
+        Ok(Claim::Claimed(lease))
+    }
+
+    async fn complete(&self, key: &str, lease: &Lease, note: &str) -> Result<(), EffectError> {
+        let mut entries = lock(&self.entries);
+        match entries.get(key) {
+            Some(LedgerEntry::InProgress { token, .. }) if *token == lease.token => {
+                entries.insert(
+                    key.to_owned(),
+                    LedgerEntry::Done {
+                        note: note.to_owned(),
+                    },
+                );
+                Ok(())
+            }
+            _ => Err(EffectError::retryable("the claim is no longer ours")),
+        }
+    }
+
+    async fn release(&self, key: &str, lease: &Lease) -> Result<(), EffectError> {
+        let mut entries = lock(&self.entries);
+        if matches!(entries.get(key), Some(LedgerEntry::InProgress { token, .. }) if *token == lease.token)
+        {
+            entries.remove(key);
+        }
         Ok(())
     }
 }

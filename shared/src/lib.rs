@@ -4,6 +4,7 @@
 //! - [`event`]: the order event envelope and payload, and the domain types;
 //! - [`engine`]: the batch engine that applies Lambda's delivery rules;
 //! - [`error`]: error classification (retryable or permanent), once for all;
+//! - [`idempotency`]: each effect once under at-least-once delivery;
 //! - [`ports`]: the traits the functions' effects go through; [`adapters`]: SES and DynamoDB;
 //!   [`fakes`]: in-memory versions for tests;
 //! - [`config`], [`telemetry`], [`aws`], [`runtime`]: start-up and the Lambda entry point.
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fakes;
+pub mod idempotency;
 pub mod ports;
 pub mod runtime;
 pub mod telemetry;

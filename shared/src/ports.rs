@@ -32,7 +32,8 @@ pub trait EmailSender: Sync {
 pub enum ReserveOutcome {
     /// Every line was reserved.
     Reserved,
-    /// The order was already reserved, or already rejected: nothing changed.
+    /// The event was already applied, or the order was already reserved or rejected: nothing
+    /// changed.
     AlreadyRecorded,
     /// The order could not be reserved (out of stock, unknown product); nothing was reserved and
     /// the rejection was recorded.
@@ -44,7 +45,7 @@ pub enum ReserveOutcome {
 pub enum ReleaseOutcome {
     /// The reserved stock was given back.
     Released,
-    /// The order was already released: nothing changed.
+    /// The event was already applied, or the order was already released: nothing changed.
     AlreadyReleased,
     /// The order had nothing reserved (never placed here, or rejected).
     NothingReserved,
@@ -52,16 +53,18 @@ pub enum ReleaseOutcome {
 
 /// Reserves and releases stock, all lines of an order or none.
 pub trait InventoryStore: Sync {
-    /// Reserves every line, so that no product's stock goes below zero.
+    /// Reserves every line, so that no product's stock goes below zero, once per `event_key`.
     fn reserve(
         &self,
+        event_key: &str,
         order_id: &OrderId<'_>,
         lines: &BTreeMap<&str, Quantity>,
     ) -> impl Future<Output = Result<ReserveOutcome, EffectError>> + Send;
 
-    /// Gives back what the order reserved.
+    /// Gives back what the order reserved, once per `event_key`.
     fn release(
         &self,
+        event_key: &str,
         order_id: &OrderId<'_>,
     ) -> impl Future<Output = Result<ReleaseOutcome, EffectError>> + Send;
 }

@@ -6,8 +6,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use serde_json::json;
-use shared::adapters::SesEmailSender;
+use shared::adapters::{DynamoLedger, SesEmailSender};
 use shared::config::{ConfigError, Env};
+use shared::idempotency::{once, IdempotencyConfig, IdempotencyStore};
 use shared::ports::{Confirmation, EmailSender};
 use shared::{
     BatchEngine, EffectError, EngineConfig, EventType, LogPoisonSink, Order, OrderEvent, Outcome,
@@ -31,6 +32,8 @@ pub struct Config {
     pub template: String,
     /// `CONFIGURATION_SET` (optional): the SES configuration set for event publishing.
     pub configuration_set: Option<String>,
+    /// The claim ledger that keeps each confirmation single.
+    pub idempotency: IdempotencyConfig,
 }
 
 impl Config {
@@ -46,25 +49,33 @@ impl Config {
             sender: env.required("SENDER_ADDRESS")?,
             template: env.required("TEMPLATE_NAME")?,
             configuration_set: env.optional("CONFIGURATION_SET"),
+            idempotency: IdempotencyConfig::from_env(env)?,
         })
     }
 }
 
-/// The rule: one confirmation per wanted order event.
+/// The rule: one confirmation per wanted order event, claimed in the ledger so a redelivery never
+/// sends it twice.
 #[derive(Debug)]
-pub struct EmailRule<S> {
+pub struct EmailRule<S, L> {
     sender: S,
+    ledger: L,
 }
 
-impl<S: EmailSender> EmailRule<S> {
-    /// A rule sending through `sender`.
-    pub fn new(sender: S) -> Self {
-        Self { sender }
+impl<S: EmailSender, L: IdempotencyStore> EmailRule<S, L> {
+    /// A rule sending through `sender`, once per event as `ledger` records.
+    pub fn new(sender: S, ledger: L) -> Self {
+        Self { sender, ledger }
     }
 
     /// The sender.
     pub fn sender(&self) -> &S {
         &self.sender
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &L {
+        &self.ledger
     }
 }
 
@@ -85,29 +96,37 @@ pub fn template_data(order: &Order<'_>) -> String {
     .to_string()
 }
 
-impl<S: EmailSender> RecordHandler for EmailRule<S> {
+impl<S: EmailSender, L: IdempotencyStore> RecordHandler for EmailRule<S, L> {
     async fn handle(&self, event: &OrderEvent<'_>) -> Result<Outcome, EffectError> {
         let confirmation = Confirmation {
             to: &event.order.email,
             order_id: &event.order.order_id,
             template_data: template_data(&event.order),
         };
-        let message_id = self.sender.send_confirmation(&confirmation).await?;
-        tracing::info!(%message_id, "confirmation sent");
-        Ok(Outcome::Applied)
+        once(&self.ledger, &event.idempotency_key(), || async {
+            let message_id = self.sender.send_confirmation(&confirmation).await?;
+            tracing::info!(%message_id, "confirmation sent");
+            Ok(message_id)
+        })
+        .await
     }
 }
 
-/// The engine the function runs: the rule over SES, with the configured settings.
+/// The engine the function runs: the rule over SES and the DynamoDB ledger.
 pub fn engine(
     config: Config,
     aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<EmailRule<SesEmailSender>, LogPoisonSink> {
+) -> BatchEngine<EmailRule<SesEmailSender, DynamoLedger>, LogPoisonSink> {
     let ses = SesEmailSender::new(
         shared::aws_sdk_ses::Client::new(aws),
         config.sender,
         config.template,
         config.configuration_set,
     );
-    BatchEngine::new(EmailRule::new(ses), LogPoisonSink, config.engine)
+    let ledger = DynamoLedger::new(
+        shared::aws_sdk_dynamodb::Client::new(aws),
+        config.idempotency,
+        env!("CARGO_PKG_NAME"),
+    );
+    BatchEngine::new(EmailRule::new(ses, ledger), LogPoisonSink, config.engine)
 }

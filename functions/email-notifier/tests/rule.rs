@@ -2,7 +2,7 @@
 
 use email_notifier::{Config, EmailRule};
 use serde_json::Value;
-use shared::fakes::{FakeEmailSender, FakePoisonSink};
+use shared::fakes::{FakeEmailSender, FakeLedger, FakePoisonSink};
 use shared::{BatchEngine, Env, ErrorClass, KinesisBatch};
 
 fn sample(name: &str) -> KinesisBatch {
@@ -14,17 +14,17 @@ fn config(extra: &[(&str, &str)]) -> Config {
     let mut vars = vec![
         ("SENDER_ADDRESS", "shop@example.com"),
         ("TEMPLATE_NAME", "OrderConfirmation"),
+        ("IDEMPOTENCY_TABLE", "idempotency"),
     ];
     vars.extend_from_slice(extra);
     Config::from_env(&Env::from_pairs(vars)).unwrap()
 }
 
-fn engine(extra: &[(&str, &str)]) -> BatchEngine<EmailRule<FakeEmailSender>, FakePoisonSink> {
-    BatchEngine::new(
-        EmailRule::new(FakeEmailSender::default()),
-        FakePoisonSink::default(),
-        config(extra).engine,
-    )
+type Engine = BatchEngine<EmailRule<FakeEmailSender, FakeLedger>, FakePoisonSink>;
+
+fn engine(extra: &[(&str, &str)]) -> Engine {
+    let rule = EmailRule::new(FakeEmailSender::default(), FakeLedger::default());
+    BatchEngine::new(rule, FakePoisonSink::default(), config(extra).engine)
 }
 
 /// A placed order sends one confirmation, to the order's address, with the order in the data.
@@ -113,10 +113,73 @@ async fn send_failures_are_classified() {
         .contains("planned failure"));
 }
 
+/// The same batch delivered three times sends each confirmation once; the redeliveries count as
+/// duplicates.
+#[tokio::test]
+async fn redelivery_never_sends_twice() {
+    let engine = engine(&[]);
+    let first = engine.process(&sample("mixed-batch.json"), None).await;
+    let second = engine.process(&sample("mixed-batch.json"), None).await;
+    let third = engine.process(&sample("mixed-batch.json"), None).await;
+    assert_eq!(engine.handler().sender().sent().len(), 4);
+    assert_eq!((first.stats.applied, first.stats.duplicates), (4, 0));
+    assert_eq!((second.stats.applied, second.stats.duplicates), (0, 4));
+    assert_eq!((third.stats.applied, third.stats.duplicates), (0, 4));
+    assert!(engine
+        .handler()
+        .ledger()
+        .done_note("evt-1001")
+        .is_some_and(|id| id.starts_with("fake-message")));
+}
+
+/// A failed send gives its claim back, so the retry sends at once; a claim left by a crashed
+/// delivery blocks a redelivery until its lease expires, then the redelivery sends.
+#[tokio::test]
+async fn claims_are_released_or_expire() {
+    let engine = engine(&[]);
+    engine
+        .handler()
+        .sender()
+        .fail_order("order-1001", ErrorClass::Retryable, 1);
+    let out = engine.process(&sample("order-placed.json"), None).await;
+    assert_eq!(out.stats.failed, 1);
+    assert!(
+        !engine.handler().ledger().is_in_progress("evt-0001"),
+        "claim released"
+    );
+    let out = engine.process(&sample("order-placed.json"), None).await;
+    assert_eq!(out.stats.applied, 1);
+
+    // A crash between claim and send: the claim stays, with its lease.
+    use shared::idempotency::{Claim, IdempotencyStore};
+    let ledger = engine.handler().ledger();
+    assert!(matches!(
+        ledger.claim("evt-1001").await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    let out = engine.process(&sample("mixed-batch.json"), None).await;
+    assert_eq!(out.stats.failed, 1, "order-2001 waits for the lease");
+    ledger.expire_leases();
+    let out = engine.process(&sample("mixed-batch.json"), None).await;
+    assert_eq!(out.stats.failed, 0);
+    let sent: Vec<_> = engine
+        .handler()
+        .sender()
+        .sent()
+        .into_iter()
+        .filter(|s| s.order_id == "order-2001")
+        .collect();
+    assert_eq!(sent.len(), 1);
+}
+
 /// A missing setting stops start-up with its name.
 #[test]
 fn missing_settings_are_named() {
-    let err = Config::from_env(&Env::from_pairs([("TEMPLATE_NAME", "T")])).unwrap_err();
+    let err = Config::from_env(&Env::from_pairs([
+        ("TEMPLATE_NAME", "T"),
+        ("IDEMPOTENCY_TABLE", "i"),
+    ]))
+    .unwrap_err();
     assert!(err.to_string().contains("SENDER_ADDRESS"), "{err}");
     let err =
         Config::from_env(&Env::from_pairs([("SENDER_ADDRESS", "s@example.com")])).unwrap_err();
@@ -124,6 +187,7 @@ fn missing_settings_are_named() {
     let err = Config::from_env(&Env::from_pairs([
         ("SENDER_ADDRESS", "s@example.com"),
         ("TEMPLATE_NAME", "T"),
+        ("IDEMPOTENCY_TABLE", "i"),
         ("EVENT_TYPES", "ORDER_CANCELLED"),
     ]))
     .unwrap_err();

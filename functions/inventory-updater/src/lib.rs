@@ -8,6 +8,7 @@
 
 use shared::adapters::DynamoInventory;
 use shared::config::{ConfigError, Env};
+use shared::idempotency::IdempotencyConfig;
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 use shared::{
     BatchEngine, EffectError, EngineConfig, EventType, LogPoisonSink, OrderEvent, Outcome,
@@ -31,6 +32,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// `INVENTORY_TABLE`: the DynamoDB table of stock and reservations.
     pub table: String,
+    /// The ledger table the idempotency markers go to.
+    pub idempotency: IdempotencyConfig,
 }
 
 impl Config {
@@ -44,6 +47,7 @@ impl Config {
                 SUPPORTED_EVENT_TYPES,
             )?,
             table: env.required("INVENTORY_TABLE")?,
+            idempotency: IdempotencyConfig::from_env(env)?,
         })
     }
 }
@@ -69,24 +73,33 @@ impl<S: InventoryStore> InventoryRule<S> {
 impl<S: InventoryStore> RecordHandler for InventoryRule<S> {
     async fn handle(&self, event: &OrderEvent<'_>) -> Result<Outcome, EffectError> {
         let order = &event.order;
+        let event_key = event.idempotency_key();
         match event.event_type {
             EventType::OrderPlaced | EventType::OrderCreated => {
                 let lines = order
                     .quantities()
                     .map_err(|e| EffectError::permanent(e.to_string()))?;
-                Ok(match self.store.reserve(&order.order_id, &lines).await? {
-                    ReserveOutcome::Reserved => Outcome::Applied,
-                    ReserveOutcome::AlreadyRecorded => Outcome::Duplicate,
-                    ReserveOutcome::Rejected(reason) => Outcome::Rejected(reason),
-                })
+                Ok(
+                    match self
+                        .store
+                        .reserve(&event_key, &order.order_id, &lines)
+                        .await?
+                    {
+                        ReserveOutcome::Reserved => Outcome::Applied,
+                        ReserveOutcome::AlreadyRecorded => Outcome::Duplicate,
+                        ReserveOutcome::Rejected(reason) => Outcome::Rejected(reason),
+                    },
+                )
             }
-            EventType::OrderCancelled => Ok(match self.store.release(&order.order_id).await? {
-                ReleaseOutcome::Released => Outcome::Applied,
-                ReleaseOutcome::AlreadyReleased => Outcome::Duplicate,
-                ReleaseOutcome::NothingReserved => {
-                    Outcome::NoEffect("nothing reserved for this order".into())
-                }
-            }),
+            EventType::OrderCancelled => Ok(
+                match self.store.release(&event_key, &order.order_id).await? {
+                    ReleaseOutcome::Released => Outcome::Applied,
+                    ReleaseOutcome::AlreadyReleased => Outcome::Duplicate,
+                    ReleaseOutcome::NothingReserved => {
+                        Outcome::NoEffect("nothing reserved for this order".into())
+                    }
+                },
+            ),
             // Config::from_env admits only the supported types, so this is unreachable in a
             // running function; a test that wires the rule by hand gets a clear poison reason.
             ref other => Err(EffectError::permanent(format!(
@@ -101,6 +114,11 @@ pub fn engine(
     config: Config,
     aws: &shared::aws_config::SdkConfig,
 ) -> BatchEngine<InventoryRule<DynamoInventory>, LogPoisonSink> {
-    let store = DynamoInventory::new(shared::aws_sdk_dynamodb::Client::new(aws), config.table);
+    let store = DynamoInventory::new(
+        shared::aws_sdk_dynamodb::Client::new(aws),
+        config.table,
+        config.idempotency,
+        env!("CARGO_PKG_NAME"),
+    );
     BatchEngine::new(InventoryRule::new(store), LogPoisonSink, config.engine)
 }

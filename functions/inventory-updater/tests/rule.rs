@@ -11,7 +11,11 @@ fn sample(name: &str) -> KinesisBatch {
 }
 
 fn engine() -> BatchEngine<InventoryRule<FakeInventory>, FakePoisonSink> {
-    let config = Config::from_env(&Env::from_pairs([("INVENTORY_TABLE", "inventory")])).unwrap();
+    let config = Config::from_env(&Env::from_pairs([
+        ("INVENTORY_TABLE", "inventory"),
+        ("IDEMPOTENCY_TABLE", "idempotency"),
+    ]))
+    .unwrap();
     let store = FakeInventory::with_stock([
         ("sku-apple", 10),
         ("sku-pear", 5),
@@ -132,6 +136,8 @@ async fn failure_stops_the_key() {
 /// A missing setting stops start-up with its name.
 #[test]
 fn missing_table_is_named() {
-    let err = Config::from_env(&Env::from_pairs([])).unwrap_err();
+    let err = Config::from_env(&Env::from_pairs([("IDEMPOTENCY_TABLE", "i")])).unwrap_err();
     assert!(err.to_string().contains("INVENTORY_TABLE"), "{err}");
+    let err = Config::from_env(&Env::from_pairs([("INVENTORY_TABLE", "t")])).unwrap_err();
+    assert!(err.to_string().contains("IDEMPOTENCY_TABLE"), "{err}");
 }

@@ -6,11 +6,15 @@
 //!   id to quantity held), `reason` (why it was rejected).
 //!
 //! A reservation is one `TransactWriteItems`: a conditional decrement per product (`available >=
-//! quantity`, which also fails for an unknown product) and the order's item, written only if it
-//! does not exist yet. So an order is reserved whole or not at all, and a redelivered order changes
-//! nothing.
+//! quantity`, which also fails for an unknown product), the order's item, written only if it does
+//! not exist yet, and the event's idempotency marker in the ledger table, written only if it does
+//! not exist yet. So an order is reserved whole or not at all, and a redelivered event changes
+//! nothing. Releases and recorded rejections carry the marker in their transaction too.
+//!
+//! [`DynamoLedger`] is the claim ledger ([`IdempotencyStore`]) over the same kind of table.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -19,15 +23,26 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValue;
+
 use crate::error::{EffectError, ErrorClass};
 use crate::event::{OrderId, Quantity};
+use crate::idempotency::{
+    epoch_seconds, ledger_key, Claim, IdempotencyConfig, IdempotencyStore, Lease,
+};
 use crate::ports::{
     InventoryStore, ReleaseOutcome, Reservation, ReservationStatus, ReserveOutcome,
 };
 
-/// The largest number of products in one order: a transaction holds at most 100 actions, and
-/// one is the order's own item.
-pub const MAX_LINES: usize = 99;
+/// The largest number of products in one order: a transaction holds at most 100 actions, and two
+/// are the order's own item and the idempotency marker.
+pub const MAX_LINES: usize = 98;
+
+/// A ledger item's `status` once its effect is done.
+const DONE: &str = "DONE";
+/// A ledger item's `status` while a delivery holds its claim.
+const IN_PROGRESS: &str = "IN_PROGRESS";
 
 /// The key of a product's stock item.
 pub fn sku_key(sku: &str) -> String {
@@ -87,11 +102,13 @@ impl From<&Reservation> for Item {
     }
 }
 
-/// Reserves and releases stock in a DynamoDB table.
+/// Reserves and releases stock in a DynamoDB table, with idempotency markers in the ledger table.
 #[derive(Debug, Clone)]
 pub struct DynamoInventory {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    ledger: IdempotencyConfig,
+    scope: String,
 }
 
 fn built<T>(
@@ -125,6 +142,11 @@ fn is_condition_failure(reason: &CancellationReason) -> bool {
     reason.code() == Some("ConditionalCheckFailed")
 }
 
+/// Whether a transaction was cancelled by failed conditions alone (no throttling, no conflict).
+fn only_condition_failures(reasons: &[CancellationReason]) -> bool {
+    reasons.iter().any(is_condition_failure) && classify_reasons(reasons).is_none()
+}
+
 /// The class of a cancelled transaction for the reasons that are not condition failures, if any:
 /// a validation error is ours (permanent); anything else (throttling, a conflicting transaction)
 /// passes.
@@ -143,9 +165,33 @@ fn classify_reasons(reasons: &[CancellationReason]) -> Option<ErrorClass> {
 }
 
 impl DynamoInventory {
-    /// An adapter over `table`.
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { client, table }
+    /// An adapter over `table`, writing markers under `scope` into the ledger's table.
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+        ledger: IdempotencyConfig,
+        scope: &str,
+    ) -> Self {
+        Self {
+            client,
+            table,
+            ledger,
+            scope: scope.to_owned(),
+        }
+    }
+
+    /// The event's marker, written only if absent: the transaction fails on a redelivery.
+    fn marker_put(&self, event_key: &str) -> Result<TransactWriteItem, EffectError> {
+        let expires = epoch_seconds(SystemTime::now()) + self.ledger.ttl.as_secs();
+        let put = Put::builder()
+            .table_name(&self.ledger.table)
+            .item("pk", AttributeValue::S(ledger_key(&self.scope, event_key)))
+            .item("status", AttributeValue::S(DONE.into()))
+            .item("expiresAt", AttributeValue::N(expires.to_string()))
+            .condition_expression("attribute_not_exists(pk)");
+        Ok(TransactWriteItem::builder()
+            .put(built(put.build())?)
+            .build())
     }
 
     fn order_put(&self, order_id: &str, r: &Reservation) -> Result<TransactWriteItem, EffectError> {
@@ -191,6 +237,7 @@ impl DynamoInventory {
     /// Records that the order was rejected, unless something is already recorded for it.
     async fn record_rejection(
         &self,
+        event_key: &str,
         order_id: &str,
         reason: String,
     ) -> Result<ReserveOutcome, EffectError> {
@@ -199,18 +246,19 @@ impl DynamoInventory {
             lines: BTreeMap::new(),
             reason: Some(reason.clone()),
         };
-        let put = self.order_put(order_id, &rejection)?;
+        let actions = vec![
+            self.order_put(order_id, &rejection)?,
+            self.marker_put(event_key)?,
+        ];
         match self
             .client
             .transact_write_items()
-            .transact_items(put)
+            .set_transact_items(Some(actions))
             .send()
             .await
         {
             Ok(_) => Ok(ReserveOutcome::Rejected(reason)),
-            Err(e)
-                if cancellation_reasons(&e).is_some_and(|r| r.iter().all(is_condition_failure)) =>
-            {
+            Err(e) if cancellation_reasons(&e).is_some_and(only_condition_failures) => {
                 Ok(ReserveOutcome::AlreadyRecorded)
             }
             Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
@@ -221,14 +269,14 @@ impl DynamoInventory {
 impl InventoryStore for DynamoInventory {
     async fn reserve(
         &self,
+        event_key: &str,
         order_id: &OrderId<'_>,
         lines: &BTreeMap<&str, Quantity>,
     ) -> Result<ReserveOutcome, EffectError> {
         let order_id = order_id.as_str();
         if lines.len() > MAX_LINES {
-            return self
-                .record_rejection(order_id, format!("more than {MAX_LINES} distinct products"))
-                .await;
+            let reason = format!("more than {MAX_LINES} distinct products");
+            return self.record_rejection(event_key, order_id, reason).await;
         }
         let reservation = Reservation {
             status: ReservationStatus::Reserved,
@@ -238,11 +286,12 @@ impl InventoryStore for DynamoInventory {
                 .collect(),
             reason: None,
         };
-        let mut actions = Vec::with_capacity(lines.len() + 1);
+        let mut actions = Vec::with_capacity(lines.len() + 2);
         for (sku, q) in lines {
             actions.push(self.stock_update(sku, q.get(), true)?);
         }
         actions.push(self.order_put(order_id, &reservation)?);
+        actions.push(self.marker_put(event_key)?);
 
         let err = match self
             .client
@@ -257,8 +306,9 @@ impl InventoryStore for DynamoInventory {
         let Some(reasons) = cancellation_reasons(&err) else {
             return Err(EffectError::from_sdk("TransactWriteItems", err));
         };
-        // The order's own item is the last action: if it exists, this order was seen before.
-        if reasons.last().is_some_and(is_condition_failure) {
+        // The last two actions are the order's item and the event's marker: if either exists,
+        // this event, or another event of this order, was applied before.
+        if reasons.iter().rev().take(2).any(is_condition_failure) {
             return Ok(ReserveOutcome::AlreadyRecorded);
         }
         if let Some(class) = classify_reasons(reasons) {
@@ -286,7 +336,7 @@ impl InventoryStore for DynamoInventory {
                 }
             });
         match reason {
-            Some(reason) => self.record_rejection(order_id, reason).await,
+            Some(reason) => self.record_rejection(event_key, order_id, reason).await,
             None => Err(EffectError::new(
                 ErrorClass::Retryable,
                 "TransactWriteItems was cancelled for no stated reason",
@@ -295,7 +345,11 @@ impl InventoryStore for DynamoInventory {
         }
     }
 
-    async fn release(&self, order_id: &OrderId<'_>) -> Result<ReleaseOutcome, EffectError> {
+    async fn release(
+        &self,
+        event_key: &str,
+        order_id: &OrderId<'_>,
+    ) -> Result<ReleaseOutcome, EffectError> {
         let order_id = order_id.as_str();
         let got = self
             .client
@@ -315,7 +369,7 @@ impl InventoryStore for DynamoInventory {
             ReservationStatus::Released => return Ok(ReleaseOutcome::AlreadyReleased),
             ReservationStatus::Reserved => {}
         }
-        let mut actions = Vec::with_capacity(reservation.lines.len() + 1);
+        let mut actions = Vec::with_capacity(reservation.lines.len() + 2);
         for (sku, q) in &reservation.lines {
             actions.push(self.stock_update(sku, *q, false)?);
         }
@@ -338,6 +392,7 @@ impl InventoryStore for DynamoInventory {
                 .update(built(mark.build())?)
                 .build(),
         );
+        actions.push(self.marker_put(event_key)?);
 
         match self
             .client
@@ -347,15 +402,147 @@ impl InventoryStore for DynamoInventory {
             .await
         {
             Ok(_) => Ok(ReleaseOutcome::Released),
-            // Another delivery released it between our read and our write.
+            // This event, or another delivery, released it between our read and our write: the
+            // order's item or the event's marker (the last two actions) already exists.
             Err(e)
                 if cancellation_reasons(&e)
-                    .is_some_and(|r| r.last().is_some_and(is_condition_failure)) =>
+                    .is_some_and(|r| r.iter().rev().take(2).any(is_condition_failure)) =>
             {
                 Ok(ReleaseOutcome::AlreadyReleased)
             }
             Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
         }
+    }
+}
+
+/// The claim ledger over a DynamoDB table (key `pk`, TTL attribute `expiresAt`).
+#[derive(Debug, Clone)]
+pub struct DynamoLedger {
+    client: aws_sdk_dynamodb::Client,
+    config: IdempotencyConfig,
+    scope: String,
+}
+
+impl DynamoLedger {
+    /// A ledger whose keys are prefixed with `scope` (the function's name).
+    pub fn new(client: aws_sdk_dynamodb::Client, config: IdempotencyConfig, scope: &str) -> Self {
+        Self {
+            client,
+            config,
+            scope: scope.to_owned(),
+        }
+    }
+
+    fn key(&self, event_key: &str) -> AttributeValue {
+        AttributeValue::S(ledger_key(&self.scope, event_key))
+    }
+
+    async fn status(&self, event_key: &str) -> Result<Option<String>, EffectError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .key("pk", self.key(event_key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| EffectError::from_sdk("GetItem", e))?;
+        Ok(got
+            .item()
+            .and_then(|i| i.get("status"))
+            .and_then(|v| v.as_s().ok())
+            .cloned())
+    }
+}
+
+impl IdempotencyStore for DynamoLedger {
+    async fn claim(&self, event_key: &str) -> Result<Claim, EffectError> {
+        let now = epoch_seconds(SystemTime::now());
+        let lease = Lease::new();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.config.table)
+            .item("pk", self.key(event_key))
+            .item("status", AttributeValue::S(IN_PROGRESS.into()))
+            .item("token", AttributeValue::S(lease.token.clone()))
+            .item(
+                "leaseExpiresAt",
+                AttributeValue::N((now + self.config.lease.as_secs()).to_string()),
+            )
+            .item(
+                "expiresAt",
+                AttributeValue::N((now + self.config.ttl.as_secs()).to_string()),
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#s = :in_progress AND leaseExpiresAt < :now)",
+            )
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Claim::Claimed(lease)),
+            Err(err) => err,
+        };
+        let existing = match err.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(e)) => {
+                match e
+                    .item()
+                    .and_then(|i| i.get("status"))
+                    .and_then(|v| v.as_s().ok())
+                {
+                    Some(status) => Some(status.clone()),
+                    // Not every server returns the old item: read it.
+                    None => self.status(event_key).await?,
+                }
+            }
+            _ => return Err(EffectError::from_sdk("PutItem", err)),
+        };
+        Ok(match existing.as_deref() {
+            Some(DONE) => Claim::AlreadyDone,
+            _ => Claim::InProgress,
+        })
+    }
+
+    async fn complete(
+        &self,
+        event_key: &str,
+        lease: &Lease,
+        note: &str,
+    ) -> Result<(), EffectError> {
+        self.client
+            .update_item()
+            .table_name(&self.config.table)
+            .key("pk", self.key(event_key))
+            .update_expression("SET #s = :done, note = :note REMOVE leaseExpiresAt")
+            .condition_expression("#t = :token")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#t", "token")
+            .expression_attribute_values(":done", AttributeValue::S(DONE.into()))
+            .expression_attribute_values(":note", AttributeValue::S(note.to_owned()))
+            .expression_attribute_values(":token", AttributeValue::S(lease.token.clone()))
+            .return_values(ReturnValue::None)
+            .send()
+            .await
+            .map_err(|e| EffectError::from_sdk("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, event_key: &str, lease: &Lease) -> Result<(), EffectError> {
+        self.client
+            .delete_item()
+            .table_name(&self.config.table)
+            .key("pk", self.key(event_key))
+            .condition_expression("#t = :token")
+            .expression_attribute_names("#t", "token")
+            .expression_attribute_values(":token", AttributeValue::S(lease.token.clone()))
+            .send()
+            .await
+            .map_err(|e| EffectError::from_sdk("DeleteItem", e))?;
+        Ok(())
     }
 }
 
@@ -397,12 +584,29 @@ mod tests {
         }
     }
 
+    fn ledger_config() -> IdempotencyConfig {
+        IdempotencyConfig {
+            table: "idempotency".into(),
+            ttl: std::time::Duration::from_secs(3600),
+            lease: std::time::Duration::from_secs(60),
+        }
+    }
+
+    fn inventory(client: Client) -> DynamoInventory {
+        DynamoInventory::new(
+            client,
+            "inventory".into(),
+            ledger_config(),
+            "inventory-updater",
+        )
+    }
+
     fn no_retry(c: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
         c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
     }
 
-    /// Reserving is one transaction: a conditional decrement per product, then the order's item,
-    /// written only if absent.
+    /// Reserving is one transaction: a conditional decrement per product, then the order's item
+    /// and the event's marker, each written only if absent.
     #[tokio::test]
     async fn reserve_request_shape() {
         let rule = mock!(Client::transact_write_items)
@@ -420,7 +624,13 @@ mod tests {
                 };
                 let put = items[2].put().unwrap();
                 let held = put.item().get("lines").and_then(|v| v.as_m().ok());
-                items.len() == 3
+                let marker = items[3].put().unwrap();
+                items.len() == 4
+                    && marker.table_name() == "idempotency"
+                    && marker.item().get("pk")
+                        == Some(&AttributeValue::S("inventory-updater#evt-1".into()))
+                    && marker.item().contains_key("expiresAt")
+                    && marker.condition_expression() == Some("attribute_not_exists(pk)")
                     && sku_ok(0, "sku-a", "3")
                     && sku_ok(1, "sku-b", "1")
                     && put.condition_expression() == Some("attribute_not_exists(pk)")
@@ -429,10 +639,13 @@ mod tests {
                     && held.and_then(|m| m.get("sku-a")) == Some(&AttributeValue::N("3".into()))
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
-        let store =
-            DynamoInventory::new(mock_client!(aws_sdk_dynamodb, [&rule]), "inventory".into());
+        let store = inventory(mock_client!(aws_sdk_dynamodb, [&rule]));
         let out = store
-            .reserve(&order("o-1"), &lines(&[("sku-a", 3), ("sku-b", 1)]))
+            .reserve(
+                "evt-1",
+                &order("o-1"),
+                &lines(&[("sku-a", 3), ("sku-b", 1)]),
+            )
             .await
             .unwrap();
         assert_eq!(out, ReserveOutcome::Reserved);
@@ -444,12 +657,15 @@ mod tests {
     #[tokio::test]
     async fn out_of_stock_is_a_rejection() {
         let cancelled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [ConditionalCheckFailed, None]","CancellationReasons":[{"Code":"ConditionalCheckFailed","Message":"The conditional request failed","Item":{"pk":{"S":"SKU#sku-a"},"available":{"N":"1"}}},{"Code":"None"}]}"#,
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [ConditionalCheckFailed, None]","CancellationReasons":[{"Code":"ConditionalCheckFailed","Message":"The conditional request failed","Item":{"pk":{"S":"SKU#sku-a"},"available":{"N":"1"}}},{"Code":"None"},{"Code":"None"}]}"#,
         ));
         let recorded = mock!(Client::transact_write_items)
             .match_requests(|r| {
                 let put = r.transact_items()[0].put().unwrap();
-                r.transact_items().len() == 1
+                r.transact_items().len() == 2
+                    && r.transact_items()[1]
+                        .put()
+                        .is_some_and(|m| m.table_name() == "idempotency")
                     && put.item().get("status") == Some(&AttributeValue::S("REJECTED".into()))
                     && put.condition_expression() == Some("attribute_not_exists(pk)")
             })
@@ -460,9 +676,9 @@ mod tests {
             [&cancelled, &recorded],
             no_retry
         );
-        let store = DynamoInventory::new(client, "inventory".into());
+        let store = inventory(client);
         let out = store
-            .reserve(&order("o-1"), &lines(&[("sku-a", 3)]))
+            .reserve("evt-1", &order("o-1"), &lines(&[("sku-a", 3)]))
             .await
             .unwrap();
         assert_eq!(
@@ -472,11 +688,11 @@ mod tests {
         assert_eq!((cancelled.num_calls(), recorded.num_calls()), (1, 1));
     }
 
-    /// When the order's own item already exists, the order was seen before: nothing changes.
+    /// When the event's marker already exists, the event was applied before: nothing changes.
     #[tokio::test]
     async fn existing_order_is_a_duplicate() {
         let cancelled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"None"},{"Code":"ConditionalCheckFailed"}]}"#,
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"None"},{"Code":"None"},{"Code":"ConditionalCheckFailed"}]}"#,
         ));
         let client = mock_client!(
             aws_sdk_dynamodb,
@@ -484,9 +700,9 @@ mod tests {
             [&cancelled],
             no_retry
         );
-        let store = DynamoInventory::new(client, "inventory".into());
+        let store = inventory(client);
         let out = store
-            .reserve(&order("o-1"), &lines(&[("sku-a", 1)]))
+            .reserve("evt-1", &order("o-1"), &lines(&[("sku-a", 1)]))
             .await
             .unwrap();
         assert_eq!(out, ReserveOutcome::AlreadyRecorded);
@@ -500,7 +716,7 @@ mod tests {
             r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
         ));
         let cancelled_throttled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"ThrottlingError"},{"Code":"None"}]}"#,
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"ThrottlingError"},{"Code":"None"},{"Code":"None"}]}"#,
         ));
         let invalid = mock!(Client::transact_write_items).then_http_response(dynamo_error(
             r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"One or more parameter values were invalid"}"#,
@@ -511,13 +727,13 @@ mod tests {
             [&throttled, &cancelled_throttled, &invalid],
             no_retry
         );
-        let store = DynamoInventory::new(client, "inventory".into());
+        let store = inventory(client);
         let l = lines(&[("sku-a", 1)]);
-        let err = store.reserve(&order("o-1"), &l).await.unwrap_err();
+        let err = store.reserve("evt-1", &order("o-1"), &l).await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
-        let err = store.reserve(&order("o-1"), &l).await.unwrap_err();
+        let err = store.reserve("evt-1", &order("o-1"), &l).await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
-        let err = store.reserve(&order("o-1"), &l).await.unwrap_err();
+        let err = store.reserve("evt-1", &order("o-1"), &l).await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
     }
 
@@ -542,7 +758,11 @@ mod tests {
                 let items = r.transact_items();
                 let give_back = items[0].update().unwrap();
                 let mark = items[1].update().unwrap();
-                items.len() == 2
+                items.len() == 3
+                    && items[2].put().is_some_and(|m| {
+                        m.item().get("pk")
+                            == Some(&AttributeValue::S("inventory-updater#evt-2".into()))
+                    })
                     && give_back.update_expression() == "SET available = available + :q"
                     && give_back
                         .expression_attribute_values()
@@ -553,11 +773,60 @@ mod tests {
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&get, &write]);
-        let store = DynamoInventory::new(client, "inventory".into());
+        let store = inventory(client);
         assert_eq!(
-            store.release(&order("o-1")).await.unwrap(),
+            store.release("evt-2", &order("o-1")).await.unwrap(),
             ReleaseOutcome::Released
         );
         assert_eq!(write.num_calls(), 1);
+    }
+
+    /// A claim is a conditional put: absent, or in progress with an expired lease.
+    #[tokio::test]
+    async fn ledger_claim_request_shape() {
+        use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+        let rule = mock!(Client::put_item)
+            .match_requests(|r| {
+                let item = r.item().unwrap();
+                r.table_name() == Some("idempotency")
+                    && item.get("pk") == Some(&AttributeValue::S("email-notifier#evt-1".into()))
+                    && item.get("status") == Some(&AttributeValue::S("IN_PROGRESS".into()))
+                    && item.contains_key("token")
+                    && item.contains_key("leaseExpiresAt")
+                    && item.contains_key("expiresAt")
+                    && r.condition_expression()
+                        == Some("attribute_not_exists(pk) OR (#s = :in_progress AND leaseExpiresAt < :now)")
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let ledger = DynamoLedger::new(
+            mock_client!(aws_sdk_dynamodb, [&rule]),
+            ledger_config(),
+            "email-notifier",
+        );
+        assert!(matches!(
+            ledger.claim("evt-1").await.unwrap(),
+            Claim::Claimed(_)
+        ));
+    }
+
+    /// A failed claim reads the old item from the error: done means a duplicate, anything else a
+    /// claim in progress.
+    #[tokio::test]
+    async fn ledger_claim_conflicts() {
+        let done = mock!(Client::put_item).then_http_response(dynamo_error(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{"pk":{"S":"email-notifier#evt-1"},"status":{"S":"DONE"}}}"#,
+        ));
+        let held = mock!(Client::put_item).then_http_response(dynamo_error(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{"pk":{"S":"email-notifier#evt-1"},"status":{"S":"IN_PROGRESS"}}}"#,
+        ));
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&done, &held],
+            no_retry
+        );
+        let ledger = DynamoLedger::new(client, ledger_config(), "email-notifier");
+        assert_eq!(ledger.claim("evt-1").await.unwrap(), Claim::AlreadyDone);
+        assert_eq!(ledger.claim("evt-1").await.unwrap(), Claim::InProgress);
     }
 }

@@ -3,5 +3,5 @@
 pub mod dynamodb;
 pub mod ses;
 
-pub use dynamodb::DynamoInventory;
+pub use dynamodb::{DynamoInventory, DynamoLedger};
 pub use ses::SesEmailSender;

@@ -1,0 +1,252 @@
+//! Idempotency: each effect once, although Lambda delivers records at least once.
+//!
+//! Lambda redelivers every record after the lowest reported failure, and retries whole batches
+//! after errors. Two mechanisms keep effects single:
+//!
+//! - **Markers in the same transaction** (inventory): the stock change and a marker item keyed by
+//!   the event are written in one DynamoDB transaction, the marker only if it does not exist. A
+//!   redelivered event fails the marker's condition, changes nothing and counts as a duplicate.
+//!   See [`crate::adapters::DynamoInventory`].
+//! - **Claims around an effect that cannot join a transaction** (email): [`once`] claims the event
+//!   in the ledger with a conditional write (`IN_PROGRESS` with a lease), performs the effect, then
+//!   marks it `DONE`. A redelivery of a done event does nothing; a claim whose lease has expired
+//!   (its holder crashed) can be taken again.
+//!
+//!   The remaining window: if the process dies after the effect and before the mark, the lease
+//!   expires and a redelivery performs the effect again. For email that means a second
+//!   confirmation, at most once per crash, never in the normal retry path.
+//!
+//! Ledger items expire through the table's TTL attribute `expiresAt` (epoch seconds). The TTL must
+//! outlast the longest time a record can be redelivered: the stream's retention, or the event
+//! source mapping's `MaximumRecordAgeInSeconds` when it is set (at most 7 days; the default TTL is
+//! 8 days).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::config::{ConfigError, Env};
+use crate::engine::Outcome;
+use crate::error::EffectError;
+
+/// The ledger's settings.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `IDEMPOTENCY_TABLE` | required | the DynamoDB table of markers and claims (key `pk`, TTL `expiresAt`) |
+/// | `IDEMPOTENCY_TTL_SECONDS` | 691200 (8 days) | how long an event is remembered |
+/// | `IDEMPOTENCY_LEASE_SECONDS` | 60 | how long a claim holds before another delivery may take it |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyConfig {
+    /// The table.
+    pub table: String,
+    /// How long an event is remembered.
+    pub ttl: Duration,
+    /// How long a claim holds.
+    pub lease: Duration,
+}
+
+impl IdempotencyConfig {
+    /// Reads the settings.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let ttl: u64 = env.parse_or("IDEMPOTENCY_TTL_SECONDS", 8 * 24 * 3600)?;
+        let lease: u64 = env.parse_or("IDEMPOTENCY_LEASE_SECONDS", 60)?;
+        if lease == 0 || lease >= ttl {
+            return Err(ConfigError::Invalid {
+                name: "IDEMPOTENCY_LEASE_SECONDS",
+                value: lease.to_string(),
+                reason: "must be at least 1 and shorter than IDEMPOTENCY_TTL_SECONDS".into(),
+            });
+        }
+        Ok(Self {
+            table: env.required("IDEMPOTENCY_TABLE")?,
+            ttl: Duration::from_secs(ttl),
+            lease: Duration::from_secs(lease),
+        })
+    }
+}
+
+/// The ledger key of an event for one effect: `<scope>#<event key>`, so two functions that handle
+/// the same event keep separate entries in one table.
+pub fn ledger_key(scope: &str, event_key: &str) -> String {
+    format!("{scope}#{event_key}")
+}
+
+/// Seconds since the Unix epoch, the unit of DynamoDB's TTL.
+pub fn epoch_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Proof of a claim: only its holder may complete or release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// A token unique to this claim.
+    pub token: String,
+}
+
+impl Lease {
+    /// A new lease with a token unique within and across processes.
+    pub fn new() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self {
+            token: format!("{:x}-{:x}-{n:x}", nanos, std::process::id()),
+        }
+    }
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What claiming an event came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The event is ours to perform.
+    Claimed(Lease),
+    /// The effect was already performed.
+    AlreadyDone,
+    /// Another delivery holds an unexpired claim: it may be performing the effect right now.
+    InProgress,
+}
+
+/// The ledger of claims around effects.
+pub trait IdempotencyStore: Sync {
+    /// Claims `key` with a new lease, unless it is done or held by an unexpired lease.
+    fn claim(&self, key: &str) -> impl Future<Output = Result<Claim, EffectError>> + Send;
+
+    /// Marks `key` done, with a note (for example the message id), if `lease` still holds it.
+    fn complete(
+        &self,
+        key: &str,
+        lease: &Lease,
+        note: &str,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
+
+    /// Gives up the claim on `key` after a failed effect, so a retry can claim it at once.
+    fn release(
+        &self,
+        key: &str,
+        lease: &Lease,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
+}
+
+/// Performs `effect` at most once per `key` (see the module docs for the one remaining window).
+///
+/// The effect returns a note to keep with the done mark. An effect that fails releases its claim
+/// and its error passes on unchanged (a retryable one is retried, a permanent one is captured).
+pub async fn once<S, F, Fut>(ledger: &S, key: &str, effect: F) -> Result<Outcome, EffectError>
+where
+    S: IdempotencyStore,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<String, EffectError>>,
+{
+    let lease = match ledger.claim(key).await? {
+        Claim::Claimed(lease) => lease,
+        Claim::AlreadyDone => return Ok(Outcome::Duplicate),
+        Claim::InProgress => {
+            return Err(EffectError::retryable(
+                "another delivery of this event holds its claim; retry after the lease",
+            ))
+        }
+    };
+    match effect().await {
+        Ok(note) => {
+            if let Err(err) = ledger.complete(key, &lease, &note).await {
+                // The effect happened: reporting a failure now would only make a redelivery wait
+                // for the lease and repeat it. Say so loudly and count it as done.
+                tracing::error!(error = ?err, "effect done but not marked; a redelivery after the lease would repeat it");
+            }
+            Ok(Outcome::Applied)
+        }
+        Err(err) => {
+            if let Err(release) = ledger.release(key, &lease).await {
+                tracing::warn!(error = ?release, "could not release the claim; it expires with its lease");
+            }
+            Err(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::FakeLedger;
+    use crate::ErrorClass;
+
+    /// The first delivery performs the effect and keeps its note; later ones are duplicates.
+    #[tokio::test]
+    async fn once_performs_then_deduplicates() {
+        let ledger = FakeLedger::default();
+        let mut runs = 0;
+        for _ in 0..3 {
+            let out = once(&ledger, "k", || {
+                runs += 1;
+                async { Ok("note".to_owned()) }
+            })
+            .await
+            .unwrap();
+            assert!(matches!(out, Outcome::Applied | Outcome::Duplicate));
+        }
+        assert_eq!(runs, 1);
+        assert_eq!(ledger.done_note("k").as_deref(), Some("note"));
+    }
+
+    /// A failed effect releases its claim and passes its error on.
+    #[tokio::test]
+    async fn failure_releases_the_claim() {
+        let ledger = FakeLedger::default();
+        let err = once(&ledger, "k", || async {
+            Err(EffectError::permanent("bad"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(!ledger.is_in_progress("k"));
+        let out = once(&ledger, "k", || async { Ok(String::new()) })
+            .await
+            .unwrap();
+        assert_eq!(out, Outcome::Applied);
+    }
+
+    /// A claim held by another delivery is retried later; once its lease expires it can be taken.
+    #[tokio::test]
+    async fn held_claim_is_retryable_until_it_expires() {
+        let ledger = FakeLedger::default();
+        assert!(matches!(
+            ledger.claim("k").await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let err = once(&ledger, "k", || async { Ok(String::new()) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Retryable);
+        ledger.expire_leases();
+        let out = once(&ledger, "k", || async { Ok(String::new()) })
+            .await
+            .unwrap();
+        assert_eq!(out, Outcome::Applied);
+    }
+
+    /// The settings: the table is required, the lease must be shorter than the TTL.
+    #[test]
+    fn config() {
+        let err = IdempotencyConfig::from_env(&Env::from_pairs([])).unwrap_err();
+        assert!(err.to_string().contains("IDEMPOTENCY_TABLE"));
+        let env = Env::from_pairs([
+            ("IDEMPOTENCY_TABLE", "t"),
+            ("IDEMPOTENCY_LEASE_SECONDS", "0"),
+        ]);
+        assert!(IdempotencyConfig::from_env(&env).is_err());
+        let cfg =
+            IdempotencyConfig::from_env(&Env::from_pairs([("IDEMPOTENCY_TABLE", "t")])).unwrap();
+        assert_eq!(cfg.ttl, Duration::from_secs(691_200));
+        assert_eq!(cfg.lease, Duration::from_secs(60));
+    }
+}
