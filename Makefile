@@ -14,7 +14,7 @@ FN ?= email-notifier
 EVENT ?= order-placed.json
 PORT ?= 9000
 
-.PHONY: help tools build test lint watch invoke demo clean
+.PHONY: help tools build test lint watch up down invoke demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,14 +37,20 @@ lint: ## rustfmt and clippy, as CI runs them
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-watch: $(TOOLS) ## run the functions under cargo lambda watch (PORT=9000)
+watch: $(TOOLS) ## run the functions under cargo lambda watch, no AWS endpoint (PORT=9000)
 	cargo lambda watch --env-file local.env --invoke-port $(PORT)
 
-invoke: $(TOOLS) ## invoke one function with one sample: make invoke FN=email-notifier EVENT=order-placed.json
-	cargo lambda invoke $(FN) --invoke-port $(PORT) --data-file events/$(EVENT)
+up: $(TOOLS) build ## start the local AWS-API server and the functions, and leave them running
+	scripts/stack.sh up
 
-demo: $(TOOLS) build ## run both functions locally on every sample and show their answers
-	scripts/demo.sh
+down: ## stop what 'make up' started
+	scripts/stack.sh down
+
+invoke: $(TOOLS) ## invoke a function on the running stack: make invoke FN=email-notifier EVENT=order-placed.json
+	scripts/stack.sh invoke $(FN) $(EVENT)
+
+demo: $(TOOLS) build ## the whole system offline: server, functions, every sample, a report
+	scripts/stack.sh demo
 
 clean: ## remove build output and the tools
 	cargo clean

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""The local AWS-API server (moto) for the demo and the integration tests.
+
+    local_aws.py bootstrap --endpoint URL   create what the functions need (safe to run twice)
+    local_aws.py snapshot  --endpoint URL   print stock, reservations, emails, ledger and DLQ as JSON
+    local_aws.py report --before F --after F --invocations F
+                                            print the demo's report
+
+Names come from local.env (the same file the functions read), so the functions and the resources
+agree. Runs with the project's .venv Python (boto3 comes with moto).
+"""
+import argparse
+import json
+import os
+import sys
+import urllib.request
+
+import boto3
+from botocore.exceptions import ClientError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The stock the demo and the integration tests start from.
+STOCK = {"sku-apple": 10, "sku-pear": 5, "sku-plum": 8, "sku-gold": 10}
+
+TEMPLATE = {
+    "TemplateName": None,  # from TEMPLATE_NAME
+    "SubjectPart": "Your order {{orderId}} is confirmed",
+    "TextPart": "Thank you for your order {{orderId}}: {{itemCount}} items, total {{total}}.",
+    "HtmlPart": "<h1>Order {{orderId}}</h1><p>{{itemCount}} items, total {{total}}.</p>",
+}
+
+
+def settings():
+    env = {
+        "STREAM_NAME": "order-events",
+        "DLQ_NAME": "order-events-dlq",
+    }
+    with open(os.path.join(ROOT, "local.env")) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                env[k] = v
+    return env
+
+
+def clients(endpoint, env):
+    kw = dict(
+        endpoint_url=endpoint,
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    return {name: boto3.client(name, **kw) for name in ("dynamodb", "ses", "sqs", "kinesis")}
+
+
+def exists(call, *codes):
+    try:
+        call()
+    except ClientError as e:
+        if e.response["Error"]["Code"] not in codes:
+            raise
+
+
+def bootstrap(endpoint):
+    env = settings()
+    c = clients(endpoint, env)
+    ddb = c["dynamodb"]
+    for table in (env["INVENTORY_TABLE"], env["IDEMPOTENCY_TABLE"]):
+        exists(lambda: ddb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        ), "ResourceInUseException")
+    ddb.update_time_to_live(
+        TableName=env["IDEMPOTENCY_TABLE"],
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+    ) if ddb.describe_time_to_live(TableName=env["IDEMPOTENCY_TABLE"])[
+        "TimeToLiveDescription"].get("TimeToLiveStatus") != "ENABLED" else None
+    for sku, qty in STOCK.items():
+        # Seed only what is not there, so a second bootstrap keeps the running stack's state.
+        exists(lambda: ddb.put_item(
+            TableName=env["INVENTORY_TABLE"],
+            Item={"pk": {"S": f"SKU#{sku}"}, "sku": {"S": sku}, "available": {"N": str(qty)}},
+            ConditionExpression="attribute_not_exists(pk)",
+        ), "ConditionalCheckFailedException")
+    ses = c["ses"]
+    ses.verify_email_identity(EmailAddress=env["SENDER_ADDRESS"])
+    template = dict(TEMPLATE, TemplateName=env["TEMPLATE_NAME"])
+    exists(lambda: ses.create_template(Template=template), "AlreadyExists", "AlreadyExistsException")
+    c["sqs"].create_queue(QueueName=env["DLQ_NAME"])
+    exists(lambda: c["kinesis"].create_stream(
+        StreamName=env["STREAM_NAME"], StreamModeDetails={"StreamMode": "ON_DEMAND"},
+    ), "ResourceInUseException")
+
+
+def snapshot(endpoint):
+    env = settings()
+    c = clients(endpoint, env)
+    ddb = c["dynamodb"]
+    stock, reservations = {}, {}
+    for page in ddb.get_paginator("scan").paginate(TableName=env["INVENTORY_TABLE"], ConsistentRead=True):
+        for item in page["Items"]:
+            pk = item["pk"]["S"]
+            if pk.startswith("SKU#"):
+                stock[pk[4:]] = int(item["available"]["N"])
+            elif pk.startswith("ORDER#"):
+                reservations[pk[6:]] = {
+                    "status": item["status"]["S"],
+                    "lines": {k: int(v["N"]) for k, v in item.get("lines", {}).get("M", {}).items()},
+                    "reason": item.get("reason", {}).get("S"),
+                }
+    ledger = {}
+    for page in ddb.get_paginator("scan").paginate(TableName=env["IDEMPOTENCY_TABLE"], ConsistentRead=True):
+        for item in page["Items"]:
+            ledger[item["pk"]["S"]] = item["status"]["S"]
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json") as r:
+        data = json.load(r)
+    emails = [
+        {
+            "to": m["destinations"].get("ToAddresses", []),
+            "template": m["template"],
+            "data": json.loads(m["template_data"]),
+        }
+        for m in data.get("ses", {}).get("TemplateMessage", [])
+    ]
+    sqs = c["sqs"]
+    url = sqs.get_queue_url(QueueName=env["DLQ_NAME"])["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    return {
+        "stock": dict(sorted(stock.items())),
+        "reservations": dict(sorted(reservations.items())),
+        "emails": emails,
+        "ledger": dict(sorted(ledger.items())),
+        "dlq_messages": int(attrs["Attributes"]["ApproximateNumberOfMessages"]),
+    }
+
+
+def report(before, after, invocations):
+    print("\n== Invocations ==")
+    print(f"{'function':<18} {'event':<22} {'batchItemFailures':<18} counts")
+    for inv in invocations:
+        failures = inv["response"].get("batchItemFailures", [])
+        s = inv.get("stats", {})
+        counts = ", ".join(f"{k}={s[k]}" for k in (
+            "received", "applied", "duplicates", "rejected", "no_effect", "skipped", "poison",
+            "failed", "blocked", "unstarted") if s.get(k))
+        print(f"{inv['function']:<18} {inv['event']:<22} {len(failures):<18} {counts}")
+        for f in failures:
+            print(f"{'':<41} retry from {f['itemIdentifier']}")
+
+    print("\n== Emails recorded by the server ==")
+    for m in after["emails"][len(before["emails"]):]:
+        print(f"  to {', '.join(m['to'])}: template {m['template']}, order {m['data'].get('orderId')}, "
+              f"{m['data'].get('itemCount')} items, total {m['data'].get('total')}")
+
+    print("\n== Stock (before -> after) ==")
+    for sku in sorted(set(before["stock"]) | set(after["stock"])):
+        b, a = before["stock"].get(sku), after["stock"].get(sku)
+        print(f"  {sku:<12} {b!s:>4} -> {a!s:<4}{'' if a == b else f'  ({a - b:+d})'}")
+
+    print("\n== Reservations ==")
+    for order, r in after["reservations"].items():
+        lines = ", ".join(f"{v} {k}" for k, v in r["lines"].items())
+        extra = f"  reason: {r['reason']}" if r.get("reason") else ""
+        print(f"  {order:<12} {r['status']:<9} {lines}{extra}")
+
+    print("\n== Idempotency ledger ==")
+    print(f"  {len(after['ledger'])} entries: " + ", ".join(
+        f"{status}={n}" for status, n in sorted(count(after['ledger'].values()).items())))
+    print(f"\n== Dead-letter queue: {after['dlq_messages']} messages ==")
+
+
+def count(values):
+    out = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("bootstrap", "snapshot"):
+        s = sub.add_parser(name)
+        s.add_argument("--endpoint", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("--before", required=True)
+    r.add_argument("--after", required=True)
+    r.add_argument("--invocations", required=True)
+    a = p.parse_args()
+    if a.cmd == "bootstrap":
+        bootstrap(a.endpoint)
+    elif a.cmd == "snapshot":
+        json.dump(snapshot(a.endpoint), sys.stdout, indent=2)
+        print()
+    else:
+        load = lambda f: json.load(open(f))
+        invocations = [json.loads(line) for line in open(a.invocations) if line.strip()]
+        report(load(a.before), load(a.after), invocations)
+
+
+if __name__ == "__main__":
+    main()
