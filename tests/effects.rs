@@ -1,0 +1,187 @@
+//! End to end: the real handlers, with real SDK clients, over real HTTP, against moto's AWS-API
+//! server on loopback. Each test starts its own server.
+
+use std::time::Duration;
+
+use integration_tests::proxy::{Fault, FaultProxy};
+use integration_tests::{local_env, sample, LocalAws};
+use shared::BatchOutcome;
+
+const PLACED_SEQ: &str = "49590338271490256608559692538361571095921575989136588801";
+
+async fn run_email(endpoint: &str, batch: &str) -> BatchOutcome {
+    let config = email_notifier::Config::from_env(&local_env(&[])).unwrap();
+    let engine = email_notifier::engine(config, &LocalAws::sdk_config(endpoint).await);
+    engine.process(&sample(batch), None).await
+}
+
+async fn run_inventory(endpoint: &str, batch: &str) -> BatchOutcome {
+    let config = inventory_updater::Config::from_env(&local_env(&[])).unwrap();
+    let engine = inventory_updater::engine(config, &LocalAws::sdk_config(endpoint).await);
+    engine.process(&sample(batch), None).await
+}
+
+/// A placed order: exactly one email recorded by the server, to the customer, with the order in
+/// the template data; and the stock of each line goes down.
+#[tokio::test(flavor = "multi_thread")]
+async fn placed_order_sends_one_email_and_reserves_stock() {
+    let aws = LocalAws::start();
+    let before = aws.stock().await;
+    let email = run_email(&aws.endpoint(), "order-placed.json").await;
+    let inventory = run_inventory(&aws.endpoint(), "order-placed.json").await;
+    assert!(email.response.batch_item_failures.is_empty(), "{email:?}");
+    assert!(
+        inventory.response.batch_item_failures.is_empty(),
+        "{inventory:?}"
+    );
+
+    let emails = aws.emails();
+    assert_eq!(emails.len(), 1);
+    let (to, template, data) = &emails[0];
+    assert_eq!(to, &vec!["user-ada@example.com".to_owned()]);
+    assert_eq!(template, "OrderConfirmation");
+    assert_eq!(data["orderId"], "order-1001");
+    assert_eq!(data["total"], "12.50");
+    assert_eq!(data["items"][0]["productId"], "sku-apple");
+
+    let after = aws.stock().await;
+    assert_eq!(after["sku-apple"], before["sku-apple"] - 2);
+    assert_eq!(after["sku-pear"], before["sku-pear"] - 1);
+    assert_eq!(aws.reservation("order-1001").await.unwrap().0, "RESERVED");
+}
+
+/// A cancellation gives the reserved stock back.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancellation_restores_stock() {
+    let aws = LocalAws::start();
+    let before = aws.stock().await;
+    run_inventory(&aws.endpoint(), "order-placed.json").await;
+    assert_ne!(aws.stock().await, before);
+    let out = run_inventory(&aws.endpoint(), "order-cancelled.json").await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(out.stats.applied, 1);
+    assert_eq!(aws.stock().await, before);
+    assert_eq!(aws.reservation("order-1001").await.unwrap().0, "RELEASED");
+}
+
+/// Out of stock, and an unknown product: a REJECTED reservation with the reason, the stock
+/// untouched, and the batch a success.
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_stock_is_rejected_and_stock_untouched() {
+    let aws = LocalAws::start();
+    let before = aws.stock().await;
+    let out = run_inventory(&aws.endpoint(), "mixed-batch.json").await;
+    assert!(out.response.batch_item_failures.is_empty(), "{out:?}");
+    assert_eq!(out.stats.rejected, 2);
+    let (status, reason) = aws.reservation("order-2004").await.unwrap();
+    assert_eq!(status, "REJECTED");
+    assert!(reason.unwrap().contains("insufficient stock for sku-gold"));
+    let (status, reason) = aws.reservation("order-2005").await.unwrap();
+    assert_eq!(status, "REJECTED");
+    assert!(reason.unwrap().contains("unknown product sku-unknown"));
+    assert_eq!(aws.stock().await["sku-gold"], before["sku-gold"]);
+}
+
+/// The same batch delivered three times: exactly one email and one reservation per order.
+#[tokio::test(flavor = "multi_thread")]
+async fn same_batch_three_times_applies_once() {
+    let aws = LocalAws::start();
+    let before = aws.stock().await;
+    let mut stock_after_first = None;
+    for delivery in 1..=3 {
+        let email = run_email(&aws.endpoint(), "mixed-batch.json").await;
+        let inventory = run_inventory(&aws.endpoint(), "mixed-batch.json").await;
+        assert!(email.response.batch_item_failures.is_empty());
+        assert!(inventory.response.batch_item_failures.is_empty());
+        if delivery == 1 {
+            assert_eq!((email.stats.applied, inventory.stats.applied), (4, 4));
+            stock_after_first = Some(aws.stock().await);
+        } else {
+            assert_eq!((email.stats.applied, email.stats.duplicates), (0, 4));
+            assert_eq!(
+                (inventory.stats.applied, inventory.stats.duplicates),
+                (0, 6)
+            );
+        }
+    }
+    let mut orders: Vec<String> = aws
+        .emails()
+        .iter()
+        .map(|(_, _, d)| d["orderId"].as_str().unwrap().to_owned())
+        .collect();
+    orders.sort();
+    assert_eq!(
+        orders,
+        ["order-2001", "order-2003", "order-2004", "order-2005"]
+    );
+    let after = aws.stock().await;
+    assert_eq!(Some(&after), stock_after_first.as_ref());
+    assert_eq!(after["sku-apple"], before["sku-apple"] - 2);
+    assert_eq!(after["sku-plum"], before["sku-plum"] - 4);
+    assert_eq!(
+        after["sku-pear"], before["sku-pear"],
+        "order-2002 was created and cancelled"
+    );
+    assert!(aws.ledger().await.values().all(|s| s == "DONE"));
+}
+
+/// Throttling and 5xx answers from the server (injected by a proxy, for every attempt the SDK
+/// makes): the record is reported for retry and nothing is half-applied. When the server recovers,
+/// the redelivery applies everything exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_and_5xx_are_retried_and_nothing_is_half_applied() {
+    let aws = LocalAws::start();
+    let before = aws.stock().await;
+    let proxy = FaultProxy::start(aws.addr(), |r| match (r.service, r.operation.as_str()) {
+        ("dynamodb", "TransactWriteItems") => Some(Fault::Throttle),
+        ("ses", "SendTemplatedEmail") => Some(Fault::ServerError),
+        _ => None,
+    })
+    .await;
+
+    let inventory = run_inventory(&proxy.endpoint(), "order-placed.json").await;
+    let email = run_email(&proxy.endpoint(), "order-placed.json").await;
+    assert_eq!(inventory.failed_sequence_numbers(), vec![PLACED_SEQ]);
+    assert_eq!(email.failed_sequence_numbers(), vec![PLACED_SEQ]);
+    assert!(
+        proxy.faults() >= 6,
+        "every SDK attempt was refused: {}",
+        proxy.faults()
+    );
+
+    // Nothing half-applied: no stock taken, no reservation, no marker, no email, no claim left.
+    assert_eq!(aws.stock().await, before);
+    assert_eq!(aws.reservation("order-1001").await, None);
+    assert!(aws.emails().is_empty());
+    assert!(aws.ledger().await.is_empty(), "{:?}", aws.ledger().await);
+
+    // The server recovers; Lambda redelivers.
+    drop(proxy);
+    let inventory = run_inventory(&aws.endpoint(), "order-placed.json").await;
+    let email = run_email(&aws.endpoint(), "order-placed.json").await;
+    assert!(inventory.response.batch_item_failures.is_empty());
+    assert!(email.response.batch_item_failures.is_empty());
+    assert_eq!(aws.emails().len(), 1);
+    assert_eq!(aws.stock().await["sku-apple"], before["sku-apple"] - 2);
+}
+
+/// A dropped connection and an answer slower than the SDK's attempt timeout are retryable too.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_and_slow_answers_are_retried() {
+    let aws = LocalAws::start();
+    let before = aws.stock().await;
+    let proxy = FaultProxy::start(aws.addr(), |r| match (r.service, r.operation.as_str()) {
+        ("dynamodb", "TransactWriteItems") => Some(Fault::Drop),
+        ("dynamodb", "GetItem") => Some(Fault::Delay(Duration::from_secs(6))),
+        _ => None,
+    })
+    .await;
+    let placed = run_inventory(&proxy.endpoint(), "order-placed.json").await;
+    assert_eq!(placed.failed_sequence_numbers(), vec![PLACED_SEQ]);
+    assert_eq!(aws.stock().await, before);
+    // A release reads the reservation first; that read times out.
+    run_inventory(&aws.endpoint(), "order-placed.json").await;
+    let cancelled = run_inventory(&proxy.endpoint(), "order-cancelled.json").await;
+    assert_eq!(cancelled.stats.failed, 1);
+    assert_eq!(aws.reservation("order-1001").await.unwrap().0, "RESERVED");
+}

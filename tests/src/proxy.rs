@@ -1,0 +1,262 @@
+//! A fault-injecting HTTP proxy on loopback, in front of the AWS-API server.
+//!
+//! Each request is read whole, named by its service and operation, and then, as the test's plan
+//! says, forwarded, answered with a throttling or server error in the service's own protocol,
+//! dropped without an answer, or delayed. One request per connection (it answers
+//! `Connection: close`), which keeps the proxy simple and is what moto does anyway.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What the proxy does to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer 400 with the service's throttling error.
+    Throttle,
+    /// Answer 500 with an internal error.
+    ServerError,
+    /// Close the connection without an answer.
+    Drop,
+    /// Forward it after a pause (long enough, it passes the SDK's attempt timeout).
+    Delay(Duration),
+}
+
+/// The request, as the plan sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `dynamodb`, `ses`, `sqs`, `kinesis` or `other`.
+    pub service: &'static str,
+    /// The operation, for example `TransactWriteItems` or `SendTemplatedEmail`.
+    pub operation: String,
+}
+
+type Plan = dyn Fn(&Request) -> Option<Fault> + Send + Sync;
+
+/// A running proxy. Stops when dropped.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+    faults: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream`; `plan` decides each request's fault (`None`: forward it).
+    pub async fn start(
+        upstream: SocketAddr,
+        plan: impl Fn(&Request) -> Option<Fault> + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plan: Arc<Plan> = Arc::new(plan);
+        let faults = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (f, r) = (faults.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (plan, f, r) = (plan.clone(), f.clone(), r.clone());
+                tokio::spawn(async move {
+                    let _ = serve(client, upstream, &*plan, &f, &r).await;
+                });
+            }
+        });
+        Self {
+            addr,
+            task,
+            faults,
+            requests,
+        }
+    }
+
+    /// The proxy's URL, to use as the endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many requests it injected a fault into.
+    pub fn faults(&self) -> usize {
+        self.faults.load(Ordering::SeqCst)
+    }
+
+    /// How many requests it saw.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    plan: &Plan,
+    faults: &AtomicUsize,
+    requests: &AtomicUsize,
+) -> std::io::Result<()> {
+    let Some((head, body)) = read_request(&mut client).await? else {
+        return Ok(());
+    };
+    requests.fetch_add(1, Ordering::SeqCst);
+    let request = describe(&head, &body);
+    let json = header(&head, "content-type").is_some_and(|c| c.contains("amz-json"));
+    let fault = plan(&request);
+    if fault.is_some() {
+        faults.fetch_add(1, Ordering::SeqCst);
+    }
+    match fault {
+        Some(Fault::Drop) => return Ok(()),
+        Some(Fault::Throttle) => return answer(&mut client, 400, json, &request, true).await,
+        Some(Fault::ServerError) => return answer(&mut client, 500, json, &request, false).await,
+        Some(Fault::Delay(pause)) => tokio::time::sleep(pause).await,
+        None => {}
+    }
+    let mut up = TcpStream::connect(upstream).await?;
+    up.write_all(&rewrite_connection_close(&head)).await?;
+    up.write_all(&body).await?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response).await?;
+    client.write_all(&response).await?;
+    client.shutdown().await
+}
+
+/// Reads one request: the head, and a body of `Content-Length` bytes.
+async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || buf.len() > 1 << 20 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length: usize = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some((head, body)))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn rewrite_connection_close(head: &str) -> Vec<u8> {
+    let mut out = String::with_capacity(head.len() + 20);
+    for line in head.trim_end().split("\r\n") {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
+}
+
+/// Names the request: JSON protocols by `X-Amz-Target`, the query protocol by `Action=`.
+fn describe(head: &str, body: &[u8]) -> Request {
+    if let Some(target) = header(head, "x-amz-target") {
+        let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
+        let service = match prefix {
+            p if p.starts_with("DynamoDB") => "dynamodb",
+            p if p.starts_with("AmazonSQS") => "sqs",
+            p if p.starts_with("Kinesis") => "kinesis",
+            _ => "other",
+        };
+        return Request {
+            service,
+            operation: operation.to_owned(),
+        };
+    }
+    let text = String::from_utf8_lossy(body);
+    let operation = text
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .unwrap_or("")
+        .to_owned();
+    let host = header(head, "host").unwrap_or("");
+    let auth = header(head, "authorization").unwrap_or("");
+    let service = if auth.contains("/ses/") || host.contains("email") {
+        "ses"
+    } else if auth.contains("/sqs/") {
+        "sqs"
+    } else {
+        "other"
+    };
+    Request { service, operation }
+}
+
+/// Answers with an error in the request's protocol, as the service would.
+async fn answer(
+    client: &mut TcpStream,
+    status: u16,
+    json: bool,
+    request: &Request,
+    throttle: bool,
+) -> std::io::Result<()> {
+    let (code, message) = if throttle {
+        match request.service {
+            "dynamodb" => (
+                "ThrottlingException",
+                "Rate of requests exceeds the allowed throughput.",
+            ),
+            "ses" => ("Throttling", "Maximum sending rate exceeded."),
+            _ => ("ThrottlingException", "Rate exceeded."),
+        }
+    } else {
+        ("InternalServerError", "Internal server error (injected)")
+    };
+    let (content_type, body) = if json {
+        let prefix = if request.service == "dynamodb" {
+            "com.amazonaws.dynamodb.v20120810#"
+        } else {
+            ""
+        };
+        (
+            "application/x-amz-json-1.0",
+            format!(r#"{{"__type":"{prefix}{code}","message":"{message}"}}"#),
+        )
+    } else {
+        (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+            ),
+        )
+    };
+    let reason = if status == 500 {
+        "Internal Server Error"
+    } else {
+        "Bad Request"
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nx-amzn-RequestId: injected\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(response.as_bytes()).await?;
+    client.shutdown().await
+}
