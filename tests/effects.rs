@@ -185,3 +185,86 @@ async fn dropped_and_slow_answers_are_retried() {
     assert_eq!(cancelled.stats.failed, 1);
     assert_eq!(aws.reservation("order-1001").await.unwrap().0, "RESERVED");
 }
+
+/// Poison records go to the dead-letter queue with their original data, identity and reason, and
+/// the good records around them are applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_records_are_kept_in_the_dlq() {
+    let aws = LocalAws::start();
+    let out = run_inventory(&aws.endpoint(), "poison-batch.json").await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!((out.stats.applied, out.stats.poison), (2, 6));
+    let original: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(integration_tests::root().join("events/poison-batch.json")).unwrap(),
+    )
+    .unwrap();
+    let messages = aws.dlq_messages().await;
+    assert_eq!(messages.len(), 6);
+    for m in &messages {
+        let seq = m["sequenceNumber"].as_str().unwrap();
+        let rec = original["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kinesis"]["sequenceNumber"] == seq)
+            .unwrap();
+        assert_eq!(m["data"], rec["kinesis"]["data"], "payload kept for {seq}");
+        assert_eq!(m["function"], "inventory-updater");
+        assert_eq!(m["shardId"], "shardId-000000000000");
+        assert!(m["capturedAtMs"].as_u64().unwrap() > 0);
+        assert!(!m["reason"].as_str().unwrap().is_empty());
+    }
+}
+
+/// When the dead-letter queue refuses a poison record, the record is reported for retry: nothing
+/// is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_is_retried_when_the_dlq_fails() {
+    let aws = LocalAws::start();
+    let proxy = FaultProxy::start(aws.addr(), |r| {
+        (r.service == "sqs").then_some(Fault::ServerError)
+    })
+    .await;
+    let out = run_inventory(&proxy.endpoint(), "poison-batch.json").await;
+    assert_eq!(out.stats.poison, 0);
+    assert_eq!(
+        out.response.batch_item_failures.len(),
+        6,
+        "{:?}",
+        out.response
+    );
+    assert!(aws.dlq_messages().await.is_empty());
+}
+
+/// An email whose send got no answer in time may have been sent: it is not sent again (not by the
+/// SDK, not on redelivery); the record goes to the dead-letter queue, marked UNKNOWN in the ledger.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_send_is_never_repeated() {
+    let aws = LocalAws::start();
+    let proxy = FaultProxy::start(aws.addr(), |r| {
+        (r.operation == "SendTemplatedEmail").then_some(Fault::Delay(Duration::from_secs(6)))
+    })
+    .await;
+    let out = run_email(&proxy.endpoint(), "order-placed.json").await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(out.stats.poison, 1);
+    tokio::time::sleep(Duration::from_secs(2)).await; // the late send reaches the server
+    let again = run_email(&aws.endpoint(), "order-placed.json").await;
+    assert_eq!(again.stats.duplicates, 1);
+    assert_eq!(
+        aws.emails().len(),
+        1,
+        "sent once, by the late attempt, never twice"
+    );
+    assert_eq!(aws.ledger().await["email-notifier#evt-0001"], "UNKNOWN");
+    let dlq = aws.dlq_messages().await;
+    assert_eq!(dlq.len(), 1);
+    assert!(
+        dlq[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("outcome unknown"),
+        "{}",
+        dlq[0]
+    );
+}

@@ -8,6 +8,10 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
 
 /// Loads the shared SDK configuration from the environment: see [`loader`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
@@ -27,4 +31,41 @@ pub fn loader() -> aws_config::ConfigLoader {
                 .operation_timeout(Duration::from_secs(12))
                 .build(),
         )
+}
+
+/// An SES client that never retries a send whose outcome is unknown.
+///
+/// The SDK retries a request that timed out or whose answer was lost, which for `SendEmail` can
+/// send the message twice: the service may have accepted the first attempt. This client lets
+/// throttling, 5xx and connection failures retry as usual, and forbids the retry of the others,
+/// so the caller can record the outcome as unknown instead (see [`crate::idempotency::once`]).
+pub fn ses_client(config: &aws_config::SdkConfig) -> aws_sdk_ses::Client {
+    let conf = aws_sdk_ses::config::Builder::from(config)
+        .retry_classifier(NoRetryWhenMaybeProcessed)
+        .build();
+    aws_sdk_ses::Client::from_conf(conf)
+}
+
+/// Forbids retrying a request that may have been processed (timed out, or its answer lost).
+#[derive(Debug, Clone, Copy)]
+pub struct NoRetryWhenMaybeProcessed;
+
+impl ClassifyRetry for NoRetryWhenMaybeProcessed {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.output_or_error() {
+            Some(Err(err)) if err.is_timeout_error() || err.is_response_error() => {
+                RetryAction::RetryForbidden
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "NoRetryWhenMaybeProcessed"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        // Run after the SDK's transient-error classifier, which would retry timeouts.
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
 }

@@ -107,7 +107,10 @@ pub struct PoisonRecord {
     pub partition_key: Option<String>,
     /// The sequence number.
     pub sequence_number: Option<String>,
-    /// The record's data, base64, exactly as it was delivered.
+    /// For a user record of a KPL aggregate, its position in the aggregate.
+    pub sub_sequence_number: Option<u64>,
+    /// The record's data, base64, exactly as it was delivered (for a KPL user record: its own
+    /// data, which redriving puts back on the stream as a plain record).
     pub data: String,
     /// Why it can never succeed.
     pub reason: String,
@@ -464,6 +467,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             shard_id: record.shard_id().map(str::to_owned),
             partition_key: record.partition_key().map(str::to_owned),
             sequence_number: record.sequence_number().map(str::to_owned),
+            sub_sequence_number: None,
             data: record.data_base64(),
             reason: reason.to_string(),
             captured_at_ms: SystemTime::now()

@@ -45,6 +45,7 @@ impl fmt::Display for ErrorClass {
 #[error("{class} error: {message}")]
 pub struct EffectError {
     class: ErrorClass,
+    ambiguous: bool,
     message: String,
     #[source]
     source: Option<BoxError>,
@@ -65,6 +66,7 @@ impl EffectError {
     pub fn new(class: ErrorClass, message: impl Into<String>, source: Option<BoxError>) -> Self {
         Self {
             class,
+            ambiguous: false,
             message: message.into(),
             source,
         }
@@ -76,11 +78,27 @@ impl EffectError {
         E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     {
         let class = classify_sdk_error(&err);
+        let ambiguous = may_have_been_processed(&err);
         let message = match err.code() {
             Some(code) => format!("{operation} failed: {code}"),
+            None if ambiguous => format!("{operation} got no answer: it may have been processed"),
             None => format!("{operation} failed"),
         };
-        Self::new(class, message, Some(Box::new(err)))
+        Self {
+            ambiguous,
+            ..Self::new(class, message, Some(Box::new(err)))
+        }
+    }
+
+    /// Marks the failure as one whose outcome is unknown (see [`EffectError::is_ambiguous`]).
+    pub fn set_ambiguous(&mut self) {
+        self.ambiguous = true;
+    }
+
+    /// Whether the request may have been processed although it failed: it timed out, or its
+    /// answer could not be read. Retrying such a request repeats an effect that is not idempotent.
+    pub fn is_ambiguous(&self) -> bool {
+        self.ambiguous
     }
 
     /// Whether a retry can succeed.
@@ -112,6 +130,12 @@ pub fn classify_sdk_error<E: ProvideErrorMetadata>(err: &SdkError<E, HttpRespons
         // Timeouts, dispatch failures, unreadable responses and any future variant.
         _ => ErrorClass::Retryable,
     }
+}
+
+/// Whether a failed request may have been processed by the service: it was sent and timed out,
+/// or its answer could not be read.
+pub fn may_have_been_processed<E, R>(err: &SdkError<E, R>) -> bool {
+    matches!(err, SdkError::TimeoutError(_) | SdkError::ResponseError(_))
 }
 
 /// Classifies a service error by its code and HTTP status.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::engine::{PoisonRecord, PoisonSink};
 use crate::error::{EffectError, ErrorClass};
 use crate::event::{OrderId, Quantity};
-use crate::idempotency::{Claim, IdempotencyStore, Lease};
+use crate::idempotency::{Claim, IdempotencyStore, Lease, Mark};
 use crate::ports::{
     Confirmation, EmailSender, InventoryStore, ReleaseOutcome, Reservation, ReservationStatus,
     ReserveOutcome,
@@ -251,7 +251,7 @@ impl PoisonSink for FakePoisonSink {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LedgerEntry {
     InProgress { token: String, expired: bool },
-    Done { note: String },
+    Done { mark: Mark, note: String },
 }
 
 /// An [`IdempotencyStore`] in memory, whose leases expire when a test says so.
@@ -270,10 +270,18 @@ impl FakeLedger {
         }
     }
 
+    /// The mark of a settled key.
+    pub fn mark(&self, key: &str) -> Option<Mark> {
+        match lock(&self.entries).get(key) {
+            Some(LedgerEntry::Done { mark, .. }) => Some(*mark),
+            _ => None,
+        }
+    }
+
     /// The note of a done key.
     pub fn done_note(&self, key: &str) -> Option<String> {
         match lock(&self.entries).get(key) {
-            Some(LedgerEntry::Done { note }) => Some(note.clone()),
+            Some(LedgerEntry::Done { note, .. }) => Some(note.clone()),
             _ => None,
         }
     }
@@ -306,13 +314,20 @@ impl IdempotencyStore for FakeLedger {
         Ok(Claim::Claimed(lease))
     }
 
-    async fn complete(&self, key: &str, lease: &Lease, note: &str) -> Result<(), EffectError> {
+    async fn complete(
+        &self,
+        key: &str,
+        lease: &Lease,
+        mark: Mark,
+        note: &str,
+    ) -> Result<(), EffectError> {
         let mut entries = lock(&self.entries);
         match entries.get(key) {
             Some(LedgerEntry::InProgress { token, .. }) if *token == lease.token => {
                 entries.insert(
                     key.to_owned(),
                     LedgerEntry::Done {
+                        mark,
                         note: note.to_owned(),
                     },
                 );

@@ -14,7 +14,9 @@
 //!
 //!   The remaining window: if the process dies after the effect and before the mark, the lease
 //!   expires and a redelivery performs the effect again. For email that means a second
-//!   confirmation, at most once per crash, never in the normal retry path.
+//!   confirmation, at most once per crash, never in the normal retry path. A request that got no
+//!   answer (a timeout) may or may not have taken effect: it is marked `UNKNOWN`, never repeated,
+//!   and the record goes to the dead-letter queue for a person to check.
 //!
 //! Ledger items expire through the table's TTL attribute `expiresAt` (epoch seconds). The TTL must
 //! outlast the longest time a record can be redelivered: the stream's retention, or the event
@@ -116,16 +118,38 @@ pub enum Claim {
     InProgress,
 }
 
+/// How a claim ends when its effect did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The effect happened (`DONE`).
+    Done,
+    /// Nobody knows whether it happened: the request got no answer (`UNKNOWN`). It is not
+    /// repeated; the record goes to the dead-letter queue for a person to check.
+    Unknown,
+}
+
+impl Mark {
+    /// The stored status.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mark::Done => "DONE",
+            Mark::Unknown => "UNKNOWN",
+        }
+    }
+}
+
 /// The ledger of claims around effects.
 pub trait IdempotencyStore: Sync {
     /// Claims `key` with a new lease, unless it is done or held by an unexpired lease.
     fn claim(&self, key: &str) -> impl Future<Output = Result<Claim, EffectError>> + Send;
 
-    /// Marks `key` done, with a note (for example the message id), if `lease` still holds it.
+    /// Ends the claim on `key` with `mark` and a note (for example the message id), if `lease`
+    /// still holds it. Either mark makes later claims answer [`Claim::AlreadyDone`].
     fn complete(
         &self,
         key: &str,
         lease: &Lease,
+        mark: Mark,
         note: &str,
     ) -> impl Future<Output = Result<(), EffectError>> + Send;
 
@@ -140,7 +164,10 @@ pub trait IdempotencyStore: Sync {
 /// Performs `effect` at most once per `key` (see the module docs for the one remaining window).
 ///
 /// The effect returns a note to keep with the done mark. An effect that fails releases its claim
-/// and its error passes on unchanged (a retryable one is retried, a permanent one is captured).
+/// and its error passes on unchanged (a retryable one is retried, a permanent one is captured),
+/// except when the failure leaves the outcome unknown ([`EffectError::is_ambiguous`]): then the
+/// claim is marked [`Mark::Unknown`], so no redelivery repeats the effect, and the record is
+/// captured as poison for a person to check and, if the effect did not happen, redrive.
 pub async fn once<S, F, Fut>(ledger: &S, key: &str, effect: F) -> Result<Outcome, EffectError>
 where
     S: IdempotencyStore,
@@ -158,12 +185,21 @@ where
     };
     match effect().await {
         Ok(note) => {
-            if let Err(err) = ledger.complete(key, &lease, &note).await {
+            if let Err(err) = ledger.complete(key, &lease, Mark::Done, &note).await {
                 // The effect happened: reporting a failure now would only make a redelivery wait
                 // for the lease and repeat it. Say so loudly and count it as done.
                 tracing::error!(error = ?err, "effect done but not marked; a redelivery after the lease would repeat it");
             }
             Ok(Outcome::Applied)
+        }
+        Err(err) if err.is_ambiguous() => {
+            let note = format!("{err:?}");
+            if let Err(mark) = ledger.complete(key, &lease, Mark::Unknown, &note).await {
+                tracing::error!(error = ?mark, "could not mark an unknown outcome; the claim expires with its lease");
+            }
+            Err(EffectError::permanent(format!(
+                "outcome unknown, not repeated to avoid a duplicate: {err}"
+            )))
         }
         Err(err) => {
             if let Err(release) = ledger.release(key, &lease).await {
@@ -232,6 +268,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out, Outcome::Applied);
+    }
+
+    /// A failure that leaves the outcome unknown is not repeated: the claim is marked, later
+    /// deliveries are duplicates, and the error becomes permanent (to the dead-letter queue).
+    #[tokio::test]
+    async fn unknown_outcome_is_never_repeated() {
+        let ledger = FakeLedger::default();
+        let timeout = || {
+            let mut e = EffectError::retryable("SendTemplatedEmail got no answer");
+            e.set_ambiguous();
+            e
+        };
+        let err = once(&ledger, "k", || async { Err(timeout()) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(err.to_string().contains("outcome unknown"), "{err}");
+        let mut runs = 0;
+        let out = once(&ledger, "k", || {
+            runs += 1;
+            async { Ok(String::new()) }
+        })
+        .await
+        .unwrap();
+        assert_eq!((out, runs), (Outcome::Duplicate, 0));
     }
 
     /// The settings: the table is required, the lease must be shorter than the TTL.

@@ -34,4 +34,6 @@ pub use error::{EffectError, ErrorClass};
 pub use event::{EventType, Order};
 
 /// Re-exported so the functions need no direct dependency on them.
-pub use {aws_config, aws_lambda_events, aws_sdk_dynamodb, aws_sdk_ses, lambda_runtime};
+pub use {
+    aws_config, aws_lambda_events, aws_sdk_dynamodb, aws_sdk_ses, aws_sdk_sqs, lambda_runtime,
+};

@@ -222,6 +222,34 @@ impl LocalAws {
         ))
     }
 
+    /// Every message of the dead-letter queue, as JSON (received, so they are hidden for a while
+    /// after this call).
+    pub async fn dlq_messages(&self) -> Vec<Value> {
+        let client = shared::aws_sdk_sqs::Client::new(&Self::sdk_config(&self.endpoint()).await);
+        let url = local_settings()
+            .into_iter()
+            .find(|(k, _)| k == "DLQ_URL")
+            .map(|(_, v)| v)
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let got = client
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .visibility_timeout(300)
+                .send()
+                .await
+                .unwrap();
+            if got.messages().is_empty() {
+                return out;
+            }
+            for m in got.messages() {
+                out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            }
+        }
+    }
+
     /// The ledger's entries: key to status.
     pub async fn ledger(&self) -> BTreeMap<String, String> {
         self.table("idempotency")

@@ -6,13 +6,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use serde_json::json;
-use shared::adapters::{DynamoLedger, SesEmailSender};
+use shared::adapters::{DynamoLedger, SesEmailSender, SqsPoisonSink};
 use shared::config::{ConfigError, Env};
 use shared::idempotency::{once, IdempotencyConfig, IdempotencyStore};
 use shared::ports::{Confirmation, EmailSender};
 use shared::{
-    BatchEngine, EffectError, EngineConfig, EventType, LogPoisonSink, Order, OrderEvent, Outcome,
-    RecordHandler,
+    BatchEngine, EffectError, EngineConfig, EventType, Order, OrderEvent, Outcome, RecordHandler,
 };
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise.
@@ -26,6 +25,8 @@ pub const SUPPORTED_EVENT_TYPES: &[EventType] = &[EventType::OrderPlaced, EventT
 pub struct Config {
     /// The engine's settings.
     pub engine: EngineConfig,
+    /// `DLQ_URL`: the SQS queue that keeps poison records with their payload.
+    pub dlq_url: String,
     /// `SENDER_ADDRESS`: the verified SES identity the confirmation comes from.
     pub sender: String,
     /// `TEMPLATE_NAME`: the SES template of the confirmation.
@@ -46,6 +47,7 @@ impl Config {
                 DEFAULT_EVENT_TYPES,
                 SUPPORTED_EVENT_TYPES,
             )?,
+            dlq_url: env.required("DLQ_URL")?,
             sender: env.required("SENDER_ADDRESS")?,
             template: env.required("TEMPLATE_NAME")?,
             configuration_set: env.optional("CONFIGURATION_SET"),
@@ -112,13 +114,13 @@ impl<S: EmailSender, L: IdempotencyStore> RecordHandler for EmailRule<S, L> {
     }
 }
 
-/// The engine the function runs: the rule over SES and the DynamoDB ledger.
+/// The engine the function runs: the rule over SES and the DynamoDB ledger, poison to the DLQ.
 pub fn engine(
     config: Config,
     aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<EmailRule<SesEmailSender, DynamoLedger>, LogPoisonSink> {
+) -> BatchEngine<EmailRule<SesEmailSender, DynamoLedger>, SqsPoisonSink> {
     let ses = SesEmailSender::new(
-        shared::aws_sdk_ses::Client::new(aws),
+        shared::aws::ses_client(aws),
         config.sender,
         config.template,
         config.configuration_set,
@@ -128,5 +130,6 @@ pub fn engine(
         config.idempotency,
         env!("CARGO_PKG_NAME"),
     );
-    BatchEngine::new(EmailRule::new(ses, ledger), LogPoisonSink, config.engine)
+    let dlq = SqsPoisonSink::new(shared::aws_sdk_sqs::Client::new(aws), config.dlq_url);
+    BatchEngine::new(EmailRule::new(ses, ledger), dlq, config.engine)
 }

@@ -15,6 +15,7 @@ fn config(extra: &[(&str, &str)]) -> Config {
         ("SENDER_ADDRESS", "shop@example.com"),
         ("TEMPLATE_NAME", "OrderConfirmation"),
         ("IDEMPOTENCY_TABLE", "idempotency"),
+        ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
     ];
     vars.extend_from_slice(extra);
     Config::from_env(&Env::from_pairs(vars)).unwrap()
@@ -172,24 +173,22 @@ async fn claims_are_released_or_expire() {
     assert_eq!(sent.len(), 1);
 }
 
-/// A missing setting stops start-up with its name.
+/// Each missing setting stops start-up with its name; an unsupported event type too.
 #[test]
 fn missing_settings_are_named() {
-    let err = Config::from_env(&Env::from_pairs([
-        ("TEMPLATE_NAME", "T"),
-        ("IDEMPOTENCY_TABLE", "i"),
-    ]))
-    .unwrap_err();
-    assert!(err.to_string().contains("SENDER_ADDRESS"), "{err}");
-    let err =
-        Config::from_env(&Env::from_pairs([("SENDER_ADDRESS", "s@example.com")])).unwrap_err();
-    assert!(err.to_string().contains("TEMPLATE_NAME"), "{err}");
-    let err = Config::from_env(&Env::from_pairs([
+    let full = [
         ("SENDER_ADDRESS", "s@example.com"),
         ("TEMPLATE_NAME", "T"),
         ("IDEMPOTENCY_TABLE", "i"),
-        ("EVENT_TYPES", "ORDER_CANCELLED"),
-    ]))
-    .unwrap_err();
+        ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
+    ];
+    assert!(Config::from_env(&Env::from_pairs(full)).is_ok());
+    for missing in full.map(|(k, _)| k) {
+        let env = Env::from_pairs(full.into_iter().filter(|(k, _)| *k != missing));
+        let err = Config::from_env(&env).unwrap_err();
+        assert!(err.to_string().contains(missing), "{missing}: {err}");
+    }
+    let env = Env::from_pairs(full.into_iter().chain([("EVENT_TYPES", "ORDER_CANCELLED")]));
+    let err = Config::from_env(&env).unwrap_err();
     assert!(err.to_string().contains("EVENT_TYPES"), "{err}");
 }

@@ -6,13 +6,12 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use shared::adapters::DynamoInventory;
+use shared::adapters::{DynamoInventory, SqsPoisonSink};
 use shared::config::{ConfigError, Env};
 use shared::idempotency::IdempotencyConfig;
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 use shared::{
-    BatchEngine, EffectError, EngineConfig, EventType, LogPoisonSink, OrderEvent, Outcome,
-    RecordHandler,
+    BatchEngine, EffectError, EngineConfig, EventType, OrderEvent, Outcome, RecordHandler,
 };
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise (all it supports).
@@ -30,6 +29,8 @@ pub const SUPPORTED_EVENT_TYPES: &[EventType] = DEFAULT_EVENT_TYPES;
 pub struct Config {
     /// The engine's settings.
     pub engine: EngineConfig,
+    /// `DLQ_URL`: the SQS queue that keeps poison records with their payload.
+    pub dlq_url: String,
     /// `INVENTORY_TABLE`: the DynamoDB table of stock and reservations.
     pub table: String,
     /// The ledger table the idempotency markers go to.
@@ -46,6 +47,7 @@ impl Config {
                 DEFAULT_EVENT_TYPES,
                 SUPPORTED_EVENT_TYPES,
             )?,
+            dlq_url: env.required("DLQ_URL")?,
             table: env.required("INVENTORY_TABLE")?,
             idempotency: IdempotencyConfig::from_env(env)?,
         })
@@ -109,16 +111,17 @@ impl<S: InventoryStore> RecordHandler for InventoryRule<S> {
     }
 }
 
-/// The engine the function runs: the rule over DynamoDB, with the configured settings.
+/// The engine the function runs: the rule over DynamoDB, poison to the DLQ.
 pub fn engine(
     config: Config,
     aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<InventoryRule<DynamoInventory>, LogPoisonSink> {
+) -> BatchEngine<InventoryRule<DynamoInventory>, SqsPoisonSink> {
     let store = DynamoInventory::new(
         shared::aws_sdk_dynamodb::Client::new(aws),
         config.table,
         config.idempotency,
         env!("CARGO_PKG_NAME"),
     );
-    BatchEngine::new(InventoryRule::new(store), LogPoisonSink, config.engine)
+    let dlq = SqsPoisonSink::new(shared::aws_sdk_sqs::Client::new(aws), config.dlq_url);
+    BatchEngine::new(InventoryRule::new(store), dlq, config.engine)
 }

@@ -14,6 +14,7 @@ fn engine() -> BatchEngine<InventoryRule<FakeInventory>, FakePoisonSink> {
     let config = Config::from_env(&Env::from_pairs([
         ("INVENTORY_TABLE", "inventory"),
         ("IDEMPOTENCY_TABLE", "idempotency"),
+        ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
     ]))
     .unwrap();
     let store = FakeInventory::with_stock([
@@ -133,11 +134,18 @@ async fn failure_stops_the_key() {
     assert_eq!(store.stock("sku-pear"), Some(5));
 }
 
-/// A missing setting stops start-up with its name.
+/// Each missing setting stops start-up with its name.
 #[test]
-fn missing_table_is_named() {
-    let err = Config::from_env(&Env::from_pairs([("IDEMPOTENCY_TABLE", "i")])).unwrap_err();
-    assert!(err.to_string().contains("INVENTORY_TABLE"), "{err}");
-    let err = Config::from_env(&Env::from_pairs([("INVENTORY_TABLE", "t")])).unwrap_err();
-    assert!(err.to_string().contains("IDEMPOTENCY_TABLE"), "{err}");
+fn missing_settings_are_named() {
+    let full = [
+        ("INVENTORY_TABLE", "t"),
+        ("IDEMPOTENCY_TABLE", "i"),
+        ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
+    ];
+    assert!(Config::from_env(&Env::from_pairs(full)).is_ok());
+    for missing in full.map(|(k, _)| k) {
+        let env = Env::from_pairs(full.into_iter().filter(|(k, _)| *k != missing));
+        let err = Config::from_env(&env).unwrap_err();
+        assert!(err.to_string().contains(missing), "{missing}: {err}");
+    }
 }

@@ -29,7 +29,7 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use crate::error::{EffectError, ErrorClass};
 use crate::event::{OrderId, Quantity};
 use crate::idempotency::{
-    epoch_seconds, ledger_key, Claim, IdempotencyConfig, IdempotencyStore, Lease,
+    epoch_seconds, ledger_key, Claim, IdempotencyConfig, IdempotencyStore, Lease, Mark,
 };
 use crate::ports::{
     InventoryStore, ReleaseOutcome, Reservation, ReservationStatus, ReserveOutcome,
@@ -40,7 +40,7 @@ use crate::ports::{
 pub const MAX_LINES: usize = 98;
 
 /// A ledger item's `status` once its effect is done.
-const DONE: &str = "DONE";
+const DONE: &str = Mark::Done.as_str();
 /// A ledger item's `status` while a delivery holds its claim.
 const IN_PROGRESS: &str = "IN_PROGRESS";
 
@@ -502,8 +502,9 @@ impl IdempotencyStore for DynamoLedger {
             _ => return Err(EffectError::from_sdk("PutItem", err)),
         };
         Ok(match existing.as_deref() {
-            Some(DONE) => Claim::AlreadyDone,
-            _ => Claim::InProgress,
+            Some(IN_PROGRESS) | None => Claim::InProgress,
+            // DONE, UNKNOWN: settled, never repeated.
+            Some(_) => Claim::AlreadyDone,
         })
     }
 
@@ -511,6 +512,7 @@ impl IdempotencyStore for DynamoLedger {
         &self,
         event_key: &str,
         lease: &Lease,
+        mark: Mark,
         note: &str,
     ) -> Result<(), EffectError> {
         self.client
@@ -521,7 +523,7 @@ impl IdempotencyStore for DynamoLedger {
             .condition_expression("#t = :token")
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":done", AttributeValue::S(DONE.into()))
+            .expression_attribute_values(":done", AttributeValue::S(mark.as_str().into()))
             .expression_attribute_values(":note", AttributeValue::S(note.to_owned()))
             .expression_attribute_values(":token", AttributeValue::S(lease.token.clone()))
             .return_values(ReturnValue::None)
