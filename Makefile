@@ -14,7 +14,7 @@ FN ?= email-notifier
 EVENT ?= order-placed.json
 PORT ?= 9000
 
-.PHONY: help tools build test lint watch up down invoke demo clean
+.PHONY: help tools build test lint watch up down invoke demo dlq redrive clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,15 @@ invoke: $(TOOLS) ## invoke a function on the running stack: make invoke FN=email
 
 demo: $(TOOLS) build ## the whole system offline: server, functions, every sample, a report
 	scripts/stack.sh demo
+
+# The dead-letter queue of the running local stack; for AWS, run scripts/dlq.py with DLQ_URL set.
+LOCAL_ENDPOINT = --endpoint http://127.0.0.1:$$(cat .local/moto.port)
+
+dlq: $(TOOLS) ## list the poison records in the local stack's dead-letter queue
+	.venv/bin/python scripts/dlq.py list $(LOCAL_ENDPOINT)
+
+redrive: $(TOOLS) ## put the local dead-letter queue's records back on the stream
+	.venv/bin/python scripts/dlq.py redrive $(LOCAL_ENDPOINT)
 
 clean: ## remove build output and the tools
 	cargo clean
