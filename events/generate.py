@@ -57,45 +57,50 @@ def write(name, records):
         f.write("\n")
 
 
-placed = order_event("evt-0001", "ORDER_PLACED", "order-1001", "user-ada",
-                     [("sku-apple", 2), ("sku-pear", 1)], "12.50")
-write("order-placed.json", [record(1, "order-1001", placed)])
+def main():
+    placed = order_event("evt-0001", "ORDER_PLACED", "order-1001", "user-ada",
+                         [("sku-apple", 2), ("sku-pear", 1)], "12.50")
+    write("order-placed.json", [record(1, "order-1001", placed)])
 
-cancelled = order_event("evt-0002", "ORDER_CANCELLED", "order-1001", "user-ada",
-                        [("sku-apple", 2), ("sku-pear", 1)], "12.50", minute=5)
-write("order-cancelled.json", [record(2, "order-1001", cancelled)])
+    cancelled = order_event("evt-0002", "ORDER_CANCELLED", "order-1001", "user-ada",
+                            [("sku-apple", 2), ("sku-pear", 1)], "12.50", minute=5)
+    write("order-cancelled.json", [record(2, "order-1001", cancelled)])
 
-# Several keys and types, interleaved as a shard delivers them.
-mixed = [
-    ("order-2001", order_event("evt-1001", "ORDER_PLACED", "order-2001", "user-bob", [("sku-apple", 1)], "3.20", 1)),
-    ("order-2002", order_event("evt-1002", "ORDER_CREATED", "order-2002", "user-cy", [("sku-pear", 2), ("sku-plum", 1)], "7.00", 1)),
-    ("order-2001", order_event("evt-1003", "PAYMENT_CAPTURED", "order-2001", "user-bob", [("sku-apple", 1)], "3.20", 2)),
-    ("order-2003", order_event("evt-1004", "ORDER_PLACED", "order-2003", "user-dee", [("sku-plum", 3), ("sku-apple", 1), ("sku-plum", 1)], 11.4, 2)),
-    ("order-2002", order_event("evt-1005", "ORDER_CANCELLED", "order-2002", "user-cy", [("sku-pear", 2), ("sku-plum", 1)], "7.00", 3)),
-    ("order-2004", order_event("evt-1006", "ORDER_PLACED", "order-2004", "user-eve", [("sku-gold", 500)], "9999.00", 3)),
-    ("order-2001", order_event("evt-1007", "ORDER_SHIPPED", "order-2001", "user-bob", [("sku-apple", 1)], "3.20", 4)),
-    ("order-2005", order_event("evt-1008", "ORDER_PLACED", "order-2005", "user-fay", [("sku-unknown", 1)], "1.00", 4)),
-]
-write("mixed-batch.json", [record(10 + i, k, e) for i, (k, e) in enumerate(mixed)])
+    # Several keys and types, interleaved as a shard delivers them.
+    mixed = [
+        ("order-2001", order_event("evt-1001", "ORDER_PLACED", "order-2001", "user-bob", [("sku-apple", 1)], "3.20", 1)),
+        ("order-2002", order_event("evt-1002", "ORDER_CREATED", "order-2002", "user-cy", [("sku-pear", 2), ("sku-plum", 1)], "7.00", 1)),
+        ("order-2001", order_event("evt-1003", "PAYMENT_CAPTURED", "order-2001", "user-bob", [("sku-apple", 1)], "3.20", 2)),
+        ("order-2003", order_event("evt-1004", "ORDER_PLACED", "order-2003", "user-dee", [("sku-plum", 3), ("sku-apple", 1), ("sku-plum", 1)], 11.4, 2)),
+        ("order-2002", order_event("evt-1005", "ORDER_CANCELLED", "order-2002", "user-cy", [("sku-pear", 2), ("sku-plum", 1)], "7.00", 3)),
+        ("order-2004", order_event("evt-1006", "ORDER_PLACED", "order-2004", "user-eve", [("sku-gold", 500)], "9999.00", 3)),
+        ("order-2001", order_event("evt-1007", "ORDER_SHIPPED", "order-2001", "user-bob", [("sku-apple", 1)], "3.20", 4)),
+        ("order-2005", order_event("evt-1008", "ORDER_PLACED", "order-2005", "user-fay", [("sku-unknown", 1)], "1.00", 4)),
+    ]
+    write("mixed-batch.json", [record(10 + i, k, e) for i, (k, e) in enumerate(mixed)])
 
-# Undecodable and invalid records among good ones. Each bad record says what is wrong with it.
-good_a = order_event("evt-2001", "ORDER_PLACED", "order-3001", "user-gus", [("sku-apple", 1)], "3.20")
-good_b = order_event("evt-2002", "ORDER_PLACED", "order-3002", "user-hal", [("sku-pear", 1)], "2.10")
-bad_email = order_event("evt-2003", "ORDER_PLACED", "order-3003", "user-ivy", [("sku-pear", 1)], "2.10", email="not-an-address")
-no_items = order_event("evt-2004", "ORDER_PLACED", "order-3004", "user-jo", [], "0.00")
-bad_records = [
-    ("order-3001", good_a, False),
-    ("order-3100", "this is not base64!!", True),                        # not base64
-    ("order-3101", base64.b64encode(b"\xff\xfe not json").decode(), True),  # not JSON
-    ("order-3102", {"hello": "world"}, False),                            # not the envelope
-    ("order-3003", bad_email, False),                                     # payload: bad email
-    (3103, good_a, False),                                                # metadata: key is a number
-    ("order-3004", no_items, False),                                      # payload: no items
-    ("order-3002", good_b, False),
-]
-poison = []
-for i, (key, data, raw) in enumerate(bad_records):
-    r = record(20 + i, str(key), data, raw)
-    r["kinesis"]["partitionKey"] = key
-    poison.append(r)
-write("poison-batch.json", poison)
+    # Undecodable and invalid records among good ones. Each bad record says what is wrong with it.
+    good_a = order_event("evt-2001", "ORDER_PLACED", "order-3001", "user-gus", [("sku-apple", 1)], "3.20")
+    good_b = order_event("evt-2002", "ORDER_PLACED", "order-3002", "user-hal", [("sku-pear", 1)], "2.10")
+    bad_email = order_event("evt-2003", "ORDER_PLACED", "order-3003", "user-ivy", [("sku-pear", 1)], "2.10", email="not-an-address")
+    no_items = order_event("evt-2004", "ORDER_PLACED", "order-3004", "user-jo", [], "0.00")
+    bad_records = [
+        ("order-3001", good_a, False),
+        ("order-3100", "this is not base64!!", True),                        # not base64
+        ("order-3101", base64.b64encode(b"\xff\xfe not json").decode(), True),  # not JSON
+        ("order-3102", {"hello": "world"}, False),                            # not the envelope
+        ("order-3003", bad_email, False),                                     # payload: bad email
+        (3103, good_a, False),                                                # metadata: key is a number
+        ("order-3004", no_items, False),                                      # payload: no items
+        ("order-3002", good_b, False),
+    ]
+    poison = []
+    for i, (key, data, raw) in enumerate(bad_records):
+        r = record(20 + i, str(key), data, raw)
+        r["kinesis"]["partitionKey"] = key
+        poison.append(r)
+    write("poison-batch.json", poison)
+
+
+if __name__ == "__main__":
+    main()

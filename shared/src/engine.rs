@@ -28,9 +28,10 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::batch::{compare_sequence_numbers, KinesisBatch, RecordView};
+use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
 use crate::error::{EffectError, ErrorClass};
 use crate::event::{Envelope, EventType, Malformed, Order};
+use crate::kpl::{self, UserRecord};
 
 /// What a rule did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +51,11 @@ pub enum Outcome {
 pub struct RecordContext<'a> {
     /// The Kinesis partition key.
     pub partition_key: &'a str,
-    /// The Kinesis sequence number, the identifier failures are reported under.
+    /// The Kinesis sequence number, the identifier failures are reported under (for a KPL user
+    /// record, its parent's).
     pub sequence_number: &'a str,
+    /// For a KPL user record, its position in the aggregate.
+    pub sub_sequence_number: Option<u64>,
     /// The shard, when the record's `eventID` names it.
     pub shard_id: Option<&'a str>,
 }
@@ -71,15 +75,17 @@ pub struct OrderEvent<'a> {
 
 impl OrderEvent<'_> {
     /// The key that identifies this event for idempotency: its `eventId`, or, when the producer
-    /// sent none, the record's identity in the stream (shard and sequence number).
+    /// sent none, the record's identity in the stream (shard, sequence number and, for a KPL user
+    /// record, sub-sequence number).
     pub fn idempotency_key(&self) -> String {
-        match self.envelope.event_id.as_deref() {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => format!(
-                "{}:{}",
-                self.record.shard_id.unwrap_or("shard"),
-                self.record.sequence_number
-            ),
+        let shard = self.record.shard_id.unwrap_or("shard");
+        match (
+            self.envelope.event_id.as_deref(),
+            self.record.sub_sequence_number,
+        ) {
+            (Some(id), _) if !id.is_empty() => id.to_owned(),
+            (_, None) => format!("{shard}:{}", self.record.sequence_number),
+            (_, Some(sub)) => format!("{shard}:{}:{sub}", self.record.sequence_number),
         }
     }
 }
@@ -286,8 +292,14 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
 
     /// Processes a batch. `deadline` is when Lambda cuts the invocation off (`None`: never).
     pub async fn process(&self, batch: &KinesisBatch, deadline: Option<Instant>) -> BatchOutcome {
+        // KPL aggregates are opened first; their user records live here while the batch runs.
+        let aggregates: Vec<Option<Vec<UserRecord>>> = batch
+            .records()
+            .map(|r| r.data().ok().and_then(kpl::deaggregate))
+            .collect();
+        let units = units(batch, &aggregates);
         let tally = Mutex::new(Tally {
-            state: vec![State::Pending; batch.len()],
+            state: vec![State::Pending; units.len()],
             stats: BatchStats {
                 received: batch.len() as u64,
                 ..BatchStats::default()
@@ -298,8 +310,8 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 .unwrap_or_else(Instant::now)
         });
 
-        let run_all = stream::iter(group_by_key(batch))
-            .map(|group| self.run_key(batch, group, &tally, cutoff))
+        let run_all = stream::iter(group_by_key(&units))
+            .map(|group| self.run_key(batch, &units, group, &tally, cutoff))
             .buffer_unordered(self.config.max_concurrency)
             .for_each(|()| async {});
         let cut_short = match cutoff {
@@ -314,32 +326,36 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         }
 
         let Tally { state, mut stats } = tally.into_inner().unwrap_or_else(PoisonError::into_inner);
-        let mut response = KinesisEventResponse::default();
-        for (record, state) in batch.records().zip(state) {
-            let report = match state {
-                State::Done | State::Blocked => false,
-                State::Failed => true,
+        // A record is reported when any of its units is not done: failed, cut off or never
+        // started. Lambda replays from the lowest reported record, so one mention is enough.
+        let mut report = vec![false; batch.len()];
+        for (unit, state) in units.iter().zip(state) {
+            match state {
+                State::Done | State::Blocked => {}
+                State::Failed => report[unit.record] = true,
                 State::Pending | State::InFlight => {
                     stats.unstarted += 1;
-                    true
+                    report[unit.record] = true;
                 }
-            };
-            if report {
-                match record.sequence_number() {
-                    Some(seq) if !seq.is_empty() => response.add_failure(seq),
-                    // An empty identifier would fail the whole batch; such a record was captured
-                    // as poison or, if even that failed, logged as lost.
-                    _ => {}
-                }
+            }
+        }
+        let mut response = KinesisEventResponse::default();
+        for record in batch.records().filter(|r| report[r.index()]) {
+            match record.sequence_number() {
+                Some(seq) if !seq.is_empty() => response.add_failure(seq),
+                // An empty identifier would fail the whole batch; such a record was captured
+                // as poison or, if even that failed, logged as lost.
+                _ => {}
             }
         }
         BatchOutcome { response, stats }
     }
 
-    /// Runs one key's records in order, stopping at its first failure or at the cutoff.
+    /// Runs one key's units in order, stopping at its first failure or at the cutoff.
     async fn run_key(
         &self,
         batch: &KinesisBatch,
+        units: &[Unit<'_>],
         group: Vec<usize>,
         tally: &Mutex<Tally>,
         cutoff: Option<Instant>,
@@ -349,11 +365,9 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             if cutoff.is_some_and(|c| Instant::now() >= c) {
                 return; // the rest stay Pending, and are reported
             }
-            let Some(record) = batch.record(index) else {
-                continue;
-            };
+            let unit = &units[index];
             lock().state[index] = State::InFlight;
-            let step = self.run_record(batch, record).await;
+            let step = self.run_unit(batch, unit).await;
             let mut t = lock();
             match step {
                 Step::Done(outcome) => {
@@ -378,8 +392,9 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 }
                 Step::Failed(err) => {
                     tracing::warn!(
-                        partition_key = record.partition_key(),
-                        sequence_number = record.sequence_number(),
+                        partition_key = unit.partition_key,
+                        sequence_number = unit.sequence_number,
+                        sub_sequence_number = unit.sub_sequence_number,
                         error = ?err,
                         "record failed; stopping its partition key"
                     );
@@ -395,26 +410,26 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         }
     }
 
-    async fn run_record(&self, batch: &KinesisBatch, record: RecordView<'_>) -> Step {
+    async fn run_unit(&self, batch: &KinesisBatch, unit: &Unit<'_>) -> Step {
         let (Some(partition_key), Some(sequence_number)) =
-            (record.partition_key(), record.sequence_number())
+            (unit.partition_key, unit.sequence_number)
         else {
-            let why = if record.is_object() {
+            let why = if unit.view.is_object() {
                 "no partitionKey or sequenceNumber"
             } else {
                 "the record is not an object"
             };
             return self
-                .capture(batch, record, &Malformed::Record(why.into()))
+                .capture(batch, unit, &Malformed::Record(why.into()))
                 .await;
         };
-        let data = match record.data() {
+        let data = match unit.data {
             Ok(data) => data,
-            Err(fault) => return self.capture(batch, record, &Malformed::Data(fault)).await,
+            Err(fault) => return self.capture(batch, unit, &Malformed::Data(fault)).await,
         };
         let envelope = match Envelope::parse(data) {
             Ok(envelope) => envelope,
-            Err(why) => return self.capture(batch, record, &why).await,
+            Err(why) => return self.capture(batch, unit, &why).await,
         };
         let event_type = EventType::parse(&envelope.event_type);
         if !self.config.event_types.contains(&event_type) {
@@ -422,11 +437,12 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         }
         let order = match envelope.order() {
             Ok(order) => order,
-            Err(why) => return self.capture(batch, record, &why).await,
+            Err(why) => return self.capture(batch, unit, &why).await,
         };
         let span = tracing::info_span!(
             "record",
             sequence_number,
+            sub_sequence_number = unit.sub_sequence_number,
             partition_key,
             event_id = envelope.event_id.as_deref(),
             event_type = event_type.as_str(),
@@ -438,7 +454,8 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             record: RecordContext {
                 partition_key,
                 sequence_number,
-                shard_id: record.shard_id(),
+                sub_sequence_number: unit.sub_sequence_number,
+                shard_id: unit.view.shard_id(),
             },
         };
         match self.handler.handle(&event).instrument(span).await {
@@ -449,7 +466,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 Step::Done(outcome)
             }
             Err(err) if err.class() == ErrorClass::Permanent => {
-                self.capture(batch, record, &err).await
+                self.capture(batch, unit, &err).await
             }
             Err(err) => Step::Failed(err),
         }
@@ -458,17 +475,21 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
     async fn capture(
         &self,
         batch: &KinesisBatch,
-        record: RecordView<'_>,
+        unit: &Unit<'_>,
         reason: &dyn std::fmt::Display,
     ) -> Step {
+        let data = match (unit.sub_sequence_number, unit.data) {
+            (Some(_), Ok(user_data)) => base64_simd::STANDARD.encode_to_string(user_data),
+            _ => unit.view.data_base64(),
+        };
         let poison = PoisonRecord {
             function: self.config.function.clone(),
             event_source_arn: batch.event_source_arn().map(str::to_owned),
-            shard_id: record.shard_id().map(str::to_owned),
-            partition_key: record.partition_key().map(str::to_owned),
-            sequence_number: record.sequence_number().map(str::to_owned),
-            sub_sequence_number: None,
-            data: record.data_base64(),
+            shard_id: unit.view.shard_id().map(str::to_owned),
+            partition_key: unit.partition_key.map(str::to_owned),
+            sequence_number: unit.sequence_number.map(str::to_owned),
+            sub_sequence_number: unit.sub_sequence_number,
+            data,
             reason: reason.to_string(),
             captured_at_ms: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -477,7 +498,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         match self.poison.capture(&poison).await {
             Ok(()) => Step::Poisoned,
             Err(err) => {
-                if record.sequence_number().is_none_or(str::is_empty) {
+                if unit.sequence_number.is_none_or(str::is_empty) {
                     tracing::error!(error = ?err, reason = %poison.reason,
                         "could not capture a record that has no sequence number: it cannot be retried");
                 }
@@ -487,34 +508,72 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
     }
 }
 
-/// Groups the records by partition key, each group in sequence order. A record with no partition
-/// key or sequence number forms a group of its own: it will be captured as poison.
-fn group_by_key(batch: &KinesisBatch) -> Vec<Vec<usize>> {
+/// The unit of work: a plain record, or one user record of a KPL aggregate. Units of one
+/// partition key run in order; failures are reported under the parent record's sequence number.
+struct Unit<'a> {
+    record: usize,
+    view: RecordView<'a>,
+    partition_key: Option<&'a str>,
+    sequence_number: Option<&'a str>,
+    sub_sequence_number: Option<u64>,
+    data: Result<&'a [u8], DataFault>,
+}
+
+/// The batch's units, in delivery order (an aggregate's user records in their own order).
+fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>]) -> Vec<Unit<'a>> {
+    let mut units = Vec::with_capacity(batch.len());
+    for (view, aggregate) in batch.records().zip(aggregates) {
+        let plain = Unit {
+            record: view.index(),
+            view,
+            partition_key: view.partition_key(),
+            sequence_number: view.sequence_number(),
+            sub_sequence_number: None,
+            data: view.data(),
+        };
+        match aggregate {
+            // Without a sequence number the parent cannot be reported: keep it whole, as poison.
+            Some(users) if plain.sequence_number.is_some() => {
+                units.extend(users.iter().map(|u| Unit {
+                    partition_key: Some(u.partition_key.as_str()),
+                    sub_sequence_number: Some(u.sub_sequence_number),
+                    data: Ok(u.data.as_slice()),
+                    ..plain
+                }))
+            }
+            _ => units.push(plain),
+        }
+    }
+    units
+}
+
+/// Groups the units by partition key, each group in sequence order. A unit with no partition key
+/// or sequence number forms a group of its own: it will be captured as poison.
+fn group_by_key(units: &[Unit<'_>]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut by_key: HashMap<&str, usize> = HashMap::new();
-    for record in batch.records() {
-        match (record.partition_key(), record.sequence_number()) {
+    for (index, unit) in units.iter().enumerate() {
+        match (unit.partition_key, unit.sequence_number) {
             (Some(key), Some(_)) => {
                 let next = groups.len();
                 let slot = *by_key.entry(key).or_insert(next);
                 if slot == next {
                     groups.push(Vec::new());
                 }
-                groups[slot].push(record.index());
+                groups[slot].push(index);
             }
-            _ => groups.push(vec![record.index()]),
+            _ => groups.push(vec![index]),
         }
     }
     for group in &mut groups {
         // The event source mapping delivers a shard in order; sorting is a guard, and stable.
         group.sort_by(|&a, &b| {
-            let seq = |i| {
-                batch
-                    .record(i)
-                    .and_then(|r| r.sequence_number())
-                    .unwrap_or("")
-            };
-            compare_sequence_numbers(seq(a), seq(b))
+            let seq = |i: usize| units[i].sequence_number.unwrap_or("");
+            compare_sequence_numbers(seq(a), seq(b)).then(
+                units[a]
+                    .sub_sequence_number
+                    .cmp(&units[b].sub_sequence_number),
+            )
         });
     }
     groups

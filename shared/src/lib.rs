@@ -1,6 +1,6 @@
 //! The library both kinesis-fanout functions stand on.
 //!
-//! - [`batch`]: the Lambda Kinesis event, read leniently in one pass;
+//! - [`batch`]: the Lambda Kinesis event, read leniently in one pass; [`kpl`]: KPL aggregates;
 //! - [`event`]: the order event envelope and payload, and the domain types;
 //! - [`engine`]: the batch engine that applies Lambda's delivery rules;
 //! - [`error`]: error classification (retryable or permanent), once for all;
@@ -20,6 +20,7 @@ pub mod error;
 pub mod event;
 pub mod fakes;
 pub mod idempotency;
+pub mod kpl;
 pub mod ports;
 pub mod runtime;
 pub mod telemetry;

@@ -149,3 +149,78 @@ fn missing_settings_are_named() {
         assert!(err.to_string().contains(missing), "{missing}: {err}");
     }
 }
+
+/// KPL aggregates made by an independent aggregator (aws-kinesis-agg): each user record is applied
+/// under its own partition key; a bad digest makes a plain record (poison), and a user record with
+/// a bad payload is captured alone, with its own data and sub-sequence number.
+#[tokio::test]
+async fn kpl_aggregated_records() {
+    let engine = engine();
+    let store = engine.handler().store();
+    let out = engine.process(&sample("kpl-aggregated.json"), None).await;
+    assert!(
+        out.response.batch_item_failures.is_empty(),
+        "{:?}",
+        out.response
+    );
+    assert_eq!(out.stats.received, 4);
+    assert_eq!((out.stats.applied, out.stats.poison), (4, 2));
+    assert_eq!(out.stats.skipped.get("ORDER_SHIPPED"), Some(&1));
+    for order in ["order-4001", "order-4002", "order-4003", "order-4004"] {
+        assert_eq!(
+            store.reservation(order).unwrap().status,
+            ReservationStatus::Reserved,
+            "{order}"
+        );
+    }
+    assert_eq!(store.stock("sku-pear"), Some(3));
+    let poison = engine.poison_sink().captured();
+    let sub = poison
+        .iter()
+        .find(|p| p.sub_sequence_number.is_some())
+        .unwrap();
+    assert_eq!(sub.partition_key.as_deref(), Some("order-4007"));
+    assert_eq!(sub.sub_sequence_number, Some(0));
+    let data = String::from_utf8(base64_decode(&sub.data)).unwrap();
+    assert!(
+        data.contains("evt-4007"),
+        "the user record's own data: {data}"
+    );
+    let corrupt = poison
+        .iter()
+        .find(|p| p.sub_sequence_number.is_none())
+        .unwrap();
+    assert!(
+        corrupt.reason.contains("not an order event envelope"),
+        "{}",
+        corrupt.reason
+    );
+}
+
+/// A failing user record reports its parent's sequence number; the parent's other user records,
+/// under other keys, still run.
+#[tokio::test]
+async fn kpl_failure_reports_the_parent() {
+    let engine = engine();
+    let store = engine.handler().store();
+    store.fail_order("order-4002", ErrorClass::Retryable, 1);
+    let out = engine.process(&sample("kpl-aggregated.json"), None).await;
+    assert_eq!(
+        out.failed_sequence_numbers(),
+        vec!["49590338271490256608559692538361571095921575989136588840"]
+    );
+    assert!(store.reservation("order-4001").is_some());
+    assert!(store.reservation("order-4003").is_some());
+    assert!(store.reservation("order-4002").is_none());
+    // The redelivery of the whole parent applies only what is missing.
+    let out = engine.process(&sample("kpl-aggregated.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!((out.stats.applied, out.stats.duplicates), (1, 3));
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use shared::aws_lambda_events::encodings::Base64Data;
+    serde_json::from_value::<Base64Data>(serde_json::Value::String(s.to_owned()))
+        .unwrap()
+        .0
+}
