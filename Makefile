@@ -14,7 +14,7 @@ FN ?= email-notifier
 EVENT ?= order-placed.json
 PORT ?= 9000
 
-.PHONY: help tools build test lint watch up down invoke demo dlq redrive clean
+.PHONY: help tools build test lint watch up down invoke demo dlq redrive chaos fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,15 @@ invoke: $(TOOLS) ## invoke a function on the running stack: make invoke FN=email
 
 demo: $(TOOLS) build ## the whole system offline: server, functions, every sample, a report
 	scripts/stack.sh demo
+
+chaos: $(TOOLS) ## the full chaos replay: 10,000 events over 500 keys, a fifth of AWS calls failing
+	CHAOS_EVENTS=$${CHAOS_EVENTS:-10000} cargo test -p integration-tests --test chaos -- --nocapture
+
+FUZZ_SECONDS ?= 60
+fuzz: ## fuzz the decoders (FUZZ_SECONDS per target; needs cargo-fuzz: cargo install cargo-fuzz)
+	cd fuzz && for target in decode kpl; do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -malloc_limit_mb=256; \
+	done
 
 # The dead-letter queue of the running local stack; for AWS, run scripts/dlq.py with DLQ_URL set.
 LOCAL_ENDPOINT = --endpoint http://127.0.0.1:$$(cat .local/moto.port)

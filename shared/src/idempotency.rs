@@ -161,6 +161,24 @@ pub trait IdempotencyStore: Sync {
     ) -> impl Future<Output = Result<(), EffectError>> + Send;
 }
 
+/// Writes the mark that ends a claim whose effect may have happened. It must be written, or a
+/// redelivery after the lease would repeat the effect: each try is already the SDK's three, and it
+/// keeps trying a while longer before it gives up and says so.
+async fn settle<S: IdempotencyStore>(ledger: &S, key: &str, lease: &Lease, mark: Mark, note: &str) {
+    let mut tries = 0;
+    while let Err(err) = ledger.complete(key, lease, mark, note).await {
+        tries += 1;
+        if tries >= COMPLETE_TRIES {
+            tracing::error!(error = ?err, mark = mark.as_str(), "effect not marked; a redelivery after the lease would repeat it");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50 << tries)).await;
+    }
+}
+
+/// How many times [`once`] tries to mark an effect before it gives up.
+const COMPLETE_TRIES: u32 = 6;
+
 /// Performs `effect` at most once per `key` (see the module docs for the one remaining window).
 ///
 /// The effect returns a note to keep with the done mark. An effect that fails releases its claim
@@ -185,18 +203,11 @@ where
     };
     match effect().await {
         Ok(note) => {
-            if let Err(err) = ledger.complete(key, &lease, Mark::Done, &note).await {
-                // The effect happened: reporting a failure now would only make a redelivery wait
-                // for the lease and repeat it. Say so loudly and count it as done.
-                tracing::error!(error = ?err, "effect done but not marked; a redelivery after the lease would repeat it");
-            }
+            settle(ledger, key, &lease, Mark::Done, &note).await;
             Ok(Outcome::Applied)
         }
         Err(err) if err.is_ambiguous() => {
-            let note = format!("{err:?}");
-            if let Err(mark) = ledger.complete(key, &lease, Mark::Unknown, &note).await {
-                tracing::error!(error = ?mark, "could not mark an unknown outcome; the claim expires with its lease");
-            }
+            settle(ledger, key, &lease, Mark::Unknown, &format!("{err:?}")).await;
             Err(EffectError::permanent(format!(
                 "outcome unknown, not repeated to avoid a duplicate: {err}"
             )))

@@ -101,6 +101,16 @@ pub fn deaggregate(data: &[u8]) -> Option<Vec<UserRecord>> {
         .collect()
 }
 
+/// Frames protobuf bytes as an aggregate: the magic prefix, the bytes, their MD5. For tests and
+/// fuzzing, which need a valid digest around arbitrary bytes.
+pub fn aggregate_raw(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + body.len() + DIGEST_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(body);
+    out.extend_from_slice(&Md5::digest(body));
+    out
+}
+
 /// Aggregates user records `(partition key, data)` the way the KPL does: for producers and tests.
 pub fn aggregate<'a>(records: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
     let mut aggregate = AggregatedRecord::default();
@@ -119,12 +129,7 @@ pub fn aggregate<'a>(records: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> 
             tags: Vec::new(),
         });
     }
-    let body = aggregate.encode_to_vec();
-    let mut out = Vec::with_capacity(MAGIC.len() + body.len() + DIGEST_LEN);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&Md5::digest(&body));
-    out
+    aggregate_raw(&aggregate.encode_to_vec())
 }
 
 #[cfg(test)]
@@ -162,11 +167,11 @@ mod tests {
         agg[last] ^= 0xff;
         assert_eq!(deaggregate(&agg), None, "bad digest");
 
-        let garbage = [0xffu8; 8];
-        let mut bad = MAGIC.to_vec();
-        bad.extend_from_slice(&garbage);
-        bad.extend_from_slice(&Md5::digest(garbage));
-        assert_eq!(deaggregate(&bad), None, "protobuf does not parse");
+        assert_eq!(
+            deaggregate(&aggregate_raw(&[0xff; 8])),
+            None,
+            "protobuf does not parse"
+        );
 
         let body = AggregatedRecord {
             partition_key_table: vec!["a".into()],
@@ -179,9 +184,10 @@ mod tests {
             }],
         }
         .encode_to_vec();
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&Md5::digest(&body));
-        assert_eq!(deaggregate(&out), None, "key index out of range");
+        assert_eq!(
+            deaggregate(&aggregate_raw(&body)),
+            None,
+            "key index out of range"
+        );
     }
 }

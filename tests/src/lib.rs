@@ -5,6 +5,7 @@
 //! Each test starts its own server and stops it when the [`LocalAws`] is dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod esm;
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -271,7 +272,7 @@ impl Drop for LocalAws {
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -286,5 +287,35 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
             Ok(body.to_owned())
         }
         _ => Err(std::io::Error::other("not a 200 response")),
+    }
+}
+
+/// A small deterministic random number generator (xorshift64*), so a failing run can be replayed
+/// from its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
     }
 }

@@ -1,0 +1,19 @@
+//! Any bytes as a record's data: KPL deaggregation (with the magic prefix, so the fuzzer reaches the
+//! digest and the protobuf), then the envelope. Nothing may panic or allocate without bound.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shared::event::Envelope;
+use shared::kpl;
+
+fuzz_target!(|bytes: &[u8]| {
+    let _ = kpl::deaggregate(bytes);
+    // Make the digest right, so the protobuf decoder itself is exercised.
+    let body = bytes;
+    let record = kpl::aggregate_raw(body);
+    if let Some(users) = kpl::deaggregate(&record) {
+        for u in users {
+            let _ = Envelope::parse(&u.data).map(|e| e.order().map(|o| o.quantities()));
+        }
+    }
+});

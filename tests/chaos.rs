@@ -1,0 +1,512 @@
+//! Chaos replay: thousands of events through both functions, delivered by a reproduction of the
+//! event source mapping, against the AWS-API server behind a proxy that makes a share of all AWS
+//! calls fail (throttling, 500s, dropped connections, answers slower than the SDK's timeout), and
+//! with invocations that die after doing their work. At the end every event must be accounted for,
+//! with no duplicate email, no double reservation or release, stock conserved per product, and the
+//! per-key order of effects kept.
+//!
+//! `make test` runs 1,000 events; `make chaos` runs 10,000 over 500 keys
+//! (`CHAOS_EVENTS`, `CHAOS_KEYS`, `CHAOS_FAULT_RATE`, `CHAOS_SEED` set the run).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use integration_tests::esm::{drive, Consumer, EsmSettings, EsmStats, ShardRecord};
+use integration_tests::proxy::{Fault, FaultProxy};
+use integration_tests::{local_env, LocalAws, Rng};
+use serde_json::{json, Value};
+use shared::aws_config::timeout::TimeoutConfig;
+use shared::aws_lambda_events::event::streams::KinesisEventResponse;
+use shared::aws_sdk_dynamodb::types::AttributeValue;
+use shared::{BatchEngine, BatchStats, KinesisBatch, PoisonSink, RecordHandler};
+
+const SKUS: usize = 20;
+const INITIAL_STOCK: i64 = 1_000_000;
+
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One generated event, as the test remembers it.
+#[derive(Debug, Clone)]
+struct Sent {
+    event_id: String,
+    kind: &'static str,
+
+    order_id: String,
+    lines: Vec<(String, i64)>,
+    /// Its position in its shard: (record index, sub-record index).
+    position: (usize, usize),
+    shard: usize,
+}
+
+/// A user record waiting to be written: its key, its data, and which event it is (none: poison).
+type Pending = (String, Vec<u8>, Option<usize>);
+
+/// The stream: two shards of records (some KPL aggregates), and what each event was.
+struct Stream {
+    shards: Vec<Vec<ShardRecord>>,
+    events: Vec<Sent>,
+    poison: usize,
+    aggregates: usize,
+}
+
+fn generate(n: usize, keys: u64, rng: &mut Rng) -> Stream {
+    let mut shards: Vec<Vec<ShardRecord>> = vec![Vec::new(), Vec::new()];
+    let mut events: Vec<Sent> = Vec::new();
+    let mut open: HashMap<String, Vec<usize>> = HashMap::new(); // key -> indexes of open orders
+    let mut poison = 0;
+    let mut aggregates = 0;
+    let mut pending: Vec<Vec<Pending>> = vec![Vec::new(), Vec::new()];
+    let mut seq = [0u64; 2];
+    let mut flush = |shard: usize,
+                     pending: &mut Vec<Pending>,
+                     events: &mut Vec<Sent>,
+                     shards: &mut Vec<Vec<ShardRecord>>,
+                     aggregates: &mut usize| {
+        if pending.is_empty() {
+            return;
+        }
+        seq[shard] += 1;
+        let sequence_number = format!("4959{shard}{:051}", seq[shard]);
+        let index = shards[shard].len();
+        let (key, data) = if pending.len() == 1 {
+            (pending[0].0.clone(), pending[0].1.clone())
+        } else {
+            *aggregates += 1;
+            let agg =
+                shared::kpl::aggregate(pending.iter().map(|(k, d, _)| (k.as_str(), d.as_slice())));
+            (pending[0].0.clone(), agg)
+        };
+        for (sub, (_, _, event)) in pending.iter().enumerate() {
+            if let Some(e) = event {
+                events[*e].position = (index, sub);
+            }
+        }
+        shards[shard].push(ShardRecord {
+            partition_key: key,
+            sequence_number,
+            data,
+        });
+        pending.clear();
+    };
+    for i in 0..n {
+        let key = format!("user-{:04}", rng.below(keys));
+        // Keys map to shards, as Kinesis hashes them.
+        let shard = (key.bytes().map(u64::from).sum::<u64>() % 2) as usize;
+        let roll = rng.below(100);
+        let entry = if roll < 3 {
+            poison += 1;
+            (
+                key.clone(),
+                format!("{{\"eventId\":\"evt-{i}\",\"truncated").into_bytes(),
+                None,
+            )
+        } else {
+            let (kind, order_index) = match roll {
+                3..=14 => ("PAYMENT_CAPTURED", None),
+                15..=29 if open.get(&key).is_some_and(|o| !o.is_empty()) => {
+                    let orders = open.get_mut(&key).unwrap();
+                    let o = orders.remove(rng.below(orders.len() as u64) as usize);
+                    ("ORDER_CANCELLED", Some(o))
+                }
+                30..=39 => ("ORDER_CREATED", None),
+                _ => ("ORDER_PLACED", None),
+            };
+            let (order_id, lines) = match order_index {
+                Some(o) => (events[o].order_id.clone(), events[o].lines.clone()),
+                None => {
+                    let unknown = rng.chance(0.02);
+                    let lines = (0..1 + rng.below(3))
+                        .map(|_| {
+                            let sku = if unknown {
+                                "sku-unknown".to_owned()
+                            } else {
+                                format!("sku-{:02}", rng.below(SKUS as u64))
+                            };
+                            (sku, 1 + rng.below(3) as i64)
+                        })
+                        .collect();
+                    (format!("order-{i:06}"), lines)
+                }
+            };
+            let items: Vec<Value> = lines
+                .iter()
+                .map(|(s, q)| json!({"productId": s, "quantity": q}))
+                .collect();
+            let body = json!({
+                "eventId": format!("evt-{i}"),
+                "eventType": kind,
+                "timestamp": "2026-11-21T10:00:00Z",
+                "payload": {"orderId": order_id, "userId": key, "email": format!("{key}@example.com"), "items": items, "total": "9.99"}
+            });
+            if matches!(kind, "ORDER_PLACED" | "ORDER_CREATED")
+                && !lines.iter().any(|(s, _)| s == "sku-unknown")
+            {
+                open.entry(key.clone()).or_default().push(events.len());
+            }
+            events.push(Sent {
+                event_id: format!("evt-{i}"),
+                kind,
+                order_id,
+                lines,
+                position: (0, 0),
+                shard,
+            });
+            (
+                key.clone(),
+                body.to_string().into_bytes(),
+                Some(events.len() - 1),
+            )
+        };
+        pending[shard].push(entry);
+        // About one record in ten is a KPL aggregate of two to four user records.
+        if pending[shard].len() >= 4 || !rng.chance(0.25) {
+            let mut p = std::mem::take(&mut pending[shard]);
+            flush(shard, &mut p, &mut events, &mut shards, &mut aggregates);
+        }
+    }
+    for (shard, waiting) in pending.iter_mut().enumerate() {
+        let mut p = std::mem::take(waiting);
+        flush(shard, &mut p, &mut events, &mut shards, &mut aggregates);
+    }
+    Stream {
+        shards,
+        events,
+        poison,
+        aggregates,
+    }
+}
+
+/// A function as Lambda runs it: each invocation has a deadline, and some invocations die after
+/// doing their work (a timeout or a crash: the response is lost and Lambda retries the batch).
+struct Function<H, P> {
+    engine: BatchEngine<H, P>,
+    crash: Mutex<Rng>,
+    crash_rate: f64,
+    stats: Mutex<BatchStats>,
+    crashes: AtomicU64,
+}
+
+impl<H: RecordHandler, P: PoisonSink> Consumer for Function<H, P> {
+    async fn invoke(&self, event: Vec<u8>) -> Result<KinesisEventResponse, String> {
+        let batch = KinesisBatch::from_slice(&event).map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let out = self.engine.process(&batch, Some(deadline)).await;
+        {
+            let mut s = self.stats.lock().unwrap();
+            s.applied += out.stats.applied;
+            s.duplicates += out.stats.duplicates;
+            s.poison += out.stats.poison;
+            s.failed += out.stats.failed;
+            s.rejected += out.stats.rejected;
+        }
+        if self.crash.lock().unwrap().chance(self.crash_rate) {
+            self.crashes.fetch_add(1, Ordering::Relaxed);
+            return Err("the invocation died after doing its work".into());
+        }
+        Ok(out.response)
+    }
+}
+
+fn function<H, P>(engine: BatchEngine<H, P>, seed: u64) -> Function<H, P> {
+    Function {
+        engine,
+        crash: Mutex::new(Rng::new(seed)),
+        crash_rate: 0.02,
+        stats: Mutex::default(),
+        crashes: AtomicU64::new(0),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_replay() {
+    let n: usize = setting("CHAOS_EVENTS", 1000);
+    let keys: u64 = setting("CHAOS_KEYS", 500);
+    let fault_rate: f64 = setting("CHAOS_FAULT_RATE", 0.2);
+    let seed: u64 = setting("CHAOS_SEED", 42);
+    let started = Instant::now();
+    if std::env::var("CHAOS_LOG").is_ok() {
+        shared::telemetry::init();
+    }
+    let mut rng = Rng::new(seed);
+    let stream = generate(n, keys, &mut rng);
+
+    let aws = LocalAws::start();
+    let sdk = LocalAws::sdk_config(&aws.endpoint()).await;
+    let ddb = shared::aws_sdk_dynamodb::Client::new(&sdk);
+    for s in 0..SKUS {
+        ddb.put_item()
+            .table_name("inventory")
+            .item("pk", AttributeValue::S(format!("SKU#sku-{s:02}")))
+            .item("available", AttributeValue::N(INITIAL_STOCK.to_string()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // Faults on a share of every AWS call, decided by a seeded generator.
+    let fault_rng = Arc::new(Mutex::new(Rng::new(seed ^ 0x5eed)));
+    let injected: Arc<Mutex<BTreeMap<&'static str, u64>>> = Arc::default();
+    let (frng, inj) = (fault_rng.clone(), injected.clone());
+    let proxy = FaultProxy::start(aws.addr(), move |_| {
+        let mut r = frng.lock().unwrap();
+        if !r.chance(fault_rate) {
+            return None;
+        }
+        let (name, fault) = match r.below(100) {
+            0..=34 => ("throttle", Fault::Throttle),
+            35..=69 => ("500", Fault::ServerError),
+            70..=89 => ("dropped", Fault::Drop),
+            _ => ("slow", Fault::Delay(Duration::from_millis(1500))),
+        };
+        *inj.lock().unwrap().entry(name).or_default() += 1;
+        Some(fault)
+    })
+    .await;
+
+    // The functions, as deployed, but with an SDK attempt timeout of 1 s, a 2 s lease, and the
+    // standard retry mode: the deployed adaptive mode answers a fifth of all calls failing by
+    // rate-limiting itself to a crawl (as it should), which would make this run take hours.
+    let sdk = shared::aws::loader()
+        .retry_config(shared::aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+        .endpoint_url(proxy.endpoint())
+        .region(shared::aws_config::Region::new("us-east-1"))
+        .credentials_provider(shared::aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "local",
+        ))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(1))
+                .operation_timeout(Duration::from_secs(5))
+                .build(),
+        )
+        .load()
+        .await;
+    let env = local_env(&[
+        ("IDEMPOTENCY_LEASE_SECONDS", "2"),
+        ("EVENT_TYPES", "ORDER_PLACED"),
+    ]);
+    let email = function(
+        email_notifier::engine(email_notifier::Config::from_env(&env).unwrap(), &sdk),
+        seed + 1,
+    );
+    let env = local_env(&[]);
+    let inventory = function(
+        inventory_updater::engine(inventory_updater::Config::from_env(&env).unwrap(), &sdk),
+        seed + 2,
+    );
+
+    let settings = |shard: usize| EsmSettings {
+        shard_id: format!("shardId-{shard:012}"),
+        batch_size: 100,
+        maximum_retry_attempts: 10_000,
+        bisect_on_function_error: true,
+    };
+    let (s0, s1) = (settings(0), settings(1));
+    let (e0, e1, i0, i1) = tokio::join!(
+        drive(&stream.shards[0], &s0, &email),
+        drive(&stream.shards[1], &s1, &email),
+        drive(&stream.shards[0], &s0, &inventory),
+        drive(&stream.shards[1], &s1, &inventory),
+    );
+    let esm: Vec<EsmStats> = vec![e0, e1, i0, i1];
+    let requests = proxy.requests();
+    drop(proxy);
+
+    // What the server holds now.
+    let emails = aws.emails();
+    let dlq = aws.dlq_messages().await;
+    let items = aws.table("inventory").await;
+    let stock: BTreeMap<String, i64> = items
+        .iter()
+        .filter_map(|(pk, i)| {
+            Some((
+                pk.strip_prefix("SKU#")?.to_owned(),
+                i["available"].as_n().ok()?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let orders: HashMap<String, (String, BTreeMap<String, i64>)> = items
+        .iter()
+        .filter_map(|(pk, i)| {
+            let lines = i.get("lines").and_then(|l| l.as_m().ok()).map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_n().unwrap().parse().unwrap()))
+                    .collect()
+            });
+            Some((
+                pk.strip_prefix("ORDER#")?.to_owned(),
+                (i["status"].as_s().ok()?.clone(), lines.unwrap_or_default()),
+            ))
+        })
+        .collect();
+    let in_dlq = |function: &str, e: &Sent| {
+        dlq.iter().any(|m| {
+            m["function"] == function
+                && m["shardId"] == format!("shardId-{:012}", e.shard)
+                && m["sequenceNumber"] == stream.shards[e.shard][e.position.0].sequence_number
+        })
+    };
+
+    // 1. Nothing was discarded by the mapping.
+    let discarded: usize = esm.iter().map(|s| s.discarded.len()).sum();
+    assert_eq!(discarded, 0, "records ran out of retries");
+
+    // 2. Zero duplicate emails.
+    let mut sent_per_order: HashMap<&str, usize> = HashMap::new();
+    for (_, _, data) in &emails {
+        *sent_per_order
+            .entry(data["orderId"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    let duplicate_emails: usize = sent_per_order.values().map(|n| n - 1).sum();
+    eprintln!(
+        "unstarted/abandoned: email {}, inventory {}",
+        email.stats.lock().unwrap().unstarted,
+        inventory.stats.lock().unwrap().unstarted
+    );
+    if duplicate_emails > 0 {
+        let ledger = aws.ledger().await;
+        for (order, n) in sent_per_order.iter().filter(|(_, n)| **n > 1) {
+            let e = stream
+                .events
+                .iter()
+                .find(|e| e.order_id == *order && e.kind == "ORDER_PLACED")
+                .unwrap();
+            eprintln!(
+                "{order} sent {n} times; ledger: {:?}",
+                ledger.get(&format!("email-notifier#{}", e.event_id))
+            );
+        }
+    }
+    assert_eq!(duplicate_emails, 0, "duplicate emails");
+
+    // 3. Every event accounted for: its effect applied, or it is in the DLQ.
+    let mut unaccounted = Vec::new();
+    for e in &stream.events {
+        match e.kind {
+            "ORDER_PLACED" => {
+                if !sent_per_order.contains_key(e.order_id.as_str()) && !in_dlq("email-notifier", e)
+                {
+                    unaccounted.push(format!("email for {}", e.event_id));
+                }
+                if !orders.contains_key(&e.order_id) && !in_dlq("inventory-updater", e) {
+                    unaccounted.push(format!("reservation for {}", e.event_id));
+                }
+            }
+            "ORDER_CREATED"
+                if !orders.contains_key(&e.order_id) && !in_dlq("inventory-updater", e) =>
+            {
+                unaccounted.push(format!("reservation for {}", e.event_id));
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        unaccounted.is_empty(),
+        "{} events unaccounted for: {:?}",
+        unaccounted.len(),
+        &unaccounted[..unaccounted.len().min(10)]
+    );
+
+    // 4. Stock conserved per product: initial - reserved + released = final. A double reservation
+    //    or release would break it, since each order's item is written once.
+    let mut expected: BTreeMap<String, i64> = (0..SKUS)
+        .map(|s| (format!("sku-{s:02}"), INITIAL_STOCK))
+        .collect();
+    for (status, lines) in orders.values() {
+        for (sku, q) in lines {
+            match status.as_str() {
+                "RESERVED" => *expected.get_mut(sku).unwrap() -= q,
+                "RELEASED" => {} // reserved, then released
+                _ => {}
+            }
+        }
+    }
+    for (sku, want) in &expected {
+        assert_eq!(
+            stock.get(sku),
+            Some(want),
+            "stock of {sku} is not conserved"
+        );
+    }
+
+    // 5. Per-key order of effects: a cancellation applied after its placement released it; and the
+    //    confirmations of one key were sent in stream order.
+    let cancelled: HashSet<&str> = stream
+        .events
+        .iter()
+        .filter(|e| e.kind == "ORDER_CANCELLED" && !in_dlq("inventory-updater", e))
+        .map(|e| e.order_id.as_str())
+        .collect();
+    for order in &cancelled {
+        if let Some((status, _)) = orders.get(*order) {
+            assert_ne!(
+                status, "RESERVED",
+                "{order} was cancelled before it was reserved"
+            );
+        }
+    }
+    let position: HashMap<&str, (usize, usize)> = stream
+        .events
+        .iter()
+        .filter(|e| e.kind == "ORDER_PLACED")
+        .map(|e| (e.order_id.as_str(), e.position))
+        .collect();
+    // An email whose send got no answer in time (it went to the DLQ as "outcome unknown") may
+    // still reach the server late, after later ones: it is left out of the order check.
+    let unknown: HashSet<&str> = stream
+        .events
+        .iter()
+        .filter(|e| e.kind == "ORDER_PLACED" && in_dlq("email-notifier", e))
+        .map(|e| e.order_id.as_str())
+        .collect();
+    let mut last_per_key: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (to, _, data) in &emails {
+        let order = data["orderId"].as_str().unwrap();
+        if unknown.contains(order) {
+            continue;
+        }
+        let pos = position[order];
+        let key = to[0].split('@').next().unwrap();
+        if let Some(prev) = last_per_key.insert(key, pos) {
+            assert!(prev < pos, "confirmations of {key} were sent out of order");
+        }
+    }
+
+    // The figures.
+    let email_stats = email.stats.lock().unwrap().clone();
+    let inventory_stats = inventory.stats.lock().unwrap().clone();
+    let sum = |f: fn(&EsmStats) -> u64| esm.iter().map(f).sum::<u64>();
+    println!(
+        "\nchaos replay: seed {seed}, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("  stream: {} events over {keys} keys, {} records in 2 shards ({} KPL aggregates), {} poison",
+        stream.events.len() + stream.poison, stream.shards.iter().map(Vec::len).sum::<usize>(), stream.aggregates, stream.poison);
+    let injected = injected.lock().unwrap().clone();
+    println!(
+        "  AWS calls through the proxy: {requests}; faults injected: {injected:?} ({:.0}%)",
+        100.0 * injected.values().sum::<u64>() as f64 / requests.max(1) as f64
+    );
+    println!("  invocations: {}, partial failures: {}, function errors: {} (of which died after work: {}), bisections: {}, records redelivered: {}",
+        sum(|s| s.invocations), sum(|s| s.partial_failures), sum(|s| s.function_errors),
+        email.crashes.load(Ordering::Relaxed) + inventory.crashes.load(Ordering::Relaxed), sum(|s| s.bisections), sum(|s| s.redelivered));
+    println!(
+        "  email-notifier: {} sent, {} duplicates skipped, {} failed and retried, {} to the DLQ",
+        emails.len(),
+        email_stats.duplicates,
+        email_stats.failed,
+        email_stats.poison
+    );
+    println!("  inventory-updater: {} applied, {} rejected, {} duplicates skipped, {} failed and retried, {} to the DLQ",
+        inventory_stats.applied, inventory_stats.rejected, inventory_stats.duplicates, inventory_stats.failed, inventory_stats.poison);
+    println!("  checks: 0 discarded, 0 unaccounted, 0 duplicate emails, stock conserved for {SKUS} products, per-key order kept");
+}
