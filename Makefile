@@ -57,6 +57,7 @@ chaos: $(TOOLS) ## the full chaos replay: 10,000 events over 500 keys, a fifth o
 
 FUZZ_SECONDS ?= 60
 fuzz: ## fuzz the decoders (FUZZ_SECONDS per target; needs cargo-fuzz: cargo install cargo-fuzz)
+	mkdir -p fuzz/corpus/decode && cp events/*.json fuzz/corpus/decode/
 	cd fuzz && for target in decode kpl; do \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -malloc_limit_mb=256; \
 	done
