@@ -508,5 +508,19 @@ async fn chaos_replay() {
     );
     println!("  inventory-updater: {} applied, {} rejected, {} duplicates skipped, {} failed and retried, {} to the DLQ",
         inventory_stats.applied, inventory_stats.rejected, inventory_stats.duplicates, inventory_stats.failed, inventory_stats.poison);
+    let distinct: HashSet<String> = dlq
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}/{}/{}",
+                m["function"], m["shardId"], m["sequenceNumber"], m["subSequenceNumber"]
+            )
+        })
+        .collect();
+    println!(
+        "  dead-letter queue: {} messages for {} distinct records",
+        dlq.len(),
+        distinct.len()
+    );
     println!("  checks: 0 discarded, 0 unaccounted, 0 duplicate emails, stock conserved for {SKUS} products, per-key order kept");
 }

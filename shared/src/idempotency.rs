@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{ConfigError, Env};
-use crate::engine::Outcome;
-use crate::error::EffectError;
+use crate::engine::{Outcome, PoisonRecord, PoisonSink};
+use crate::error::{EffectError, ErrorClass};
 
 /// The ledger's settings.
 ///
@@ -221,6 +221,71 @@ where
     }
 }
 
+/// A poison sink that sends each record once, however often its batch is redelivered.
+///
+/// Without it, a poison record is captured again at every redelivery of its batch (after another
+/// record's failure), and the dead-letter queue fills with copies. The capture is claimed in the
+/// ledger under `poison#<shard>:<sequence>[:<sub>]`; any failure of the inner sink, even one that
+/// leaves the outcome unknown, gives the claim back, so capture stays at-least-once: a copy is
+/// possible, a loss is not. A record with no sequence number cannot be keyed and is always sent.
+#[derive(Debug)]
+pub struct OncePoisonSink<P, L> {
+    inner: P,
+    ledger: L,
+}
+
+impl<P: PoisonSink, L: IdempotencyStore> OncePoisonSink<P, L> {
+    /// Wraps `inner`, remembering captures in `ledger`.
+    pub fn new(inner: P, ledger: L) -> Self {
+        Self { inner, ledger }
+    }
+
+    /// The inner sink.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+}
+
+impl<P: PoisonSink, L: IdempotencyStore> PoisonSink for OncePoisonSink<P, L> {
+    async fn capture(&self, record: &PoisonRecord) -> Result<(), EffectError> {
+        let Some(seq) = record.sequence_number.as_deref() else {
+            return self.inner.capture(record).await;
+        };
+        let mut key = format!(
+            "poison#{}:{seq}",
+            record.shard_id.as_deref().unwrap_or("shard")
+        );
+        if let Some(sub) = record.sub_sequence_number {
+            key.push_str(&format!(":{sub}"));
+        }
+        let lease = match self.ledger.claim(&key).await? {
+            Claim::Claimed(lease) => lease,
+            Claim::AlreadyDone => return Ok(()),
+            Claim::InProgress => {
+                return Err(EffectError::retryable(
+                    "this poison record is being captured by another delivery",
+                ))
+            }
+        };
+        match self.inner.capture(record).await {
+            Ok(()) => {
+                settle(&self.ledger, &key, &lease, Mark::Done, "captured").await;
+                Ok(())
+            }
+            Err(err) => {
+                if let Err(release) = self.ledger.release(&key, &lease).await {
+                    tracing::warn!(error = ?release, "could not release the capture claim; it expires with its lease");
+                }
+                Err(EffectError::new(
+                    ErrorClass::Retryable,
+                    "the poison record was not captured",
+                    Some(Box::new(err)),
+                ))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +369,45 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((out, runs), (Outcome::Duplicate, 0));
+    }
+
+    /// A poison record redelivered three times is sent to the inner sink once; when the inner sink
+    /// fails, the claim is given back and the next delivery sends it.
+    #[tokio::test]
+    async fn poison_is_captured_once() {
+        use crate::fakes::FakePoisonSink;
+        let sink = OncePoisonSink::new(FakePoisonSink::default(), FakeLedger::default());
+        let record = PoisonRecord {
+            function: "f".into(),
+            event_source_arn: None,
+            shard_id: Some("shardId-0".into()),
+            partition_key: Some("k".into()),
+            sequence_number: Some("7".into()),
+            sub_sequence_number: None,
+            data: "eA==".into(),
+            reason: "bad".into(),
+            captured_at_ms: 1,
+        };
+        sink.inner().refuse(true);
+        assert_eq!(
+            sink.capture(&record).await.unwrap_err().class(),
+            ErrorClass::Retryable
+        );
+        sink.inner().refuse(false);
+        for _ in 0..3 {
+            sink.capture(&record).await.unwrap();
+        }
+        assert_eq!(sink.inner().captured().len(), 1);
+        let other = PoisonRecord {
+            sub_sequence_number: Some(1),
+            ..record.clone()
+        };
+        sink.capture(&other).await.unwrap();
+        assert_eq!(
+            sink.inner().captured().len(),
+            2,
+            "another user record of the aggregate"
+        );
     }
 
     /// The settings: the table is required, the lease must be shorter than the TTL.

@@ -8,7 +8,7 @@
 use serde_json::json;
 use shared::adapters::{DynamoLedger, SesEmailSender, SqsPoisonSink};
 use shared::config::{ConfigError, Env};
-use shared::idempotency::{once, IdempotencyConfig, IdempotencyStore};
+use shared::idempotency::{once, IdempotencyConfig, IdempotencyStore, OncePoisonSink};
 use shared::ports::{Confirmation, EmailSender};
 use shared::{
     BatchEngine, EffectError, EngineConfig, EventType, Order, OrderEvent, Outcome, RecordHandler,
@@ -118,18 +118,23 @@ impl<S: EmailSender, L: IdempotencyStore> RecordHandler for EmailRule<S, L> {
 pub fn engine(
     config: Config,
     aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<EmailRule<SesEmailSender, DynamoLedger>, SqsPoisonSink> {
+) -> BatchEngine<EmailRule<SesEmailSender, DynamoLedger>, OncePoisonSink<SqsPoisonSink, DynamoLedger>>
+{
     let ses = SesEmailSender::new(
         shared::aws::ses_client(aws),
         config.sender,
         config.template,
         config.configuration_set,
     );
+    let dynamodb = shared::aws_sdk_dynamodb::Client::new(aws);
     let ledger = DynamoLedger::new(
-        shared::aws_sdk_dynamodb::Client::new(aws),
-        config.idempotency,
+        dynamodb.clone(),
+        config.idempotency.clone(),
         env!("CARGO_PKG_NAME"),
     );
-    let dlq = SqsPoisonSink::new(shared::aws_sdk_sqs::Client::new(aws), config.dlq_url);
+    let dlq = OncePoisonSink::new(
+        SqsPoisonSink::new(shared::aws_sdk_sqs::Client::new(aws), config.dlq_url),
+        DynamoLedger::new(dynamodb, config.idempotency, env!("CARGO_PKG_NAME")),
+    );
     BatchEngine::new(EmailRule::new(ses, ledger), dlq, config.engine)
 }

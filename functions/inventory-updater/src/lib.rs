@@ -6,9 +6,9 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use shared::adapters::{DynamoInventory, SqsPoisonSink};
+use shared::adapters::{DynamoInventory, DynamoLedger, SqsPoisonSink};
 use shared::config::{ConfigError, Env};
-use shared::idempotency::IdempotencyConfig;
+use shared::idempotency::{IdempotencyConfig, OncePoisonSink};
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 use shared::{
     BatchEngine, EffectError, EngineConfig, EventType, OrderEvent, Outcome, RecordHandler,
@@ -115,13 +115,21 @@ impl<S: InventoryStore> RecordHandler for InventoryRule<S> {
 pub fn engine(
     config: Config,
     aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<InventoryRule<DynamoInventory>, SqsPoisonSink> {
+) -> BatchEngine<InventoryRule<DynamoInventory>, OncePoisonSink<SqsPoisonSink, DynamoLedger>> {
+    let dynamodb = shared::aws_sdk_dynamodb::Client::new(aws);
+    let dlq = OncePoisonSink::new(
+        SqsPoisonSink::new(shared::aws_sdk_sqs::Client::new(aws), config.dlq_url),
+        DynamoLedger::new(
+            dynamodb.clone(),
+            config.idempotency.clone(),
+            env!("CARGO_PKG_NAME"),
+        ),
+    );
     let store = DynamoInventory::new(
-        shared::aws_sdk_dynamodb::Client::new(aws),
+        dynamodb,
         config.table,
         config.idempotency,
         env!("CARGO_PKG_NAME"),
     );
-    let dlq = SqsPoisonSink::new(shared::aws_sdk_sqs::Client::new(aws), config.dlq_url);
     BatchEngine::new(InventoryRule::new(store), dlq, config.engine)
 }
