@@ -6,13 +6,12 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use serde_json::json;
-use shared::adapters::{DynamoLedger, SesEmailSender, SqsPoisonSink};
+use shared::adapters::{DynamoLedger, SesEmailSender};
 use shared::config::{ConfigError, Env};
-use shared::idempotency::{once, IdempotencyConfig, IdempotencyStore, OncePoisonSink};
+use shared::idempotency::{once, IdempotencyStore};
 use shared::ports::{Confirmation, EmailSender};
-use shared::{
-    BatchEngine, EffectError, EngineConfig, EventType, Order, OrderEvent, Outcome, RecordHandler,
-};
+use shared::runtime::{CommonConfig, DeadLetterQueue};
+use shared::{BatchEngine, EffectError, EventType, Order, OrderEvent, Outcome, RecordHandler};
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise.
 pub const DEFAULT_EVENT_TYPES: &[EventType] = &[EventType::OrderPlaced];
@@ -23,35 +22,30 @@ pub const SUPPORTED_EVENT_TYPES: &[EventType] = &[EventType::OrderPlaced, EventT
 /// The function's settings, read once at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The engine's settings.
-    pub engine: EngineConfig,
-    /// `DLQ_URL`: the SQS queue that keeps poison records with their payload.
-    pub dlq_url: String,
+    /// The settings every function shares (engine, dead-letter queue, idempotency table).
+    pub common: CommonConfig,
     /// `SENDER_ADDRESS`: the verified SES identity the confirmation comes from.
     pub sender: String,
     /// `TEMPLATE_NAME`: the SES template of the confirmation.
     pub template: String,
     /// `CONFIGURATION_SET` (optional): the SES configuration set for event publishing.
     pub configuration_set: Option<String>,
-    /// The claim ledger that keeps each confirmation single.
-    pub idempotency: IdempotencyConfig,
 }
 
 impl Config {
     /// Reads the settings; a missing one is named in the error.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let function = env!("CARGO_PKG_NAME");
         Ok(Self {
-            engine: EngineConfig::from_env(
+            common: CommonConfig::from_env(
                 env,
-                env!("CARGO_PKG_NAME"),
+                function,
                 DEFAULT_EVENT_TYPES,
                 SUPPORTED_EVENT_TYPES,
             )?,
-            dlq_url: env.required("DLQ_URL")?,
             sender: env.required("SENDER_ADDRESS")?,
             template: env.required("TEMPLATE_NAME")?,
             configuration_set: env.optional("CONFIGURATION_SET"),
-            idempotency: IdempotencyConfig::from_env(env)?,
         })
     }
 }
@@ -118,8 +112,7 @@ impl<S: EmailSender, L: IdempotencyStore> RecordHandler for EmailRule<S, L> {
 pub fn engine(
     config: Config,
     aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<EmailRule<SesEmailSender, DynamoLedger>, OncePoisonSink<SqsPoisonSink, DynamoLedger>>
-{
+) -> BatchEngine<EmailRule<SesEmailSender, DynamoLedger>, DeadLetterQueue> {
     let ses = SesEmailSender::new(
         shared::aws::ses_client(aws),
         config.sender,
@@ -127,14 +120,7 @@ pub fn engine(
         config.configuration_set,
     );
     let dynamodb = shared::aws_sdk_dynamodb::Client::new(aws);
-    let ledger = DynamoLedger::new(
-        dynamodb.clone(),
-        config.idempotency.clone(),
-        env!("CARGO_PKG_NAME"),
-    );
-    let dlq = OncePoisonSink::new(
-        SqsPoisonSink::new(shared::aws_sdk_sqs::Client::new(aws), config.dlq_url),
-        DynamoLedger::new(dynamodb, config.idempotency, env!("CARGO_PKG_NAME")),
-    );
-    BatchEngine::new(EmailRule::new(ses, ledger), dlq, config.engine)
+    let rule = EmailRule::new(ses, config.common.ledger(&dynamodb));
+    let dlq = config.common.dead_letter_queue(aws, &dynamodb);
+    BatchEngine::new(rule, dlq, config.common.engine)
 }

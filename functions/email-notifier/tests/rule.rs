@@ -25,7 +25,7 @@ type Engine = BatchEngine<EmailRule<FakeEmailSender, FakeLedger>, FakePoisonSink
 
 fn engine(extra: &[(&str, &str)]) -> Engine {
     let rule = EmailRule::new(FakeEmailSender::default(), FakeLedger::default());
-    BatchEngine::new(rule, FakePoisonSink::default(), config(extra).engine)
+    BatchEngine::new(rule, FakePoisonSink::default(), config(extra).common.engine)
 }
 
 /// A placed order sends one confirmation, to the order's address, with the order in the data.

@@ -6,13 +6,11 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use shared::adapters::{DynamoInventory, DynamoLedger, SqsPoisonSink};
+use shared::adapters::DynamoInventory;
 use shared::config::{ConfigError, Env};
-use shared::idempotency::{IdempotencyConfig, OncePoisonSink};
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
-use shared::{
-    BatchEngine, EffectError, EngineConfig, EventType, OrderEvent, Outcome, RecordHandler,
-};
+use shared::runtime::{CommonConfig, DeadLetterQueue};
+use shared::{BatchEngine, EffectError, EventType, OrderEvent, Outcome, RecordHandler};
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise (all it supports).
 pub const DEFAULT_EVENT_TYPES: &[EventType] = &[
@@ -27,29 +25,24 @@ pub const SUPPORTED_EVENT_TYPES: &[EventType] = DEFAULT_EVENT_TYPES;
 /// The function's settings, read once at start-up.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The engine's settings.
-    pub engine: EngineConfig,
-    /// `DLQ_URL`: the SQS queue that keeps poison records with their payload.
-    pub dlq_url: String,
+    /// The settings every function shares (engine, dead-letter queue, idempotency table).
+    pub common: CommonConfig,
     /// `INVENTORY_TABLE`: the DynamoDB table of stock and reservations.
     pub table: String,
-    /// The ledger table the idempotency markers go to.
-    pub idempotency: IdempotencyConfig,
 }
 
 impl Config {
     /// Reads the settings; a missing one is named in the error.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let function = env!("CARGO_PKG_NAME");
         Ok(Self {
-            engine: EngineConfig::from_env(
+            common: CommonConfig::from_env(
                 env,
-                env!("CARGO_PKG_NAME"),
+                function,
                 DEFAULT_EVENT_TYPES,
                 SUPPORTED_EVENT_TYPES,
             )?,
-            dlq_url: env.required("DLQ_URL")?,
             table: env.required("INVENTORY_TABLE")?,
-            idempotency: IdempotencyConfig::from_env(env)?,
         })
     }
 }
@@ -115,21 +108,10 @@ impl<S: InventoryStore> RecordHandler for InventoryRule<S> {
 pub fn engine(
     config: Config,
     aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<InventoryRule<DynamoInventory>, OncePoisonSink<SqsPoisonSink, DynamoLedger>> {
+) -> BatchEngine<InventoryRule<DynamoInventory>, DeadLetterQueue> {
     let dynamodb = shared::aws_sdk_dynamodb::Client::new(aws);
-    let dlq = OncePoisonSink::new(
-        SqsPoisonSink::new(shared::aws_sdk_sqs::Client::new(aws), config.dlq_url),
-        DynamoLedger::new(
-            dynamodb.clone(),
-            config.idempotency.clone(),
-            env!("CARGO_PKG_NAME"),
-        ),
-    );
-    let store = DynamoInventory::new(
-        dynamodb,
-        config.table,
-        config.idempotency,
-        env!("CARGO_PKG_NAME"),
-    );
-    BatchEngine::new(InventoryRule::new(store), dlq, config.engine)
+    let dlq = config.common.dead_letter_queue(aws, &dynamodb);
+    let common = config.common;
+    let store = DynamoInventory::new(dynamodb, config.table, common.idempotency, common.function);
+    BatchEngine::new(InventoryRule::new(store), dlq, common.engine)
 }

@@ -26,7 +26,7 @@ fn engine() -> BatchEngine<InventoryRule<FakeInventory>, FakePoisonSink> {
     BatchEngine::new(
         InventoryRule::new(store),
         FakePoisonSink::default(),
-        config.engine,
+        config.common.engine,
     )
 }
 
