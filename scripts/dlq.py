@@ -26,18 +26,11 @@ import sys
 import boto3
 from botocore.exceptions import ClientError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+import local_aws
 
 def settings(endpoint):
-    env = {"STREAM_NAME": "order-events"}
-    if endpoint:  # the local stack: local.env holds its names and dummy credentials
-        with open(os.path.join(ROOT, "local.env")) as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#") and "=" in line:
-                    k, v = line.split("=", 1)
-                    env[k] = v
+    # The local stack: local.env holds its names and dummy credentials.
+    env = local_aws.settings() if endpoint else {"STREAM_NAME": "order-events"}
     for k in ("DLQ_URL", "STREAM_NAME", "IDEMPOTENCY_TABLE", "AWS_REGION"):
         if os.environ.get(k):
             env[k] = os.environ[k]
