@@ -23,12 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The stock the demo and the integration tests start from.
 STOCK = {"sku-apple": 10, "sku-pear": 5, "sku-plum": 8, "sku-gold": 10}
 
-TEMPLATE = {
-    "TemplateName": None,  # from TEMPLATE_NAME
-    "SubjectPart": "Your order {{orderId}} is confirmed",
-    "TextPart": "Thank you for your order {{orderId}}: {{itemCount}} items, total {{total}}.",
-    "HtmlPart": "<h1>Order {{orderId}}</h1><p>{{itemCount}} items, total {{total}}.</p>",
-}
+def confirmation_template(name):
+    """The SES template as template.yaml deploys it (one source for both), named `name`."""
+    from cfnlint.decode import cfn_yaml  # cfn-lint reads CloudFormation's YAML tags
+
+    resources = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))["Resources"]
+    template = dict(resources["ConfirmationTemplate"]["Properties"]["Template"])
+    return dict(template, TemplateName=name)
 
 
 def settings():
@@ -88,7 +89,7 @@ def bootstrap(endpoint):
         ), "ConditionalCheckFailedException")
     ses = c["ses"]
     ses.verify_email_identity(EmailAddress=env["SENDER_ADDRESS"])
-    template = dict(TEMPLATE, TemplateName=env["TEMPLATE_NAME"])
+    template = confirmation_template(env["TEMPLATE_NAME"])
     exists(lambda: ses.create_template(Template=template), "AlreadyExists", "AlreadyExistsException")
     c["sqs"].create_queue(QueueName=env["DLQ_NAME"])
     exists(lambda: c["kinesis"].create_stream(
