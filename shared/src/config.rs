@@ -88,6 +88,7 @@ impl Env {
 /// | `MAX_CONCURRENCY` | 32 | partition keys in progress at once |
 /// | `DEADLINE_MARGIN_MS` | 1000 | stop starting records this long before the deadline |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | the crate name | recorded with poison records (set by Lambda) |
+/// | `METRICS_NAMESPACE` | `kinesis-fanout` | the CloudWatch namespace of the EMF metrics |
 impl EngineConfig {
     /// Reads the engine's settings. `default_types` applies when `EVENT_TYPES` is not set, and
     /// every configured type must be one of `supported`, the types the function has a rule for.
@@ -136,6 +137,18 @@ impl EngineConfig {
             });
         }
         let margin_ms: u64 = env.parse_or("DEADLINE_MARGIN_MS", 1000)?;
+        let metrics_namespace = env
+            .optional("METRICS_NAMESPACE")
+            .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned());
+        if !crate::metrics::valid_namespace(&metrics_namespace) {
+            let reason = "use 1 to 255 letters, digits, spaces or . - _ / # :, \
+                          not starting with ':' or 'AWS/'";
+            return Err(ConfigError::Invalid {
+                name: "METRICS_NAMESPACE",
+                value: metrics_namespace,
+                reason: reason.into(),
+            });
+        }
         Ok(EngineConfig {
             function: env
                 .optional("AWS_LAMBDA_FUNCTION_NAME")
@@ -143,6 +156,7 @@ impl EngineConfig {
             event_types,
             max_concurrency,
             deadline_margin: Duration::from_millis(margin_ms),
+            metrics_namespace,
         })
     }
 }

@@ -187,6 +187,8 @@ pub struct EngineConfig {
     pub max_concurrency: usize,
     /// No record starts, and running ones are abandoned, this long before the deadline.
     pub deadline_margin: Duration,
+    /// The CloudWatch namespace of the per-invocation EMF metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
 }
 
 /// The counts of one invocation.
@@ -249,7 +251,7 @@ enum Step {
     Done(Outcome),
     Skipped(EventType),
     Poisoned,
-    Failed(EffectError),
+    Failed,
 }
 
 struct Tally {
@@ -390,14 +392,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                     t.stats.poison += 1;
                     t.state[index] = State::Done;
                 }
-                Step::Failed(err) => {
-                    tracing::warn!(
-                        partition_key = unit.partition_key,
-                        sequence_number = unit.sequence_number,
-                        sub_sequence_number = unit.sub_sequence_number,
-                        error = ?err,
-                        "record failed; stopping its partition key"
-                    );
+                Step::Failed => {
                     t.stats.failed += 1;
                     t.state[index] = State::Failed;
                     for &later in &group[pos + 1..] {
@@ -408,6 +403,19 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 }
             }
         }
+    }
+
+    /// The record's span: its context on every line logged while it is handled or captured.
+    /// Skipped records log nothing, so they get none (a span per record costs on a full batch).
+    fn span(unit: &Unit<'_>, envelope: Option<&Envelope<'_>>) -> tracing::Span {
+        tracing::info_span!(
+            "record",
+            sequence_number = unit.sequence_number,
+            sub_sequence_number = unit.sub_sequence_number,
+            partition_key = unit.partition_key,
+            event_id = envelope.and_then(|e| e.event_id.as_deref()),
+            event_type = envelope.map(|e| &*e.event_type),
+        )
     }
 
     async fn run_unit(&self, batch: &KinesisBatch, unit: &Unit<'_>) -> Step {
@@ -421,32 +429,36 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             };
             return self
                 .capture(batch, unit, &Malformed::Record(why.into()))
+                .instrument(Self::span(unit, None))
                 .await;
         };
         let data = match unit.data {
             Ok(data) => data,
-            Err(fault) => return self.capture(batch, unit, &Malformed::Data(fault)).await,
+            Err(fault) => {
+                return self
+                    .capture(batch, unit, &Malformed::Data(fault))
+                    .instrument(Self::span(unit, None))
+                    .await
+            }
         };
         let envelope = match Envelope::parse(data) {
             Ok(envelope) => envelope,
-            Err(why) => return self.capture(batch, unit, &why).await,
+            Err(why) => {
+                return self
+                    .capture(batch, unit, &why)
+                    .instrument(Self::span(unit, None))
+                    .await
+            }
         };
         let event_type = EventType::parse(&envelope.event_type);
         if !self.config.event_types.contains(&event_type) {
             return Step::Skipped(event_type);
         }
+        let span = Self::span(unit, Some(&envelope));
         let order = match envelope.order() {
             Ok(order) => order,
-            Err(why) => return self.capture(batch, unit, &why).await,
+            Err(why) => return self.capture(batch, unit, &why).instrument(span).await,
         };
-        let span = tracing::info_span!(
-            "record",
-            sequence_number,
-            sub_sequence_number = unit.sub_sequence_number,
-            partition_key,
-            event_id = envelope.event_id.as_deref(),
-            event_type = event_type.as_str(),
-        );
         let event = OrderEvent {
             event_type,
             envelope,
@@ -458,18 +470,25 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 shard_id: unit.view.shard_id(),
             },
         };
-        match self.handler.handle(&event).instrument(span).await {
-            Ok(outcome) => {
-                if let Outcome::Rejected(reason) = &outcome {
-                    tracing::info!(sequence_number, partition_key, %reason, "order rejected");
+        async {
+            match self.handler.handle(&event).await {
+                Ok(outcome) => {
+                    if let Outcome::Rejected(reason) = &outcome {
+                        tracing::info!(%reason, "order rejected");
+                    }
+                    Step::Done(outcome)
                 }
-                Step::Done(outcome)
+                Err(err) if err.class() == ErrorClass::Permanent => {
+                    self.capture(batch, unit, &err).await
+                }
+                Err(err) => {
+                    tracing::warn!(error = ?err, "record failed; stopping its partition key");
+                    Step::Failed
+                }
             }
-            Err(err) if err.class() == ErrorClass::Permanent => {
-                self.capture(batch, unit, &err).await
-            }
-            Err(err) => Step::Failed(err),
         }
+        .instrument(span)
+        .await
     }
 
     async fn capture(
@@ -501,8 +520,11 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 if unit.sequence_number.is_none_or(str::is_empty) {
                     tracing::error!(error = ?err, reason = %poison.reason,
                         "could not capture a record that has no sequence number: it cannot be retried");
+                } else {
+                    tracing::warn!(error = ?err, reason = %poison.reason,
+                        "could not capture a poison record; stopping its partition key");
                 }
-                Step::Failed(err)
+                Step::Failed
             }
         }
     }

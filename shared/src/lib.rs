@@ -21,6 +21,7 @@ pub mod event;
 pub mod fakes;
 pub mod idempotency;
 pub mod kpl;
+pub mod metrics;
 pub mod ports;
 pub mod runtime;
 pub mod telemetry;

@@ -25,7 +25,8 @@ where
     .await
 }
 
-/// Handles one invocation: processes the batch before the deadline and logs what happened.
+/// Handles one invocation: processes the batch before the deadline, logs what happened and
+/// writes its metrics (see [`crate::metrics`]).
 pub async fn handle<H, P>(
     engine: &BatchEngine<H, P>,
     event: LambdaEvent<KinesisBatch>,
@@ -38,7 +39,9 @@ where
     let time_left_ms = deadline
         .saturating_duration_since(tokio::time::Instant::now())
         .as_millis() as u64;
+    let started = std::time::Instant::now();
     let outcome = engine.process(&event.payload, Some(deadline)).await;
+    let duration = started.elapsed();
     let s = &outcome.stats;
     tracing::info!(
         request_id = %event.context.request_id,
@@ -56,6 +59,8 @@ where
         reported = outcome.response.batch_item_failures.len(),
         "batch done"
     );
+    let config = engine.config();
+    crate::metrics::emit(&config.metrics_namespace, &config.function, s, duration);
     outcome.response
 }
 

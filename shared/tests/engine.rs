@@ -74,6 +74,7 @@ fn config(max_concurrency: usize) -> EngineConfig {
         event_types: EventTypeSet::new([EventType::OrderPlaced, EventType::OrderCancelled]),
         max_concurrency,
         deadline_margin: Duration::from_millis(100),
+        metrics_namespace: "test".into(),
     }
 }
 

@@ -111,6 +111,7 @@ proptest! {
             event_types: EventTypeSet::new([EventType::OrderPlaced]),
             max_concurrency: concurrency,
             deadline_margin: Duration::ZERO,
+            metrics_namespace: "p".into(),
         };
         let engine = BatchEngine::new(rule, FakePoisonSink::default(), config);
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();

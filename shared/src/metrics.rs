@@ -1,0 +1,424 @@
+//! CloudWatch metrics, one set per invocation, in the Embedded Metric Format (EMF).
+//!
+//! Each invocation writes its counts as EMF lines straight to stdout, one JSON object a line, and
+//! CloudWatch Logs turns them into metrics. They bypass `tracing` on purpose: a log formatter
+//! (or Lambda's JSON log format) would wrap them, and a wrapped line is no longer EMF.
+//!
+//! - one line with the dimension `Function`: every count of [`BatchStats`] and `BatchDuration`;
+//! - one line per skipped event type with the dimensions `Function` and `EventType`:
+//!   `RecordsSkipped` for that type (no such line when nothing was skipped).
+//!
+//! The format: <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::engine::BatchStats;
+
+/// The namespace when `METRICS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "kinesis-fanout";
+
+/// The dimension value that stands for an event type CloudWatch would not accept as one (blank,
+/// longer than 1024 characters, or not printable ASCII).
+pub const INVALID_EVENT_TYPE: &str = "(invalid)";
+
+/// The unit of the counts.
+const COUNT: &str = "Count";
+/// The unit of `BatchDuration`.
+const MILLISECONDS: &str = "Milliseconds";
+
+/// Whether `namespace` is one CloudWatch accepts: 1 to 255 characters among letters, digits,
+/// `. - _ / # :` and space, not starting with `:` nor with the reserved `AWS/`.
+pub fn valid_namespace(namespace: &str) -> bool {
+    (1..=255).contains(&namespace.len())
+        && !namespace.starts_with(':')
+        && !namespace.starts_with("AWS/")
+        && namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c))
+}
+
+/// The EMF lines of one invocation, without trailing newlines: the function's line, then one line
+/// per skipped event type. `timestamp_ms` is the time of the metrics, in milliseconds since the
+/// epoch.
+pub fn emf_lines(
+    namespace: &str,
+    function: &str,
+    stats: &BatchStats,
+    duration: Duration,
+    timestamp_ms: u64,
+) -> Vec<String> {
+    let processed = stats.applied + stats.duplicates + stats.rejected + stats.no_effect;
+    let counts = [
+        ("RecordsReceived", stats.received),
+        ("RecordsProcessed", processed),
+        ("RecordsApplied", stats.applied),
+        ("RecordsDuplicate", stats.duplicates),
+        ("RecordsRejected", stats.rejected),
+        ("RecordsSkipped", stats.skipped.values().sum()),
+        ("RecordsPoison", stats.poison),
+        ("RecordsFailed", stats.failed),
+        ("RecordsBlocked", stats.blocked),
+        ("RecordsUnstarted", stats.unstarted),
+    ];
+    // Milliseconds, to the microsecond.
+    let duration_ms = duration.as_micros() as f64 / 1000.0;
+
+    let mut metrics: Vec<(&str, &str, Value)> = counts
+        .iter()
+        .map(|&(name, value)| (name, COUNT, Value::from(value)))
+        .collect();
+    metrics.push(("BatchDuration", MILLISECONDS, Value::from(duration_ms)));
+
+    let mut lines = vec![line(
+        namespace,
+        timestamp_ms,
+        &[("Function", function)],
+        &metrics,
+    )];
+
+    // Event types CloudWatch would refuse as dimension values are counted together.
+    let mut by_type: Vec<(&str, u64)> = Vec::new();
+    for (event_type, &count) in &stats.skipped {
+        let name = if valid_dimension_value(event_type) {
+            event_type.as_str()
+        } else {
+            INVALID_EVENT_TYPE
+        };
+        match by_type.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += count,
+            None => by_type.push((name, count)),
+        }
+    }
+    for (event_type, count) in by_type {
+        lines.push(line(
+            namespace,
+            timestamp_ms,
+            &[("Function", function), ("EventType", event_type)],
+            &[("RecordsSkipped", COUNT, Value::from(count))],
+        ));
+    }
+    lines
+}
+
+/// Writes the EMF lines of one invocation to stdout, timestamped now. Write errors are ignored:
+/// metrics never fail an invocation.
+pub fn emit(namespace: &str, function: &str, stats: &BatchStats, duration: Duration) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let lines = emf_lines(namespace, function, stats, duration, now_ms);
+    write_lines(&mut std::io::stdout().lock(), &lines);
+}
+
+/// Writes each line and a newline to `out`, then flushes; stops quietly at the first error.
+pub fn write_lines(out: &mut impl Write, lines: &[String]) {
+    for line in lines {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        if out.write_all(&bytes).is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
+}
+
+/// Whether CloudWatch accepts `value` as a dimension value: 1 to 1024 printable ASCII characters,
+/// not all spaces.
+fn valid_dimension_value(value: &str) -> bool {
+    value.len() <= 1024
+        && !value.trim().is_empty()
+        && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// One EMF document: the dimensions and metrics as top-level members, and the `_aws` directive
+/// that names them.
+fn line(
+    namespace: &str,
+    timestamp_ms: u64,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, &str, Value)],
+) -> String {
+    let dimension_set: Vec<&str> = dimensions.iter().map(|&(name, _)| name).collect();
+    let definitions: Vec<Value> = metrics
+        .iter()
+        .map(|(name, unit, _)| json!({ "Name": name, "Unit": unit }))
+        .collect();
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimension_set],
+                "Metrics": definitions,
+            }],
+        }),
+    );
+    for &(name, value) in dimensions {
+        root.insert(name.into(), Value::from(value));
+    }
+    for (name, _, value) in metrics {
+        root.insert((*name).into(), value.clone());
+    }
+    Value::Object(root).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Env;
+    use crate::engine::EngineConfig;
+    use crate::event::EventType;
+
+    const TS: u64 = 1_700_000_000_123;
+
+    /// Distinct numbers in every field, and two skipped types.
+    fn stats() -> BatchStats {
+        BatchStats {
+            received: 100,
+            applied: 11,
+            duplicates: 7,
+            rejected: 5,
+            no_effect: 3,
+            skipped: BTreeMap::from([("ORDER_SHIPPED".to_owned(), 13), ("PING".to_owned(), 17)]),
+            poison: 2,
+            failed: 19,
+            blocked: 23,
+            unstarted: 29,
+        }
+    }
+
+    fn parse(lines: &[String]) -> Vec<Value> {
+        lines
+            .iter()
+            .map(|l| {
+                assert!(!l.contains('\n'), "one line each: {l}");
+                serde_json::from_str(l).unwrap()
+            })
+            .collect()
+    }
+
+    /// Checks a document against the EMF specification and returns its one directive's namespace,
+    /// dimension set and (metric, unit) pairs.
+    fn directive(doc: &Value) -> (String, Vec<String>, Vec<(String, String)>) {
+        let aws = doc["_aws"].as_object().unwrap();
+        assert!(aws["Timestamp"].is_u64(), "Timestamp is an integer: {doc}");
+        assert_eq!(aws["Timestamp"].as_u64(), Some(TS));
+        let directives = aws["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 1);
+        let d = directives[0].as_object().unwrap();
+        let mut keys: Vec<&String> = d.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["Dimensions", "Metrics", "Namespace"]);
+        let namespace = d["Namespace"].as_str().unwrap().to_owned();
+        assert!(valid_namespace(&namespace));
+
+        let sets = d["Dimensions"].as_array().unwrap();
+        assert_eq!(sets.len(), 1);
+        let set: Vec<String> = sets[0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        assert!(!set.is_empty() && set.len() <= 30);
+        for name in &set {
+            assert!(
+                doc[name].is_string(),
+                "dimension {name} is a top-level string"
+            );
+        }
+
+        let metrics = d["Metrics"].as_array().unwrap();
+        assert!(!metrics.is_empty() && metrics.len() <= 100);
+        let mut seen = Vec::new();
+        for m in metrics {
+            let m = m.as_object().unwrap();
+            let name = m["Name"].as_str().unwrap().to_owned();
+            let unit = m["Unit"].as_str().unwrap().to_owned();
+            assert!(
+                doc[&name].is_number(),
+                "metric {name} is a top-level number"
+            );
+            assert!(!seen.iter().any(|(n, _)| *n == name), "{name} once");
+            seen.push((name, unit));
+        }
+        (namespace, set, seen)
+    }
+
+    /// The function's line: valid EMF, every count equal to the stats, the duration in
+    /// milliseconds.
+    #[test]
+    fn function_line_is_valid_emf_with_the_counts() {
+        let lines = emf_lines(
+            "ns/x",
+            "email-notifier",
+            &stats(),
+            Duration::from_micros(12_345),
+            TS,
+        );
+        let docs = parse(&lines);
+        assert_eq!(
+            docs.len(),
+            3,
+            "the function's line and one per skipped type"
+        );
+        let doc = &docs[0];
+        let (namespace, dims, metrics) = directive(doc);
+        assert_eq!(namespace, "ns/x");
+        assert_eq!(dims, ["Function"]);
+        assert_eq!(doc["Function"], "email-notifier");
+
+        let expected = [
+            ("RecordsReceived", 100),
+            ("RecordsProcessed", 11 + 7 + 5 + 3),
+            ("RecordsApplied", 11),
+            ("RecordsDuplicate", 7),
+            ("RecordsRejected", 5),
+            ("RecordsSkipped", 13 + 17),
+            ("RecordsPoison", 2),
+            ("RecordsFailed", 19),
+            ("RecordsBlocked", 23),
+            ("RecordsUnstarted", 29),
+        ];
+        assert_eq!(metrics.len(), expected.len() + 1);
+        for (name, value) in expected {
+            assert_eq!(doc[name].as_u64(), Some(value), "{name}");
+            assert!(
+                metrics.contains(&(name.into(), "Count".into())),
+                "{name} is a Count"
+            );
+        }
+        assert_eq!(doc["BatchDuration"].as_f64(), Some(12.345));
+        assert!(metrics.contains(&("BatchDuration".into(), "Milliseconds".into())));
+    }
+
+    /// One line per skipped type, with both dimensions and that type's count.
+    #[test]
+    fn one_line_per_skipped_type() {
+        let lines = emf_lines("ns", "f", &stats(), Duration::ZERO, TS);
+        let docs = parse(&lines);
+        let mut seen = BTreeMap::new();
+        for doc in &docs[1..] {
+            let (namespace, dims, metrics) = directive(doc);
+            assert_eq!(namespace, "ns");
+            assert_eq!(dims, ["Function", "EventType"]);
+            assert_eq!(metrics, [("RecordsSkipped".into(), "Count".into())]);
+            assert_eq!(doc["Function"], "f");
+            let t = doc["EventType"].as_str().unwrap().to_owned();
+            seen.insert(t, doc["RecordsSkipped"].as_u64().unwrap());
+        }
+        assert_eq!(seen, stats().skipped);
+    }
+
+    /// No per-type line when nothing was skipped; the function's line says 0.
+    #[test]
+    fn no_type_line_without_skips() {
+        let stats = BatchStats {
+            received: 1,
+            applied: 1,
+            ..BatchStats::default()
+        };
+        let docs = parse(&emf_lines("ns", "f", &stats, Duration::ZERO, TS));
+        assert_eq!(docs.len(), 1);
+        directive(&docs[0]);
+        assert_eq!(docs[0]["RecordsSkipped"].as_u64(), Some(0));
+        assert_eq!(docs[0]["BatchDuration"].as_f64(), Some(0.0));
+    }
+
+    /// Event types CloudWatch would refuse as dimension values are counted under one name, and
+    /// names that need escaping stay valid JSON.
+    #[test]
+    fn odd_event_types() {
+        let stats = BatchStats {
+            skipped: BTreeMap::from([
+                (String::new(), 1),
+                ("   ".to_owned(), 2),
+                ("x".repeat(1025), 4),
+                ("TYPE\u{7}".to_owned(), 8),
+                ("ÉVÉNEMENT".to_owned(), 16),
+                (r#"quote"back\slash"#.to_owned(), 32),
+            ]),
+            ..BatchStats::default()
+        };
+        let docs = parse(&emf_lines("ns", "f", &stats, Duration::ZERO, TS));
+        let mut seen = BTreeMap::new();
+        for doc in &docs[1..] {
+            directive(doc);
+            let t = doc["EventType"].as_str().unwrap().to_owned();
+            seen.insert(t, doc["RecordsSkipped"].as_u64().unwrap());
+        }
+        let expected = BTreeMap::from([
+            (INVALID_EVENT_TYPE.to_owned(), 1 + 2 + 4 + 8 + 16),
+            (r#"quote"back\slash"#.to_owned(), 32),
+        ]);
+        assert_eq!(seen, expected);
+        assert_eq!(docs[0]["RecordsSkipped"].as_u64(), Some(63));
+    }
+
+    /// Lines are written each with a newline; a failing writer is ignored, not a panic.
+    #[test]
+    fn writes_lines_and_ignores_errors() {
+        let lines = emf_lines("ns", "f", &stats(), Duration::ZERO, TS);
+        let mut out = Vec::new();
+        write_lines(&mut out, &lines);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, lines.join("\n") + "\n");
+
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("closed"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::Error::other("closed"))
+            }
+        }
+        write_lines(&mut Broken, &lines);
+    }
+
+    /// `METRICS_NAMESPACE` sets the namespace; unset or blank means the default; an invalid one
+    /// stops start-up, naming the setting.
+    #[test]
+    fn namespace_from_env() {
+        let types = [EventType::OrderPlaced];
+        let read = |pairs: &[(&str, &str)]| {
+            EngineConfig::from_env(&Env::from_pairs(pairs.iter().copied()), "f", &types, &types)
+        };
+        assert_eq!(read(&[]).unwrap().metrics_namespace, DEFAULT_NAMESPACE);
+        assert_eq!(DEFAULT_NAMESPACE, "kinesis-fanout");
+        let blank = read(&[("METRICS_NAMESPACE", " ")]).unwrap();
+        assert_eq!(blank.metrics_namespace, DEFAULT_NAMESPACE);
+        let set = read(&[("METRICS_NAMESPACE", "Shop/Orders")]).unwrap();
+        assert_eq!(set.metrics_namespace, "Shop/Orders");
+
+        for bad in ["AWS/Lambda", ":x", "a\u{e9}", &"n".repeat(256)] {
+            let err = read(&[("METRICS_NAMESPACE", bad)]).unwrap_err();
+            assert!(err.to_string().contains("METRICS_NAMESPACE"), "{err}");
+        }
+    }
+
+    /// The namespace rule.
+    #[test]
+    fn namespaces() {
+        for ok in [
+            "kinesis-fanout",
+            "a",
+            "Shop/Orders #1:v2_x.y",
+            &"n".repeat(255),
+        ] {
+            assert!(valid_namespace(ok), "{ok}");
+        }
+        for bad in ["", ":a", "AWS/Lambda", "tab\there", "é", &"n".repeat(256)] {
+            assert!(!valid_namespace(bad), "{bad}");
+        }
+    }
+}
