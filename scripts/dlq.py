@@ -1,18 +1,38 @@
 #!/usr/bin/env python3
-"""Look at the dead-letter queue of poison records, and redrive them into the stream.
+"""Look at the dead-letter queue, and redrive what it holds into the stream.
 
-    dlq.py list    [--endpoint URL]                       print each message: identity, function, reason
+    dlq.py list    [--endpoint URL]                       print each message: what it is, and where from
     dlq.py redrive [--endpoint URL] [--stream NAME] [--keep-unknown]
-                                                          put each record back on the stream, then delete it
+                                                          put its records back on the stream, then delete it
 
-Each message is a poison record as the functions captured it (JSON): the original base64 data, the
-partition key, sequence number, shard, function, reason and time. Redriving puts the data back on
-the stream with its partition key, once per record even when several functions captured it, and
-deletes the messages only after the stream accepted it.
+The queue holds two kinds of message:
+
+- A poison record, as a function captured it (JSON): the original base64 data, the partition key,
+  sequence number, shard, function, reason and time. Redriving puts the data back on the stream
+  (--stream, else STREAM_NAME) with its partition key, once per record even when several functions
+  captured it, and deletes the messages only after the stream accepted it.
+
+- A batch the event source mapping gave up on (its DestinationConfig.OnFailure: retries exhausted,
+  records too old, payload too large). Such a message holds no data, only the function, the
+  condition, the stream ARN, the shard and the range of sequence numbers. Redriving reads that range
+  back from the shard (the stream named in the ARN, or --stream) and puts every record of it back on
+  the same stream with its original partition key, in order; the message is deleted only after every
+  record of the range was put back. Messages naming the same shard and range (one per function whose
+  mapping gave up) are redriven once and all deleted.
+  The records exist only in the stream: an OnFailure message can be redriven only while the stream
+  still holds its records (its retention period, 24 hours by default). Once they are trimmed, or the
+  shard cannot be read, the message is kept and reported, and the records are lost.
+
+Replaying an event already handled is harmless: the functions' idempotency key is the eventId in
+the data (else shard:sequence), so a function skips what it has done. A redriven range may therefore
+hold events that succeeded the first time.
 
 An email whose send got no answer is marked UNKNOWN in the idempotency table, so that it is never
-sent twice by accident. Redriving says it should be sent: unless --keep-unknown is given, the
-UNKNOWN entry of each redriven event is deleted so the function sends it.
+sent twice by accident. Redriving a poison record says it should be sent: unless --keep-unknown is
+given, the UNKNOWN entry of each redriven poison record is deleted so the function sends it. The
+records of an OnFailure batch are replayed as they are: their UNKNOWN entries stay.
+
+A message of neither kind is shown by list and kept by redrive.
 
 Settings come from the environment, else from local.env: DLQ_URL, STREAM_NAME (order-events),
 IDEMPOTENCY_TABLE, AWS_REGION. Without --endpoint it talks to AWS with your usual credentials.
@@ -22,11 +42,18 @@ import base64
 import json
 import os
 import sys
+import time
 
 import boto3
 from botocore.exceptions import ClientError
 
 import local_aws
+
+# Reading a range back: GetRecords pages may be empty in the middle of a shard (a time gap with no
+# records), so a few empty pages are tolerated before giving up on reaching the end of the range.
+MAX_EMPTY_READS = 10
+EMPTY_READ_PAUSE_S = 0.2
+
 
 def settings(endpoint):
     # The local stack: local.env holds its names and dummy credentials.
@@ -58,8 +85,58 @@ def receive_all(sqs, url):
         out.extend(got)
 
 
+POISON, ON_FAILURE, OTHER = "poison", "on-failure", "other"
+
+
+def parse(message):
+    """(kind, body): a poison record, an OnFailure batch (KinesisBatchInfo), or anything else."""
+    try:
+        body = json.loads(message["Body"])
+    except ValueError:
+        return OTHER, message["Body"]
+    if not isinstance(body, dict):
+        return OTHER, body
+    if isinstance(body.get("KinesisBatchInfo"), dict):
+        info = body["KinesisBatchInfo"]
+        try:
+            int(info["startSequenceNumber"]), int(info["endSequenceNumber"])
+            if not info.get("shardId"):
+                raise KeyError("shardId")
+        except (KeyError, TypeError, ValueError):
+            return OTHER, body
+        return ON_FAILURE, body
+    if any(k in body for k in ("data", "sequenceNumber", "partitionKey")):
+        return POISON, body
+    return OTHER, body
+
+
 def identity(record):
     return (record.get("shardId"), record.get("sequenceNumber"), record.get("subSequenceNumber"))
+
+
+def stream_name_of(arn):
+    """arn:aws:kinesis:REGION:ACCOUNT:stream/NAME -> NAME."""
+    return arn.split(":stream/", 1)[1] if arn and ":stream/" in arn else None
+
+
+def function_name_of(arn):
+    """arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER] -> NAME[:QUALIFIER]."""
+    parts = (arn or "").split(":")
+    return ":".join(parts[6:]) if len(parts) > 6 and parts[5] == "function" else arn
+
+
+def batch_range(body):
+    info = body["KinesisBatchInfo"]
+    return (stream_name_of(info.get("streamArn")), info["shardId"],
+            int(info["startSequenceNumber"]), int(info["endSequenceNumber"]))
+
+
+def describe_batch(body):
+    info, ctx = body["KinesisBatchInfo"], body.get("requestContext") or {}
+    stream = stream_name_of(info.get("streamArn")) or info.get("streamArn")
+    return (f"{function_name_of(ctx.get('functionArn'))}: {ctx.get('condition')}, stream {stream} "
+            f"{info['shardId']} seq {info['startSequenceNumber']}..{info['endSequenceNumber']}, "
+            f"batchSize {info.get('batchSize')}")
 
 
 def event_key(record):
@@ -79,12 +156,20 @@ def list_messages(endpoint):
     env = settings(endpoint)
     sqs = client("sqs", endpoint, env)
     messages = receive_all(sqs, env["DLQ_URL"])
-    print(f"{len(messages)} poison records in {env['DLQ_URL']}")
-    for m in messages:
-        r = json.loads(m["Body"])
-        sub = f"/{r['subSequenceNumber']}" if r.get("subSequenceNumber") is not None else ""
-        print(f"- {r.get('function')}: {r.get('shardId')} seq {r.get('sequenceNumber')}{sub} "
-              f"key {r.get('partitionKey')!r}, {len(r.get('data', ''))} base64 chars\n    {r.get('reason')}")
+    parsed = [parse(m) for m in messages]
+    counts = {k: sum(1 for kind, _ in parsed if kind == k) for k in (POISON, ON_FAILURE, OTHER)}
+    print(f"{len(messages)} messages in {env['DLQ_URL']}: {counts[POISON]} poison records, "
+          f"{counts[ON_FAILURE]} OnFailure batches" + (f", {counts[OTHER]} unrecognised" if counts[OTHER] else ""))
+    for kind, r in parsed:
+        if kind == POISON:
+            sub = f"/{r['subSequenceNumber']}" if r.get("subSequenceNumber") is not None else ""
+            print(f"- poison record from {r.get('function')}: {r.get('shardId')} seq {r.get('sequenceNumber')}{sub} "
+                  f"key {r.get('partitionKey')!r}, {len(r.get('data') or '')} base64 chars\n    {r.get('reason')}")
+        elif kind == ON_FAILURE:
+            print(f"- OnFailure batch from {describe_batch(r)}")
+        else:
+            text = r if isinstance(r, str) else json.dumps(r)
+            print(f"- unrecognised message: {text[:200]}{'...' if len(text) > 200 else ''}")
     # Make them visible again at once: listing consumes nothing.
     for m in messages:
         sqs.change_message_visibility(QueueUrl=env["DLQ_URL"], ReceiptHandle=m["ReceiptHandle"],
@@ -93,39 +178,133 @@ def list_messages(endpoint):
 
 def redrive(endpoint, stream, keep_unknown):
     env = settings(endpoint)
-    stream = stream or env["STREAM_NAME"]
     sqs, kinesis = client("sqs", endpoint, env), client("kinesis", endpoint, env)
     ddb = client("dynamodb", endpoint, env) if env.get("IDEMPOTENCY_TABLE") else None
-    by_record = {}
+    by_record, by_batch, others = {}, {}, []
     for m in receive_all(sqs, env["DLQ_URL"]):
-        r = json.loads(m["Body"])
-        by_record.setdefault(identity(r), (r, []))[1].append(m)
+        kind, body = parse(m)
+        if kind == POISON:
+            by_record.setdefault(identity(body), (body, []))[1].append(m)
+        elif kind == ON_FAILURE:
+            by_batch.setdefault(batch_range(body), (body, []))[1].append(m)
+        else:
+            others.append(m)
     redriven, deleted = 0, set()
+
+    def delete(messages):
+        for m in messages:
+            sqs.delete_message(QueueUrl=env["DLQ_URL"], ReceiptHandle=m["ReceiptHandle"])
+            deleted.add(m["ReceiptHandle"])
+
+    def plural(messages):
+        return f"{len(messages)} message{'s' if len(messages) > 1 else ''}"
+
     try:
+        target = stream or env["STREAM_NAME"]
         for r, messages in by_record.values():
             try:
-                data = base64.b64decode(r["data"], validate=True)
-            except ValueError:
-                print(f"kept {r.get('shardId')} seq {r.get('sequenceNumber')}: its data was never base64, "
-                      "so it cannot go back on the stream")
+                data = base64.b64decode(r.get("data"), validate=True)
+            except (ValueError, TypeError):
+                print(f"kept {r.get('shardId')} seq {r.get('sequenceNumber')}: its data is missing or was never "
+                      "base64, so it cannot go back on the stream")
                 continue
             if ddb and not keep_unknown:
                 forget_unknown(ddb, env, r, messages)
-            kinesis.put_record(StreamName=stream, Data=data, PartitionKey=r.get("partitionKey") or "redrive")
-            for m in messages:
-                sqs.delete_message(QueueUrl=env["DLQ_URL"], ReceiptHandle=m["ReceiptHandle"])
-                deleted.add(m["ReceiptHandle"])
+            kinesis.put_record(StreamName=target, Data=data, PartitionKey=r.get("partitionKey") or "redrive")
+            delete(messages)
             redriven += 1
-            print(f"redrove {r.get('shardId')} seq {r.get('sequenceNumber')} "
-                  f"({len(messages)} message{'s' if len(messages) > 1 else ''}) into {stream}")
+            print(f"redrove poison record {r.get('shardId')} seq {r.get('sequenceNumber')} "
+                  f"({plural(messages)}) into {target}")
+        for (arn_stream, shard, start, end), (body, messages) in by_batch.items():
+            source = stream or arn_stream or env["STREAM_NAME"]
+            what = f"OnFailure batch {source} {shard} seq {start}..{end} ({plural(messages)})"
+            records, problem = read_range(kinesis, source, shard, start, end)
+            if problem:
+                print(f"kept {what}: {problem}; it cannot be redriven from the stream")
+                continue
+            try:
+                put_back(kinesis, source, records)
+            except ClientError as e:
+                print(f"kept {what}: putting its records back failed ({e}); redriving it again replays "
+                      "the whole range, which the functions' idempotency makes harmless")
+                continue
+            delete(messages)
+            redriven += 1
+            print(f"redrove {what}: {len(records)} records put back into {source}")
     finally:
         # Whatever was not redriven shows again at once, for the next look.
-        for _, messages in by_record.values():
+        for messages in [ms for _, ms in by_record.values()] + [ms for _, ms in by_batch.values()] + [others]:
             for m in messages:
                 if m["ReceiptHandle"] not in deleted:
                     sqs.change_message_visibility(QueueUrl=env["DLQ_URL"], ReceiptHandle=m["ReceiptHandle"],
                                                   VisibilityTimeout=0)
-    print(f"{redriven} records redriven, {len(by_record) - redriven} left in the queue")
+    for m in others:
+        print(f"kept message {m.get('MessageId')}: neither a poison record nor an OnFailure batch")
+    total = len(by_record) + len(by_batch) + len(others)
+    print(f"{redriven} redriven (poison records and OnFailure batches), {total - redriven} left in the queue")
+
+
+def read_range(kinesis, stream, shard, start, end):
+    """The records of [start, end] on the shard, in order, or (None, why not) when the shard no
+    longer holds all of them."""
+    try:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard,
+                                              ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                              StartingSequenceNumber=str(start))["ShardIterator"]
+    except ClientError as e:
+        code = e.response["Error"]["Code"]
+        if code in ("InvalidArgumentException", "ResourceNotFoundException"):
+            return None, f"its records are no longer in the stream ({code}: {e.response['Error'].get('Message')})"
+        raise
+    records, empty_reads = [], 0
+    while iterator:
+        try:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
+        except ClientError as e:
+            code = e.response["Error"]["Code"]
+            if code in ("InvalidArgumentException", "ResourceNotFoundException", "ExpiredIteratorException"):
+                return None, f"reading its records failed ({code}: {e.response['Error'].get('Message')})"
+            raise
+        done = False
+        for rec in page.get("Records", []):
+            seq = int(rec["SequenceNumber"])
+            if seq > end:
+                done = True
+                break
+            if seq >= start:
+                records.append(rec)
+            if seq == end:
+                done = True
+                break
+        if done:
+            break
+        iterator = page.get("NextShardIterator")
+        if page.get("Records"):
+            empty_reads = 0
+        else:
+            empty_reads += 1
+            if empty_reads >= MAX_EMPTY_READS or page.get("MillisBehindLatest") == 0:
+                break  # at the tip of the shard, or no progress
+            time.sleep(EMPTY_READ_PAUSE_S)
+    # Only a complete range goes back: the first record must be the start, the last the end.
+    if not records or int(records[0]["SequenceNumber"]) != start:
+        first = f"the shard now starts at {records[0]['SequenceNumber']}" if records else "nothing was read"
+        return None, f"its records are no longer in the stream (trimmed or never there: {first})"
+    if int(records[-1]["SequenceNumber"]) != end:
+        return None, (f"the shard holds only part of its range (read up to {records[-1]['SequenceNumber']}, "
+                      f"{len(records)} records)")
+    return records, None
+
+
+def put_back(kinesis, stream, records):
+    """Puts the records on the stream one at a time, in order, each with its partition key; the
+    records of one key keep their order (SequenceNumberForOrdering chains them)."""
+    last_by_key = {}
+    for rec in records:
+        key = rec["PartitionKey"]
+        kw = {"SequenceNumberForOrdering": last_by_key[key]} if key in last_by_key else {}
+        out = kinesis.put_record(StreamName=stream, Data=rec["Data"], PartitionKey=key, **kw)
+        last_by_key[key] = out["SequenceNumber"]
 
 
 def forget_unknown(ddb, env, record, messages):
