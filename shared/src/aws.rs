@@ -23,6 +23,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// the deadline. Region, credentials and endpoint come from the environment unless set on it.
 pub fn loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
         .retry_config(RetryConfig::adaptive().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
@@ -31,6 +32,17 @@ pub fn loader() -> aws_config::ConfigLoader {
                 .operation_timeout(Duration::from_secs(12))
                 .build(),
         )
+}
+
+/// The HTTPS client every SDK client shares: hyper and rustls with ring, the platform's root
+/// certificates. The SDK crates are built without their default client (which would add aws-lc and
+/// a second TLS stack to the binary). The connector and the roots are built on first use, not at
+/// init, so they do not lengthen a cold start.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// An SES client that never retries a send whose outcome is unknown.
