@@ -94,9 +94,12 @@ impl Lease {
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
+        // The pid, asked once: `getpid` is a system call, and this runs once per event.
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let pid = *PID.get_or_init(std::process::id);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         Self {
-            token: format!("{:x}-{:x}-{n:x}", nanos, std::process::id()),
+            token: format!("{nanos:x}-{pid:x}-{n:x}"),
         }
     }
 }

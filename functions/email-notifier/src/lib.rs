@@ -5,9 +5,10 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use serde_json::json;
+use serde::Serialize;
 use shared::adapters::{DynamoLedger, SesEmailSender};
 use shared::config::{ConfigError, Env};
+use shared::event::OrderLine;
 use shared::idempotency::{once, IdempotencyStore};
 use shared::ports::{Confirmation, EmailSender};
 use shared::runtime::{CommonConfig, DeadLetterQueue};
@@ -76,20 +77,44 @@ impl<S: EmailSender, L: IdempotencyStore> EmailRule<S, L> {
 }
 
 /// The template's data: what the confirmation shows. The address is not in it: SES has it.
-pub fn template_data(order: &Order<'_>) -> String {
-    let items: Vec<_> = order
-        .items
-        .iter()
-        .map(|l| json!({ "productId": l.sku.as_str(), "quantity": l.quantity.get() }))
-        .collect();
-    json!({
-        "orderId": order.order_id.as_str(),
-        "userId": order.user_id,
-        "items": items,
-        "itemCount": order.items.iter().map(|l| l.quantity.get()).sum::<u64>(),
-        "total": order.total.as_str(),
-    })
-    .to_string()
+pub fn template_data(order: &Order<'_>) -> Result<String, EffectError> {
+    let data = TemplateData {
+        order_id: order.order_id.as_str(),
+        user_id: &order.user_id,
+        items: Items(&order.items),
+        item_count: order.items.iter().map(|l| l.quantity.get()).sum(),
+        total: order.total.as_str(),
+    };
+    // Written straight from the borrowed order: one allocation, the string itself.
+    serde_json::to_string(&data).map_err(|e| EffectError::permanent(format!("template data: {e}")))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateData<'a> {
+    order_id: &'a str,
+    user_id: &'a str,
+    items: Items<'a>,
+    item_count: u64,
+    total: &'a str,
+}
+
+/// The order's lines as `[{productId, quantity}]`.
+struct Items<'a>(&'a [OrderLine<'a>]);
+
+impl Serialize for Items<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Item<'a> {
+            product_id: &'a str,
+            quantity: u64,
+        }
+        s.collect_seq(self.0.iter().map(|l| Item {
+            product_id: l.sku.as_str(),
+            quantity: l.quantity.get(),
+        }))
+    }
 }
 
 impl<S: EmailSender, L: IdempotencyStore> RecordHandler for EmailRule<S, L> {
@@ -97,7 +122,7 @@ impl<S: EmailSender, L: IdempotencyStore> RecordHandler for EmailRule<S, L> {
         let confirmation = Confirmation {
             to: &event.order.email,
             order_id: &event.order.order_id,
-            template_data: template_data(&event.order),
+            template_data: template_data(&event.order)?,
         };
         once(&self.ledger, &event.idempotency_key(), || async {
             let message_id = self.sender.send_confirmation(&confirmation).await?;
