@@ -85,7 +85,7 @@ impl Env {
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `EVENT_TYPES` | the function's own list | comma-separated event types to handle |
-/// | `MAX_CONCURRENCY` | 32 | partition keys in progress at once |
+/// | `MAX_CONCURRENCY` | 64 | partition keys in progress at once |
 /// | `DEADLINE_MARGIN_MS` | 1000 | stop starting records this long before the deadline |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | the crate name | recorded with poison records (set by Lambda) |
 /// | `METRICS_NAMESPACE` | `kinesis-fanout` | the CloudWatch namespace of the EMF metrics |
@@ -128,7 +128,7 @@ impl EngineConfig {
                 EventTypeSet::new(types)
             }
         };
-        let max_concurrency: usize = env.parse_or("MAX_CONCURRENCY", 32)?;
+        let max_concurrency: usize = env.parse_or("MAX_CONCURRENCY", 64)?;
         if max_concurrency == 0 {
             return Err(ConfigError::Invalid {
                 name: "MAX_CONCURRENCY",
@@ -170,7 +170,7 @@ mod tests {
     fn defaults() {
         let placed = [EventType::OrderPlaced];
         let cfg = EngineConfig::from_env(&Env::from_pairs([]), "f", &placed, &placed).unwrap();
-        assert_eq!(cfg.max_concurrency, 32);
+        assert_eq!(cfg.max_concurrency, 64);
         assert_eq!(cfg.deadline_margin, Duration::from_millis(1000));
         assert!(cfg.event_types.contains(&EventType::OrderPlaced));
         assert!(!cfg.event_types.contains(&EventType::OrderCancelled));

@@ -312,7 +312,11 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 .unwrap_or_else(Instant::now)
         });
 
-        let run_all = stream::iter(group_by_key(&units))
+        // Longest keys first: with more keys than slots, a long key started last would finish
+        // alone after all the others (the makespan of list scheduling).
+        let mut groups = group_by_key(&units);
+        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        let run_all = stream::iter(groups)
             .map(|group| self.run_key(batch, &units, group, &tally, cutoff))
             .buffer_unordered(self.config.max_concurrency)
             .for_each(|()| async {});
