@@ -14,7 +14,7 @@ FN ?= email-notifier
 EVENT ?= order-placed.json
 PORT ?= 9000
 
-.PHONY: help tools bins build test test-template lint watch up down invoke demo dlq redrive chaos fuzz clean
+.PHONY: help tools bins build test test-template bench lint watch up down invoke demo dlq redrive chaos fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test-template: $(TOOLS) $(CHECKOV) ## cfn-lint, sam validate --lint and checkov 
 	$(SAM) validate --lint --region us-east-1 --template-file template.yaml
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
 	  --quiet --compact --skip-download
+
+bench: $(TOOLS) ## the benchmarks against the peers: prints a table and writes BENCHMARKS.md (RUNS=21)
+	$(VENV)/bin/python scripts/bench.py --runs $${RUNS:-21}
 
 lint: ## rustfmt and clippy, as CI runs them
 	cargo fmt --all -- --check

@@ -7,6 +7,8 @@
 
 pub mod esm;
 pub mod proxy;
+pub mod runtime_api;
+pub mod stub_aws;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -130,7 +130,9 @@ async fn serve(
 }
 
 /// Reads one request: the head, and a body of `Content-Length` bytes.
-async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
+pub(crate) async fn read_request(
+    stream: &mut TcpStream,
+) -> std::io::Result<Option<(String, Vec<u8>)>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let head_end = loop {
@@ -158,7 +160,7 @@ async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<(String,
     Ok(Some((head, body)))
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().skip(1).find_map(|line| {
         let (k, v) = line.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
@@ -178,7 +180,7 @@ fn rewrite_connection_close(head: &str) -> Vec<u8> {
 }
 
 /// Names the request: JSON protocols by `X-Amz-Target`, the query protocol by `Action=`.
-fn describe(head: &str, body: &[u8]) -> Request {
+pub(crate) fn describe(head: &str, body: &[u8]) -> Request {
     if let Some(target) = header(head, "x-amz-target") {
         let (prefix, operation) = target.split_once('.').unwrap_or((target, ""));
         let service = match prefix {

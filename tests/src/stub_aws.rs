@@ -1,0 +1,137 @@
+//! A stub AWS endpoint on loopback for the benchmarks: it answers every DynamoDB, SES and SQS call
+//! with a success in the service's own protocol, after a fixed delay, and records the order in
+//! which SES sends arrive. Unlike moto it keeps connections alive and answers calls concurrently,
+//! like the real services, so what it measures is the client side: our engine and the SDK.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::proxy::{describe, read_request};
+
+/// A running stub. Stops when dropped.
+pub struct StubAws {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+    log: Arc<Mutex<Vec<Call>>>,
+}
+
+/// One call the stub answered, in arrival order.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `dynamodb`, `ses`, `sqs` or `other`.
+    pub service: &'static str,
+    /// The operation, for example `SendTemplatedEmail`.
+    pub operation: String,
+    /// For an SES send: the order id in its template data.
+    pub order_id: Option<String>,
+}
+
+impl StubAws {
+    /// Starts a stub that answers each call after `delay`.
+    pub async fn start(delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let calls = log.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let calls = calls.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, delay, &calls).await;
+                });
+            }
+        });
+        Self { addr, task, log }
+    }
+
+    /// The stub's URL, to use as `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The calls so far, in arrival order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Forgets the calls so far.
+    pub fn clear(&self) {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+impl Drop for StubAws {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Answers the requests of one keep-alive connection, one after another (as HTTP/1.1 requires).
+async fn serve(
+    mut stream: TcpStream,
+    delay: Duration,
+    log: &Mutex<Vec<Call>>,
+) -> std::io::Result<()> {
+    while let Some((head, body)) = read_request(&mut stream).await? {
+        let request = describe(&head, &body);
+        let order_id = (request.service == "ses")
+            .then(|| order_id(&body))
+            .flatten();
+        log.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Call {
+                service: request.service,
+                operation: request.operation.clone(),
+                order_id,
+            });
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let (content_type, body) = match request.service {
+            "ses" => (
+                "text/xml",
+                format!(
+                    "<{op}Response xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\"><{op}Result>\
+                     <MessageId>stub-message</MessageId></{op}Result><ResponseMetadata>\
+                     <RequestId>stub</RequestId></ResponseMetadata></{op}Response>",
+                    op = request.operation
+                ),
+            ),
+            "sqs" => (
+                "application/x-amz-json-1.0",
+                r#"{"MessageId":"stub-message"}"#.to_owned(),
+            ),
+            _ => ("application/x-amz-json-1.0", "{}".to_owned()),
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             x-amzn-RequestId: stub\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+/// The `order-…` id in a form-encoded SES request (its template data holds the order id).
+fn order_id(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("order-")?;
+    let id: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Some(id)
+}
