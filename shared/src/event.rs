@@ -89,7 +89,13 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     /// Parses the envelope from a record's decoded data.
     pub fn parse(data: &'a [u8]) -> Result<Envelope<'a>, Malformed> {
-        serde_json::from_slice(data).map_err(|e| Malformed::Envelope(e.to_string()))
+        // UTF-8 checked once for the whole record, not again for every string and raw value;
+        // data that is not UTF-8 is left to the byte parser, for its precise error.
+        match std::str::from_utf8(data) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(data),
+        }
+        .map_err(|e| Malformed::Envelope(e.to_string()))
     }
 
     /// Parses and validates the order payload.

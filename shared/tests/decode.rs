@@ -238,3 +238,45 @@ fn sequence_numbers_compare_numerically() {
     assert_eq!(compare_sequence_numbers(&seq(2), &seq(10)), Less);
     assert_eq!(compare_sequence_numbers("007", "7"), Equal);
 }
+
+/// What a test compares of a record: key, sequence number, decoded data.
+type Seen = (Option<String>, Option<String>, Option<Vec<u8>>);
+
+fn seen(batch: &KinesisBatch) -> Vec<Seen> {
+    batch
+        .records()
+        .map(|r| {
+            (
+                r.partition_key().map(str::to_owned),
+                r.sequence_number().map(str::to_owned),
+                r.data().ok().map(<[u8]>::to_vec),
+            )
+        })
+        .collect()
+}
+
+/// A batch reuses the buffers of the one dropped before it, and nothing of the old batch shows
+/// through: each batch reads exactly its own records and data, whichever order they come in.
+#[test]
+fn reused_buffers_hold_only_the_new_batch() {
+    let names = [
+        "mixed-batch.json",
+        "order-placed.json",
+        "poison-batch.json",
+        "order-cancelled.json",
+    ];
+    let fresh: Vec<Vec<Seen>> = names
+        .iter()
+        .map(|n| seen(&KinesisBatch::from_slice(&sample(n)).unwrap()))
+        .collect();
+    // Again, in order and then backwards, each decoded after the previous one was dropped.
+    for (n, want) in names
+        .iter()
+        .zip(&fresh)
+        .chain(names.iter().zip(&fresh).rev())
+    {
+        let batch = KinesisBatch::from_slice(&sample(n)).unwrap();
+        assert_eq!(&seen(&batch), want, "{n}");
+        assert!(seen(&batch).iter().all(|(k, ..)| k.is_some()) || n.contains("poison"));
+    }
+}
