@@ -63,16 +63,7 @@ impl PoisonSink for Noop {
 }
 
 fn env(extra: &[(&'static str, &'static str)]) -> Env {
-    let mut pairs = vec![
-        ("SENDER_ADDRESS", "orders@example.com"),
-        ("TEMPLATE_NAME", "OrderConfirmation"),
-        ("INVENTORY_TABLE", "inventory"),
-        ("IDEMPOTENCY_TABLE", "idempotency"),
-        (
-            "DLQ_URL",
-            "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
-        ),
-    ];
+    let mut pairs = integration_tests::BENCH_SETTINGS.to_vec();
     pairs.extend_from_slice(extra);
     Env::from_pairs(pairs)
 }

@@ -81,13 +81,9 @@ fn main() {
         .max_concurrency;
         for concurrency in [default_concurrency, 1] {
             let concurrency_text = concurrency.to_string();
-            let env = Env::from_pairs([
-                ("SENDER_ADDRESS", "orders@example.com"),
-                ("TEMPLATE_NAME", "OrderConfirmation"),
-                ("IDEMPOTENCY_TABLE", "idempotency"),
-                ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/dlq"),
-                ("MAX_CONCURRENCY", concurrency_text.as_str()),
-            ]);
+            let mut settings = integration_tests::BENCH_SETTINGS.to_vec();
+            settings.push(("MAX_CONCURRENCY", concurrency_text.as_str()));
+            let env = Env::from_pairs(settings);
             let config = email_notifier::Config::from_env(&env).unwrap();
             let engine = email_notifier::engine(config, &sdk);
             // One warm-up call, so both runs start with a connection.

@@ -37,15 +37,8 @@ fn spawn(bootstrap: &Path, function: &str, api: &RuntimeApi, aws: &StubAws, home
             ("AWS_SESSION_TOKEN", "testing"),
             ("AWS_ENDPOINT_URL", aws.endpoint().as_str()),
             ("HOME", home.to_str().unwrap()),
-            ("SENDER_ADDRESS", "orders@example.com"),
-            ("TEMPLATE_NAME", "OrderConfirmation"),
-            ("INVENTORY_TABLE", "inventory"),
-            ("IDEMPOTENCY_TABLE", "idempotency"),
-            (
-                "DLQ_URL",
-                "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
-            ),
         ])
+        .envs(integration_tests::BENCH_SETTINGS)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

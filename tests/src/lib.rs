@@ -22,6 +22,19 @@ use shared::aws_sdk_dynamodb::config::Credentials;
 use shared::aws_sdk_dynamodb::types::AttributeValue;
 use shared::{Env, KinesisBatch};
 
+/// The settings both functions require, with names a stub endpoint accepts: for the benchmarks,
+/// which run the functions against `stub_aws` rather than the bootstrapped local server.
+pub const BENCH_SETTINGS: [(&str, &str); 5] = [
+    ("SENDER_ADDRESS", "orders@example.com"),
+    ("TEMPLATE_NAME", "OrderConfirmation"),
+    ("INVENTORY_TABLE", "inventory"),
+    ("IDEMPOTENCY_TABLE", "idempotency"),
+    (
+        "DLQ_URL",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
+    ),
+];
+
 /// The repository's root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
