@@ -127,8 +127,9 @@ def main():
     out("")
     out(f"## 1. CPU path: {floor['records']:,} records, {size_mb:.1f} MB, event bytes to response")
     out("")
-    out("Ours: `KinesisBatch` decoding, the engine and the function's rule, every effect a no-op port, "
-        "response serialised (`tests/benches/cpu.rs`). Peers: in-process on the same file, no-op effect "
+    out("Ours: the event read as `lambda_runtime` reads it (`serde_path_to_error` over `serde_json`, "
+        "into `KinesisBatch`), the engine and the function's rule, every effect a no-op port, the "
+        "response serialised (`tests/benches/cpu.rs`); the ↳ rows split it. Peers: in-process on the same file, no-op effect "
         "(`scripts/bench/anchor_*`). All keep ORDER_PLACED and ORDER_CREATED (inventory-updater also "
         "ORDER_CANCELLED).")
     out("")

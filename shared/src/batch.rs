@@ -292,28 +292,42 @@ impl Drop for KinesisBatch {
 }
 
 impl<'de> Deserialize<'de> for KinesisBatch {
+    /// Reads the event from a `serde_json` deserializer over a slice or a string (as
+    /// `lambda_runtime` and [`KinesisBatch::from_slice`] do).
+    ///
+    /// `lambda_runtime` reads every event through `serde_path_to_error`, which wraps each of the
+    /// tens of thousands of calls a 6,000-record batch makes to track the field path, and
+    /// `serde_json` over a slice checks each string's UTF-8 again. So the body is first taken as one
+    /// borrowed raw value (one scan; its UTF-8 checked once), and read from that text by a plain
+    /// `serde_json` string deserializer.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EventVisitor;
-        impl<'de> Visitor<'de> for EventVisitor {
-            type Value = KinesisBatch;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a Lambda Kinesis event object with a Records array")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisBatch, A::Error> {
-                let mut builder = Builder::default();
-                while let Some(key) = map.next_key::<EventField>()? {
-                    match key {
-                        EventField::Records => map.next_value_seed(RecordsSeed(&mut builder))?,
-                        EventField::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
+        let raw = <&'de serde_json::value::RawValue>::deserialize(deserializer)?;
+        read_event(&mut serde_json::Deserializer::from_str(raw.get())).map_err(de::Error::custom)
+    }
+}
+
+/// Reads the event with any deserializer: the one-pass lenient reader.
+fn read_event<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KinesisBatch, D::Error> {
+    struct EventVisitor;
+    impl<'de> Visitor<'de> for EventVisitor {
+        type Value = KinesisBatch;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a Lambda Kinesis event object with a Records array")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisBatch, A::Error> {
+            let mut builder = Builder::default();
+            while let Some(key) = map.next_key::<EventField>()? {
+                match key {
+                    EventField::Records => map.next_value_seed(RecordsSeed(&mut builder))?,
+                    EventField::Other => {
+                        map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(builder.batch)
             }
+            Ok(builder.batch)
         }
-        deserializer.deserialize_map(EventVisitor)
     }
+    deserializer.deserialize_map(EventVisitor)
 }
 
 #[derive(Deserialize)]

@@ -280,3 +280,30 @@ fn reused_buffers_hold_only_the_new_batch() {
         assert!(seen(&batch).iter().all(|(k, ..)| k.is_some()) || n.contains("poison"));
     }
 }
+
+/// The batch reads the same through `lambda_runtime`'s deserializer (`serde_path_to_error` over
+/// `serde_json` on the body bytes) as through `from_slice`, for every sample, good or bad.
+#[test]
+fn the_runtime_deserializer_reads_the_same() {
+    for name in [
+        "mixed-batch.json",
+        "poison-batch.json",
+        "kpl-aggregated.json",
+        "order-placed.json",
+    ] {
+        let bytes = sample(name);
+        let via_runtime: KinesisBatch =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+                .unwrap();
+        let direct = KinesisBatch::from_slice(&bytes).unwrap();
+        assert_eq!(seen(&via_runtime), seen(&direct), "{name}");
+        assert_eq!(via_runtime.event_source_arn(), direct.event_source_arn());
+        assert!(!seen(&direct).is_empty(), "{name}");
+    }
+    // Not an event: a clear error, not a panic.
+    let err = serde_path_to_error::deserialize::<_, KinesisBatch>(
+        &mut serde_json::Deserializer::from_slice(b"[1, 2]"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("Kinesis event"), "{err}");
+}
