@@ -9,7 +9,12 @@
 //!
 //! The strings of a record (partition key, sequence number, shard) go into one text arena, and the
 //! decoded data into one byte arena, so a batch of thousands of records makes a handful of
-//! allocations, not several per record.
+//! allocations, not several per record; the arenas of the last batch are reused by the next.
+//!
+//! Through `lambda_runtime`, the body is first taken whole as a borrowed raw JSON value (a scan
+//! that checks its UTF-8 once), and that text is then read by the lenient pass with a plain string
+//! deserializer: the runtime's path-tracking wrapper and per-string UTF-8 checks stay out of the
+//! per-field work (see `impl Deserialize for KinesisBatch`).
 
 use std::fmt;
 use std::ops::Range;
