@@ -423,30 +423,23 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
     }
 
     async fn run_unit(&self, batch: &KinesisBatch, unit: &Unit<'_>) -> Step {
-        let (Some(partition_key), Some(sequence_number)) =
-            (unit.partition_key, unit.sequence_number)
-        else {
-            let why = if unit.view.is_object() {
-                "no partitionKey or sequenceNumber"
-            } else {
-                "the record is not an object"
+        // Until the envelope is read, a bad record is captured under its stream identity alone.
+        let read = || -> Result<_, Malformed> {
+            let (Some(partition_key), Some(sequence_number)) =
+                (unit.partition_key, unit.sequence_number)
+            else {
+                let why = if unit.view.is_object() {
+                    "no partitionKey or sequenceNumber"
+                } else {
+                    "the record is not an object"
+                };
+                return Err(Malformed::Record(why.into()));
             };
-            return self
-                .capture(batch, unit, &Malformed::Record(why.into()))
-                .instrument(Self::span(unit, None))
-                .await;
+            let envelope = Envelope::parse(unit.data?)?;
+            Ok((partition_key, sequence_number, envelope))
         };
-        let data = match unit.data {
-            Ok(data) => data,
-            Err(fault) => {
-                return self
-                    .capture(batch, unit, &Malformed::Data(fault))
-                    .instrument(Self::span(unit, None))
-                    .await
-            }
-        };
-        let envelope = match Envelope::parse(data) {
-            Ok(envelope) => envelope,
+        let (partition_key, sequence_number, envelope) = match read() {
+            Ok(read) => read,
             Err(why) => {
                 return self
                     .capture(batch, unit, &why)

@@ -117,10 +117,7 @@ pub fn emit(namespace: &str, function: &str, stats: &BatchStats, duration: Durat
 /// Writes each line and a newline to `out`, then flushes; stops quietly at the first error.
 pub fn write_lines(out: &mut impl Write, lines: &[String]) {
     for line in lines {
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        if out.write_all(&bytes).is_err() {
+        if writeln!(out, "{line}").is_err() {
             return;
         }
     }

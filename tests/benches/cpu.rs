@@ -124,10 +124,7 @@ fn path<H: RecordHandler, P: PoisonSink>(
 
 fn main() {
     // cargo bench passes `--bench`; the rest are ours.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args = integration_tests::bench_args();
     let file = args.first().expect("usage: cpu EVENT.json [RUNS]");
     let runs: usize = args.get(1).map_or(21, |r| r.parse().unwrap());
     let bytes = std::fs::read(file).unwrap();

@@ -53,10 +53,7 @@ fn wanted_by_key(raw: &[u8], wanted: &str) -> BTreeMap<String, Vec<String>> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args = integration_tests::bench_args();
     let file = args.first().expect("usage: fanout EVENT.json [DELAY_MS]");
     let delay = Duration::from_millis(args.get(1).map_or(20, |d| d.parse().unwrap()));
     let raw = std::fs::read(file).unwrap();

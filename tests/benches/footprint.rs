@@ -64,10 +64,7 @@ async fn next(api: &mut RuntimeApi) -> ApiEvent {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args = integration_tests::bench_args();
     let dir = PathBuf::from(
         args.first()
             .expect("usage: footprint LAMBDA_DIR EVENT.json [RUNS]"),

@@ -35,6 +35,15 @@ pub const BENCH_SETTINGS: [(&str, &str); 5] = [
     ),
 ];
 
+/// A benchmark's own arguments: those after the `--` of `cargo bench`, without the `--bench`
+/// flag cargo adds.
+pub fn bench_args() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect()
+}
+
 /// The repository's root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
