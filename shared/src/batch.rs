@@ -11,16 +11,22 @@
 //! decoded data into one byte arena, so a batch of thousands of records makes a handful of
 //! allocations, not several per record; the arenas of the last batch are reused by the next.
 //!
+//! Two readers share these rules. The fast one ([`crate::json::Cursor`]) reads the common case,
+//! strings without escapes, in one pass over the bytes, and checks what it skips against the JSON
+//! grammar; on anything else it gives up and the `serde_json` visitor reads the same text, with the
+//! same result or the precise error. Tests hold the two to the same answers.
+//!
 //! Through `lambda_runtime`, the body is first taken whole as a borrowed raw JSON value (a scan
-//! that checks its UTF-8 once), and that text is then read by the lenient pass with a plain string
-//! deserializer: the runtime's path-tracking wrapper and per-string UTF-8 checks stay out of the
-//! per-field work (see `impl Deserialize for KinesisBatch`).
+//! that checks its UTF-8 once), so the runtime's path-tracking wrapper stays out of the per-field
+//! work (see `impl Deserialize for KinesisBatch`).
 
 use std::fmt;
 use std::ops::Range;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+
+use crate::json::{self, Cursor};
 
 /// The visitor methods that accept every scalar that is not a string, and any array, and yield
 /// `$none`: a field of the wrong type is "absent", never an error for the batch.
@@ -213,7 +219,24 @@ impl KinesisBatch {
 
     /// Reads a batch from the event JSON.
     pub fn from_slice(json: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(json)
+        let mut builder = Builder::default();
+        if let Ok(text) = std::str::from_utf8(json) {
+            if scan(text, &mut builder).is_some() {
+                return Ok(builder.batch);
+            }
+            builder.clear();
+        }
+        read_event(&mut serde_json::Deserializer::from_slice(json), builder)
+    }
+
+    /// Reads a batch from event JSON already known to be one valid JSON text (a `RawValue`).
+    fn from_raw(json: &str) -> Result<Self, serde_json::Error> {
+        let mut builder = Builder::default();
+        if scan(json, &mut builder).is_some() {
+            return Ok(builder.batch);
+        }
+        builder.clear();
+        read_event(&mut serde_json::Deserializer::from_str(json), builder)
     }
 
     fn text(&self, span: Span) -> &str {
@@ -245,6 +268,32 @@ fn push_str(text: &mut String, s: &str) -> Option<Span> {
 struct Builder {
     batch: KinesisBatch,
     last_shard: Option<Span>,
+}
+
+impl Builder {
+    /// Empties what a reader that gave up had filled, keeping the buffers.
+    fn clear(&mut self) {
+        self.batch.records.clear();
+        self.batch.text.clear();
+        self.batch.bytes.clear();
+        self.batch.event_source_arn = None;
+        self.last_shard = None;
+    }
+
+    /// `eventID` is `shardId-000000000006:<sequence number>`: keeps the shard.
+    fn shard(&mut self, event_id: &str) -> Option<Span> {
+        let shard = event_id
+            .split_once(':')
+            .map_or(event_id, |(shard, _)| shard);
+        push_text(&mut self.batch.text, &mut self.last_shard, shard)
+    }
+
+    /// The batch's `eventSourceARN`: the first record's.
+    fn arn(&mut self, arn: &str) {
+        if self.batch.event_source_arn.is_none() {
+            self.batch.event_source_arn = push_str(&mut self.batch.text, arn);
+        }
+    }
 }
 
 impl Default for Builder {
@@ -307,20 +356,108 @@ impl<'de> Deserialize<'de> for KinesisBatch {
     /// `serde_json` string deserializer.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = <&'de serde_json::value::RawValue>::deserialize(deserializer)?;
-        read_event(&mut serde_json::Deserializer::from_str(raw.get())).map_err(de::Error::custom)
+        KinesisBatch::from_raw(raw.get()).map_err(de::Error::custom)
+    }
+}
+
+/// The fast reader: the event read with [`Cursor`], which takes the common case (no escapes in the
+/// strings it reads) and checks everything it skips. `None` leaves the event to [`read_event`],
+/// which reads every valid event, the same way, and names what is wrong with an invalid one.
+fn scan(json: &str, b: &mut Builder) -> Option<()> {
+    let mut c = Cursor::new(json);
+    c.members(|c, key| match key {
+        "Records" => c.elements(|c| {
+            let record = scan_record(c, b)?;
+            b.batch.records.push(record);
+            Some(())
+        }),
+        _ => c.skip_value(),
+    })?;
+    c.at_end().then_some(())
+}
+
+/// One record, by the same rules as [`RecordSeed`]; a record that is not an object is left to it.
+fn scan_record(c: &mut Cursor<'_>, b: &mut Builder) -> Option<RawRecord> {
+    let mut record = RawRecord {
+        is_object: true,
+        ..RawRecord::default()
+    };
+    c.members(|c, key| match key {
+        "kinesis" if c.peek()? == b'{' => c.members(|c, key| {
+            let batch = &mut b.batch;
+            match key {
+                "partitionKey" => record.partition_key = scan_text(c, &mut batch.text)?,
+                "sequenceNumber" => record.sequence_number = scan_text(c, &mut batch.text)?,
+                "data" if c.peek()? == b'"' => {
+                    record.data = push_data(batch, c.long_str_unchecked()?, json::is_plain)?;
+                }
+                "data" => {
+                    c.skip_value()?;
+                    record.data = Data::default();
+                }
+                _ => c.skip_value()?,
+            }
+            Some(())
+        }),
+        "eventID" if c.peek()? == b'"' => {
+            record.shard_id = b.shard(c.str()?);
+            Some(())
+        }
+        "eventSourceARN" if c.peek()? == b'"' => {
+            b.arn(c.str()?);
+            Some(())
+        }
+        _ => c.skip_value(),
+    })?;
+    Some(record)
+}
+
+/// A field that is kept when it is a string (as [`TextSeed`]).
+fn scan_text(c: &mut Cursor<'_>, text: &mut String) -> Option<Option<Span>> {
+    if c.peek()? == b'"' {
+        Some(push_str(text, c.str()?))
+    } else {
+        c.skip_value()?;
+        Some(None)
+    }
+}
+
+/// Decodes `kinesis.data` into the byte arena; when it is not base64, keeps it as text, if
+/// `is_string` holds for it (the fast reader checks only then that it was a valid JSON string).
+fn push_data(batch: &mut KinesisBatch, v: &str, is_string: fn(&str) -> bool) -> Option<Data> {
+    let bytes = &mut batch.bytes;
+    // Grow by doubling: the decoder itself reserves exactly, which would copy the arena on
+    // every record.
+    bytes.reserve(v.len() / 4 * 3 + 3);
+    let start = bytes.len();
+    let decoded = base64_simd::STANDARD.decode_append(v, bytes);
+    let end = bytes.len();
+    match (decoded, u32::try_from(start), u32::try_from(end)) {
+        (Ok(()), Ok(start), Ok(end)) => Some(Data::Decoded(Span { start, end })),
+        _ => {
+            bytes.truncate(start);
+            if !is_string(v) {
+                return None;
+            }
+            let raw = push_str(&mut batch.text, v).unwrap_or_default();
+            Some(Data::Faulty(raw, DataFault::NotBase64))
+        }
     }
 }
 
 /// Reads the event with any deserializer: the one-pass lenient reader.
-fn read_event<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KinesisBatch, D::Error> {
-    struct EventVisitor;
+fn read_event<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    builder: Builder,
+) -> Result<KinesisBatch, D::Error> {
+    struct EventVisitor(Builder);
     impl<'de> Visitor<'de> for EventVisitor {
         type Value = KinesisBatch;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a Lambda Kinesis event object with a Records array")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KinesisBatch, A::Error> {
-            let mut builder = Builder::default();
+            let mut builder = self.0;
             while let Some(key) = map.next_key::<EventField>()? {
                 match key {
                     EventField::Records => map.next_value_seed(RecordsSeed(&mut builder))?,
@@ -332,7 +469,7 @@ fn read_event<'de, D: Deserializer<'de>>(deserializer: D) -> Result<KinesisBatch
             Ok(builder.batch)
         }
     }
-    deserializer.deserialize_map(EventVisitor)
+    deserializer.deserialize_map(EventVisitor(builder))
 }
 
 #[derive(Deserialize)]
@@ -422,15 +559,12 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 })?,
                 RecordField::EventId => {
                     if let LenientStr(Some(id)) = map.next_value()? {
-                        // eventID is `shardId-000000000006:<sequence number>`.
-                        let shard = id.split_once(':').map_or(id.as_str(), |(shard, _)| shard);
-                        record.shard_id = push_text(&mut b.batch.text, &mut b.last_shard, shard);
+                        record.shard_id = b.shard(&id);
                     }
                 }
                 RecordField::EventSourceArn => {
-                    let LenientStr(arn) = map.next_value()?;
-                    if let (None, Some(arn)) = (b.batch.event_source_arn, arn) {
-                        b.batch.event_source_arn = push_str(&mut b.batch.text, &arn);
+                    if let LenientStr(Some(arn)) = map.next_value()? {
+                        b.arn(&arn);
                     }
                 }
                 RecordField::Other => {
@@ -553,21 +687,7 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
         f.write_str("a base64 string")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Data, E> {
-        let bytes = &mut self.0.bytes;
-        // Grow by doubling: the decoder itself reserves exactly, which would copy the arena on
-        // every record.
-        bytes.reserve(v.len() / 4 * 3 + 3);
-        let start = bytes.len();
-        let decoded = base64_simd::STANDARD.decode_append(v, bytes);
-        let end = bytes.len();
-        match (decoded, u32::try_from(start), u32::try_from(end)) {
-            (Ok(()), Ok(start), Ok(end)) => Ok(Data::Decoded(Span { start, end })),
-            _ => {
-                bytes.truncate(start);
-                let raw = push_str(&mut self.0.text, v).unwrap_or_default();
-                Ok(Data::Faulty(raw, DataFault::NotBase64))
-            }
-        }
+        Ok(push_data(self.0, v, |_| true).unwrap_or_default())
     }
     lenient_non_strings!(Data::default());
 }
@@ -578,4 +698,138 @@ pub fn compare_sequence_numbers(a: &str, b: &str) -> std::cmp::Ordering {
     let a = a.trim_start_matches('0');
     let b = b.trim_start_matches('0');
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Seen = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Result<Vec<u8>, DataFault>,
+        bool,
+        String,
+    );
+
+    fn seen(batch: &KinesisBatch) -> (Option<String>, Vec<Seen>) {
+        let records = batch
+            .records()
+            .map(|r| {
+                (
+                    r.partition_key().map(str::to_owned),
+                    r.sequence_number().map(str::to_owned),
+                    r.shard_id().map(str::to_owned),
+                    r.data().map(<[u8]>::to_vec),
+                    r.is_object(),
+                    r.data_base64(),
+                )
+            })
+            .collect();
+        (batch.event_source_arn().map(str::to_owned), records)
+    }
+
+    /// The serde reader alone: what the fast reader must agree with.
+    fn by_serde(json: &[u8]) -> Result<KinesisBatch, serde_json::Error> {
+        read_event(
+            &mut serde_json::Deserializer::from_slice(json),
+            Builder::default(),
+        )
+    }
+
+    fn by_scan(json: &[u8]) -> Option<KinesisBatch> {
+        let mut builder = Builder::default();
+        scan(std::str::from_utf8(json).ok()?, &mut builder).map(|()| builder.batch)
+    }
+
+    fn sample(name: &str) -> Vec<u8> {
+        let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn the_fast_reader_takes_the_samples_and_agrees_with_serde() {
+        for name in [
+            "mixed-batch.json",
+            "poison-batch.json",
+            "kpl-aggregated.json",
+            "order-placed.json",
+            "order-cancelled.json",
+        ] {
+            let json = sample(name);
+            let fast = by_scan(&json).unwrap_or_else(|| panic!("{name}: not the fast case"));
+            assert_eq!(seen(&fast), seen(&by_serde(&json).unwrap()), "{name}");
+        }
+    }
+
+    #[test]
+    fn odd_shapes_agree_with_serde() {
+        for json in [
+            r#"{"Records":[]}"#,
+            r#"{}"#,
+            r#"{"other":[1,{"a":null}],"Records":[{"kinesis":"x"},{"kinesis":{"data":7,"partitionKey":["k"]}}]}"#,
+            r#"{"Records":[{"kinesis":{"data":"!!","partitionKey":"k","sequenceNumber":"1"},"eventID":5}]}"#,
+            r#"{"Records":[{"kinesis":{"data":"aGk=","data":"aGVsbG8="},"eventSourceARN":"a"},{"eventSourceARN":"b","eventID":"s:1"}]}"#,
+            r#"{"Records":[{"kinesis":{"partitionKey":"k","partitionKey":null}}],"Records":[{}]}"#,
+            r#"{"Records":[7, "x", null, {"kinesis":{"data":"a\u0047k="}}]}"#,
+            r#"{"Records":[{"kinesis":{"partitionKey":"caf\u00e9","data":"aGk="}}]}"#,
+            r#"{"Records":[{"kinesis":{"partitionKey":"café ☕","data":"aGk="}}]}"#,
+            "{\"Records\":[{\"kinesis\":{\"data\":\"a\u{1}Gk=\"}}]}",
+            r#"{"Records":{}}"#,
+            r#"[]"#,
+            r#"{"Records":[]} trailing"#,
+        ] {
+            let serde = by_serde(json.as_bytes()).map(|b| seen(&b)).ok();
+            // When the fast reader leaves it, serde's answer above is the answer.
+            if let Some(fast) = by_scan(json.as_bytes()) {
+                assert_eq!(Some(seen(&fast)), serde, "{json}");
+            }
+            let read = KinesisBatch::from_slice(json.as_bytes())
+                .map(|b| seen(&b))
+                .ok();
+            assert_eq!(read, serde, "{json}");
+        }
+    }
+
+    proptest! {
+        /// Events built from arbitrary fields read the same through both readers, and the fast
+        /// one takes every event without escapes.
+        #[test]
+        fn fast_and_serde_agree(
+            records in prop::collection::vec(
+                (
+                    prop::option::of("[a-zé☕ \"\\\\]{0,8}"),
+                    prop::option::of("[0-9]{1,30}"),
+                    prop::option::of("[A-Za-z0-9+/=!]{0,24}"),
+                    prop::option::of("shardId-[0-9]{3}(:[0-9]{1,5})?"),
+                    any::<bool>(),
+                ),
+                0..8,
+            )
+        ) {
+            let recs: Vec<serde_json::Value> = records
+                .iter()
+                .map(|(key, seq, data, id, extra)| {
+                    let mut kinesis = serde_json::Map::new();
+                    if let Some(k) = key { kinesis.insert("partitionKey".into(), k.clone().into()); }
+                    if let Some(s) = seq { kinesis.insert("sequenceNumber".into(), s.clone().into()); }
+                    if let Some(d) = data { kinesis.insert("data".into(), d.clone().into()); }
+                    if *extra { kinesis.insert("approximateArrivalTimestamp".into(), 1.5e9.into()); }
+                    let mut record = serde_json::Map::new();
+                    record.insert("kinesis".into(), kinesis.into());
+                    if let Some(i) = id { record.insert("eventID".into(), i.clone().into()); }
+                    record.insert("eventSourceARN".into(), "arn:aws:kinesis:x".into());
+                    record.into()
+                })
+                .collect();
+            let json = serde_json::to_vec(&serde_json::json!({ "Records": recs })).unwrap();
+            let serde = seen(&by_serde(&json).unwrap());
+            match by_scan(&json) {
+                Some(fast) => prop_assert_eq!(seen(&fast), serde),
+                None => prop_assert!(json.contains(&b'\\'), "plain event not taken"),
+            }
+        }
+    }
 }

@@ -8,8 +8,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
+
+use crate::json::Cursor;
 
 /// The kinds of order event on the stream. Unknown kinds are kept by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +71,23 @@ pub enum Malformed {
     Payload(String),
 }
 
+/// A JSON value kept as its text, borrowed (what `serde_json`'s `RawValue` holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawJson<'a>(&'a str);
+
+impl<'a> RawJson<'a> {
+    /// The value's JSON text.
+    pub fn get(&self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawJson<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(deserializer).map(|raw| RawJson(raw.get()))
+    }
+}
+
 /// The envelope of an order event, borrowed from the record's decoded data.
 #[derive(Debug, Deserialize)]
 pub struct Envelope<'a> {
@@ -80,19 +99,25 @@ pub struct Envelope<'a> {
     pub event_type: Cow<'a, str>,
     /// When the producer wrote the event (kept raw: producers disagree on its format).
     #[serde(default, borrow)]
-    pub timestamp: Option<&'a RawValue>,
+    pub timestamp: Option<RawJson<'a>>,
     /// The payload, left raw until a rule asks for it.
     #[serde(default, borrow)]
-    pub payload: Option<&'a RawValue>,
+    pub payload: Option<RawJson<'a>>,
 }
 
 impl<'a> Envelope<'a> {
     /// Parses the envelope from a record's decoded data.
+    ///
+    /// The common case (an object without escapes in its strings) is read by the fast reader of
+    /// [`crate::json`]; anything else by `serde_json`, which gives the same envelope or the error.
     pub fn parse(data: &'a [u8]) -> Result<Envelope<'a>, Malformed> {
         // UTF-8 checked once for the whole record, not again for every string and raw value;
         // data that is not UTF-8 is left to the byte parser, for its precise error.
         match std::str::from_utf8(data) {
-            Ok(text) => serde_json::from_str(text),
+            Ok(text) => match scan_envelope(text) {
+                Some(envelope) => Ok(envelope),
+                None => serde_json::from_str(text),
+            },
             Err(_) => serde_json::from_slice(data),
         }
         .map_err(|e| Malformed::Envelope(e.to_string()))
@@ -102,11 +127,96 @@ impl<'a> Envelope<'a> {
     pub fn order(&self) -> Result<Order<'a>, Malformed> {
         let raw = self
             .payload
-            .ok_or_else(|| Malformed::Payload("missing field `payload`".into()))?;
-        let wire: WireOrder<'a> =
-            serde_json::from_str(raw.get()).map_err(|e| Malformed::Payload(e.to_string()))?;
+            .ok_or_else(|| Malformed::Payload("missing field `payload`".into()))?
+            .get();
+        let wire = match scan_order(raw) {
+            Some(wire) => wire,
+            None => serde_json::from_str(raw).map_err(|e| Malformed::Payload(e.to_string()))?,
+        };
         Order::try_from(wire)
     }
+}
+
+/// Sets `slot` once; a repeated field is left to `serde_json`, which rejects it.
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    match slot {
+        Some(_) => None,
+        None => {
+            *slot = Some(value);
+            Some(())
+        }
+    }
+}
+
+/// A value that is `null` or kept as text, as `Option<&RawValue>` reads it.
+fn nullable_raw<'a>(c: &mut Cursor<'a>) -> Option<Option<RawJson<'a>>> {
+    let raw = c.raw()?;
+    Some((raw != "null").then_some(RawJson(raw)))
+}
+
+/// The envelope's fast case: as the derived `Deserialize` reads it, or `None`.
+fn scan_envelope(text: &str) -> Option<Envelope<'_>> {
+    let mut c = Cursor::new(text);
+    let (mut id, mut ty, mut ts, mut payload) = (None, None, None, None);
+    c.members(|c, key| match key {
+        "eventId" => {
+            let v = match c.peek()? {
+                b'n' => c.raw().filter(|raw| *raw == "null").map(|_| None)?,
+                _ => Some(Cow::Borrowed(c.str()?)),
+            };
+            once(&mut id, v)
+        }
+        "eventType" => once(&mut ty, Cow::Borrowed(c.str()?)),
+        "timestamp" => once(&mut ts, nullable_raw(c)?),
+        "payload" => once(&mut payload, nullable_raw(c)?),
+        _ => c.skip_value(),
+    })?;
+    c.at_end().then_some(())?;
+    Some(Envelope {
+        event_id: id.flatten(),
+        event_type: ty?,
+        timestamp: ts.flatten(),
+        payload: payload.flatten(),
+    })
+}
+
+/// The order's fast case: as the derived `Deserialize` of [`WireOrder`] reads it, or `None`.
+fn scan_order(text: &str) -> Option<WireOrder<'_>> {
+    let mut c = Cursor::new(text);
+    let (mut order_id, mut user_id, mut email, mut items, mut total) =
+        (None, None, None, None, None);
+    c.members(|c, key| match key {
+        "orderId" => once(&mut order_id, Cow::Borrowed(c.str()?)),
+        "userId" => once(&mut user_id, Cow::Borrowed(c.str()?)),
+        "email" => once(&mut email, Cow::Borrowed(c.str()?)),
+        "total" => once(&mut total, RawJson(c.raw()?)),
+        "items" => {
+            let mut lines = Vec::with_capacity(4);
+            c.elements(|c| {
+                let (mut product_id, mut quantity) = (None, None);
+                c.members(|c, key| match key {
+                    "productId" => once(&mut product_id, Cow::Borrowed(c.str()?)),
+                    "quantity" => once(&mut quantity, c.u64()?),
+                    _ => c.skip_value(),
+                })?;
+                lines.push(WireItem {
+                    product_id: product_id?,
+                    quantity: quantity?,
+                });
+                Some(())
+            })?;
+            once(&mut items, lines)
+        }
+        _ => c.skip_value(),
+    })?;
+    c.at_end().then_some(())?;
+    Some(WireOrder {
+        order_id: order_id?,
+        user_id: user_id?,
+        email: email?,
+        items: items?,
+        total: total?,
+    })
 }
 
 #[derive(Deserialize)]
@@ -120,7 +230,7 @@ struct WireOrder<'a> {
     #[serde(borrow)]
     items: Vec<WireItem<'a>>,
     #[serde(borrow)]
-    total: &'a RawValue,
+    total: RawJson<'a>,
 }
 
 #[derive(Deserialize)]
@@ -316,7 +426,7 @@ pub struct Money<'a>(Cow<'a, str>);
 
 impl<'a> Money<'a> {
     /// Validates a JSON number, or a string holding a plain decimal number.
-    pub fn parse(raw: &'a RawValue) -> Result<Self, Malformed> {
+    pub fn parse(raw: RawJson<'a>) -> Result<Self, Malformed> {
         let bad = || Malformed::Payload("total must be a non-negative decimal number".into());
         let text = raw.get();
         let text: Cow<'a, str> = if text.starts_with('"') {
@@ -337,5 +447,118 @@ impl<'a> Money<'a> {
     /// The amount as written.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Fields<'a> = (Option<&'a str>, &'a str, Option<&'a str>, Option<&'a str>);
+
+    fn fields<'a>(e: &'a Envelope<'_>) -> Fields<'a> {
+        (
+            e.event_id.as_deref(),
+            &e.event_type,
+            e.timestamp.map(|r| r.get()),
+            e.payload.map(|r| r.get()),
+        )
+    }
+
+    fn by_serde_order(text: &str) -> Result<Order<'_>, Malformed> {
+        let wire: WireOrder<'_> =
+            serde_json::from_str(text).map_err(|e| Malformed::Payload(e.to_string()))?;
+        Order::try_from(wire)
+    }
+
+    /// Whatever the fast readers take, serde_json reads the same; they take the plain cases.
+    fn agree(text: &str) -> Result<(), TestCaseError> {
+        let serde: Result<Envelope<'_>, _> = serde_json::from_str(text);
+        if let Some(fast) = scan_envelope(text) {
+            let serde = serde
+                .as_ref()
+                .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+            prop_assert_eq!(fields(&fast), fields(serde));
+        }
+        if let Ok(envelope) = serde {
+            if let Some(payload) = envelope.payload {
+                if let Some(fast) = scan_order(payload.get()) {
+                    prop_assert_eq!(Order::try_from(fast), by_serde_order(payload.get()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_fast_readers_take_the_producers_shape() {
+        let text = r#"{"eventId":"e-1","eventType":"ORDER_PLACED","timestamp":"2026-11-21T10:00:00Z","payload":{"orderId":"o-1","userId":"u-1","email":"a@b.co","items":[{"productId":"sku-1","quantity":2},{"productId":"sku-2","quantity":1}],"total":"12.50"}}"#;
+        let envelope = scan_envelope(text).unwrap();
+        assert_eq!(
+            fields(&envelope),
+            fields(&serde_json::from_str(text).unwrap())
+        );
+        let payload = envelope.payload.unwrap().get();
+        let order = Order::try_from(scan_order(payload).unwrap()).unwrap();
+        assert_eq!(order, by_serde_order(payload).unwrap());
+    }
+
+    #[test]
+    fn odd_envelopes_agree_with_serde() {
+        for text in [
+            r#"{"eventType":"X"}"#,
+            r#"{"eventType":"X","eventId":null,"timestamp":null,"payload":null}"#,
+            r#"{"eventType":"X","eventType":"Y"}"#,
+            r#"{"eventId":"a","eventId":"b","eventType":"X"}"#,
+            r#"{"eventType":"X","payload":{"orderId":"o","userId":"u","email":"a@b.c","items":[{"productId":"p","quantity":1}],"total":1,"total":2}}"#,
+            r#"{"eventType":"X","payload":{"orderId":"o","userId":"u","email":"a@b.c","items":[{"productId":"p","quantity":1.0}],"total":1}}"#,
+            r#"{"eventType":"X","payload":{"orderId":"o","userId":"u","email":"a@b.c","items":[{"productId":"p"}],"total":1}}"#,
+            r#"{"eventType":"X","payload":{"orderId":"o","userId":"u","email":"a@b.c","items":[],"total":"1.5"}}"#,
+            r#"{"eventType":"X","payload":{"orderId":"o","userId":"u","email":"a@b.c","items":[{"productId":"p","quantity":3,"x":[1]}],"total":"1.5","extra":{}}}"#,
+            r#"{"eventType":7}"#,
+            r#"["id","X",null,null]"#,
+            r#"{"eventType":"\u0058"}"#,
+            r#"{"eventType":"X"} x"#,
+        ] {
+            agree(text).unwrap();
+        }
+    }
+
+    proptest! {
+        /// Envelopes of arbitrary field values: the fast readers agree with serde_json.
+        #[test]
+        fn fast_and_serde_agree(
+            fields in prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just("eventId"), Just("eventType"), Just("timestamp"), Just("payload"),
+                        Just("orderId"), Just("userId"), Just("email"), Just("items"),
+                        Just("total"), Just("productId"), Just("quantity"), Just("other")
+                    ],
+                    prop_oneof![
+                        Just(r#""ORDER_PLACED""#.to_owned()),
+                        Just("null".to_owned()),
+                        Just(r#""a@b.co""#.to_owned()),
+                        Just(r#""x\"y""#.to_owned()),
+                        Just("12.5".to_owned()),
+                        Just("3".to_owned()),
+                        Just("-3".to_owned()),
+                        Just(r#"[{"productId":"p","quantity":2}]"#.to_owned()),
+                        Just(r#"[{"productId":"p","quantity":2,"productId":"q"}]"#.to_owned()),
+                        Just(r#"{"orderId":"o","userId":"u","email":"a@b.c","items":[{"productId":"p","quantity":1}],"total":"9.99"}"#.to_owned()),
+                        Just(r#"{"orderId":"o","userId":" ","email":"a@b.c","items":[{"productId":"p","quantity":1}],"total":9}"#.to_owned()),
+                        "[a-z ]{0,6}".prop_map(|s| format!("\"{s}\"")),
+                    ],
+                ),
+                0..7,
+            )
+        ) {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            let text = format!("{{{}}}", body.join(","));
+            agree(&text)?;
+            // The same fields as a payload, inside a valid envelope.
+            agree(&format!(r#"{{"eventType":"ORDER_PLACED","payload":{text}}}"#))?;
+        }
     }
 }

@@ -172,6 +172,9 @@ fn main() {
     // and each engine on a decoded batch.
     if std::env::var_os("CPU_BREAKDOWN").is_some() {
         measure("decode only", records, runs, || decode(&bytes).len());
+        measure("decode from bytes", records, runs, || {
+            KinesisBatch::from_slice(&bytes).unwrap().len()
+        });
         let batch = KinesisBatch::from_slice(&bytes).unwrap();
         measure("email-notifier engine only", records, runs, || {
             rt.block_on(email.process(&batch, None)).stats.applied as usize

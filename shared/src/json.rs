@@ -1,0 +1,401 @@
+//! A small JSON cursor for the hot paths: the Lambda event, the envelope and the order payload.
+//!
+//! `serde_json` reads any document correctly, but a full batch is 6,000 records of a dozen fields
+//! each, and its per-call machinery (visitors, field identifiers, error positions) costs more than
+//! the bytes. This cursor reads the common case directly: strings without escapes, borrowed, and
+//! every other value checked against the JSON grammar as it is skipped.
+//!
+//! It is strict, never lenient: whatever it accepts is valid JSON that `serde_json` reads the same
+//! way. Anything outside its fast case (an escape in a string, a deep nesting, a value it cannot
+//! vouch for) makes it answer `None`, and the caller reads the same bytes with `serde_json`, which
+//! gives the exact result or the exact error. So `None` means "ask `serde_json`", never "invalid".
+
+/// Nesting deeper than this is left to `serde_json` (its own limit is 128).
+const MAX_DEPTH: usize = 100;
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// A position in a JSON text.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor<'a> {
+    text: &'a str,
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the start of `text` (its UTF-8 checked once, here, by its type).
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            s: text.as_bytes(),
+            pos: 0,
+        }
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(&c) = self.s.get(self.pos) {
+            if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The next byte that is not whitespace, without taking it.
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.s.get(self.pos).copied()
+    }
+
+    /// Takes `c`, after whitespace, or answers `None`.
+    #[inline]
+    pub(crate) fn eat(&mut self, c: u8) -> Option<()> {
+        if self.peek()? == c {
+            self.pos += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// Whether only whitespace is left.
+    pub(crate) fn at_end(&mut self) -> bool {
+        self.skip_ws();
+        self.pos == self.s.len()
+    }
+
+    /// A string without escapes, borrowed.
+    #[inline]
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let end = plain_run(self.s, start);
+        if self.s.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.pos = end + 1;
+        self.text.get(start..end)
+    }
+
+    /// The content of a long string that the caller checks itself (base64 data, whose decoder
+    /// takes only its alphabet): found with a SIMD search for its end. Control characters are
+    /// not looked for: see [`plain_str`].
+    #[inline]
+    pub(crate) fn long_str_unchecked(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let end = start + memchr::memchr2(b'"', b'\\', self.s.get(start..)?)?;
+        if self.s[end] != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        self.text.get(start..end)
+    }
+
+    /// The members of an object, each key handed to `f` with the cursor at its value; `f` must
+    /// take the value. Answers `None` when the next value is not an object.
+    #[inline]
+    pub(crate) fn members(
+        &mut self,
+        mut f: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.str()?;
+            self.eat(b':')?;
+            f(self, key)?;
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The elements of an array, each handed to `f` with the cursor at it; `f` must take it.
+    /// Answers `None` when the next value is not an array.
+    #[inline]
+    pub(crate) fn elements(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            f(self)?;
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skips one value, checking it, and answers its text (as `serde_json`'s `RawValue` holds it).
+    pub(crate) fn raw(&mut self) -> Option<&'a str> {
+        self.skip_ws();
+        let start = self.pos;
+        self.skip(0)?;
+        self.text.get(start..self.pos)
+    }
+
+    /// Skips one value, checking it against the grammar.
+    #[inline]
+    pub(crate) fn skip_value(&mut self) -> Option<()> {
+        self.skip(0)
+    }
+
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.str().map(drop),
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.members(|c, _| c.skip(depth + 1))
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.elements(|c| c.skip(depth + 1))
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number().map(drop),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.s.get(self.pos..self.pos + word.len())? == word {
+            self.pos += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.s.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// A number, checked against the grammar; answers its text.
+    fn number(&mut self) -> Option<&'a [u8]> {
+        self.skip_ws();
+        let start = self.pos;
+        if self.s.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.s.get(self.pos)? {
+            b'0' => self.pos += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.s.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if matches!(self.s.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.s.get(self.pos), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        self.s.get(start..self.pos)
+    }
+
+    /// A non-negative integer that fits a `u64`, as `serde_json` reads one into a `u64` field.
+    /// Anything else (a sign, a fraction, an exponent, an overflow) is left to `serde_json`.
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        let text = self.number()?;
+        if text.len() > 19 {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in text {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u64::from(d - b'0');
+        }
+        Some(n)
+    }
+}
+
+/// From `start`, the index of the first byte that ends a plain string run (a quote, a backslash
+/// or a control character), or the length. Eight bytes at a time.
+#[inline]
+fn plain_run(s: &[u8], start: usize) -> usize {
+    let mut i = start;
+    while let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let w = u64::from_le_bytes(*chunk);
+        let q = w ^ (LO * u64::from(b'"'));
+        let b = w ^ (LO * u64::from(b'\\'));
+        let stop = ((q.wrapping_sub(LO) & !q)
+            | (b.wrapping_sub(LO) & !b)
+            | (w.wrapping_sub(LO * 0x20) & !w))
+            & HI;
+        if stop != 0 {
+            // The lowest flagged byte is exact (borrows only flag bytes above a true one).
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = s.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Whether `s` is a plain JSON string's content: no quote, backslash or control character. For
+/// content found by [`Cursor::long_str_unchecked`].
+pub(crate) fn is_plain(s: &str) -> bool {
+    plain_run(s.as_bytes(), 0) == s.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Skips a whole document with the cursor.
+    fn skim(text: &str) -> Option<&str> {
+        let mut c = Cursor::new(text);
+        let raw = c.raw()?;
+        c.at_end().then_some(raw)
+    }
+
+    #[test]
+    fn accepts_what_serde_accepts_in_its_fast_case() {
+        for doc in [
+            r#"{"a":1,"b":[true,false,null],"c":{"d":"e"},"f":-0.5e+3}"#,
+            r#"  [ ]  "#,
+            r#"{}"#,
+            r#""héllo wörld, ünïcode""#,
+            r#"[0, -0, 1.25, 12E4, 3e-2]"#,
+        ] {
+            assert!(
+                serde_json::from_str::<serde::de::IgnoredAny>(doc).is_ok(),
+                "{doc}"
+            );
+            assert_eq!(skim(doc), Some(doc.trim()), "{doc}");
+        }
+    }
+
+    #[test]
+    fn leaves_the_rest_to_serde() {
+        for doc in [
+            r#"{"a":"x\"y"}"#, // an escape: valid, but not the fast case
+            "\"tab\there\"",   // a raw control character: invalid
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1,}"#,
+            r#"[1,]"#,
+            r#"{"a" 1}"#,
+            r#"tru"#,
+            r#"{"a":1} x"#,
+            "\"\u{0}\"",
+        ] {
+            assert_eq!(skim(doc), None, "{doc}");
+        }
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert_eq!(skim(&deep), None);
+    }
+
+    #[test]
+    fn u64_reads_only_plain_integers() {
+        let read = |t: &str| Cursor::new(t).u64();
+        assert_eq!(read("0"), Some(0));
+        assert_eq!(read(" 42"), Some(42));
+        assert_eq!(read("18446744073709551615"), None); // 20 digits: left to serde
+        assert_eq!(read("1844674407370955161"), Some(1_844_674_407_370_955_161));
+        assert_eq!(read("-1"), None);
+        assert_eq!(read("1.0"), None);
+        assert_eq!(read("1e2"), None);
+    }
+
+    #[test]
+    fn plain_runs_stop_at_the_first_special_byte() {
+        for (text, end) in [
+            (&b"abcdefghijklmnop\"x"[..], 16),
+            (b"abc\\defghijk", 3),
+            (b"abcdefg\x01", 7),
+            (b"\xc3\xa9abcdefgh\"", 10),
+            (b"\x01\"", 0),
+            (b"abcdefgh\x7f\xff\"", 10),
+            (b"short", 5),
+        ] {
+            assert_eq!(plain_run(text, 0), end, "{text:?}");
+        }
+    }
+
+    proptest! {
+        /// Whatever the cursor accepts, serde_json accepts with the same raw text.
+        #[test]
+        fn never_accepts_what_serde_rejects(doc in "[ \\[\\]{}\":,0-9a-z.eE+\\-\\\\\u{e9}\u{1}]{0,40}") {
+            if let Some(raw) = skim(&doc) {
+                let value: &serde_json::value::RawValue = serde_json::from_str(&doc).unwrap();
+                prop_assert_eq!(value.get(), raw);
+            }
+        }
+
+        /// Every serde_json value printed without escapes is read by the cursor.
+        #[test]
+        fn reads_every_plain_document(value in json_value()) {
+            let doc = serde_json::to_string(&value).unwrap();
+            if !doc.contains('\\') {
+                prop_assert_eq!(skim(&doc), Some(doc.as_str()));
+            }
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            "[a-zé ]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("[a-z]{0,6}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}
