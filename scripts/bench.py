@@ -127,9 +127,11 @@ def main():
     out("")
     out(f"## 1. CPU path: {floor['records']:,} records, {size_mb:.1f} MB, event bytes to response")
     out("")
-    out("Ours: the event read as `lambda_runtime` reads it (`serde_path_to_error` over `serde_json`, "
-        "into `KinesisBatch`), the engine and the function's rule, every effect a no-op port, the "
-        "response serialised (`tests/benches/cpu.rs`); the ↳ rows split it. Peers: in-process on the same file, no-op effect "
+    out("Ours: the event read as the functions read it (the runtime layer of `shared::runtime` reads the "
+        "body's bytes into `KinesisBatch`; `lambda_runtime`'s own deserializer then reads only `null`), "
+        "the engine and the function's rule, every effect a no-op port, the "
+        "response serialised (`tests/benches/cpu.rs`); the ↳ rows split it, and show what reading the "
+        "body through `lambda_runtime`'s deserializer would cost. Peers: in-process on the same file, no-op effect "
         "(`scripts/bench/anchor_*`). All keep ORDER_PLACED and ORDER_CREATED (inventory-updater also "
         "ORDER_CANCELLED).")
     out("")
@@ -141,7 +143,8 @@ def main():
         out(f"| **ours: {name}** | **{r['median_ms']:.2f}** | {r['min_ms']:.2f} | {r['kept']} | "
             f"{r['median_ms'] / floor['median_ms']:.2f}× | {node['median_ms'] / r['median_ms']:.1f}× | "
             f"{powertools['median_ms'] / r['median_ms']:.1f}× |")
-    for name in ("decode only", "email-notifier engine only", "inventory-updater engine only"):
+    for name in ("decode only", "decode only, by lambda_runtime's deserializer",
+                 "email-notifier engine only", "inventory-updater engine only"):
         if name in cpu:
             r = cpu[name]
             out(f"| ↳ {name} | {r['median_ms']:.2f} | {r['min_ms']:.2f} | | {r['median_ms'] / floor['median_ms']:.2f}× | | |")

@@ -123,7 +123,11 @@ struct RawRecord {
 pub struct KinesisBatch {
     records: Vec<RawRecord>,
     text: String,
+    /// The byte arena while it is filled, and after, when it is not all UTF-8.
     bytes: Vec<u8>,
+    /// The byte arena, when it is all UTF-8 (checked at once, far faster than record by record):
+    /// each record's data is then also text at no further cost.
+    utf8: String,
     event_source_arn: Option<Span>,
 }
 
@@ -159,8 +163,17 @@ impl<'a> RecordView<'a> {
     /// The decoded data, or what is wrong with it.
     pub fn data(&self) -> Result<&'a [u8], DataFault> {
         match self.raw.data {
-            Data::Decoded(span) => Ok(&self.batch.bytes[span.range()]),
+            Data::Decoded(span) => Ok(&self.batch.arena()[span.range()]),
             Data::Faulty(_, fault) => Err(fault),
+        }
+    }
+
+    /// The decoded data as text, when it is UTF-8.
+    pub fn data_str(&self) -> Option<&'a str> {
+        match self.raw.data {
+            Data::Decoded(span) if !self.batch.utf8.is_empty() => self.batch.utf8.get(span.range()),
+            Data::Decoded(span) => std::str::from_utf8(&self.batch.bytes[span.range()]).ok(),
+            Data::Faulty(..) => None,
         }
     }
 
@@ -173,7 +186,7 @@ impl<'a> RecordView<'a> {
     pub fn data_base64(&self) -> String {
         match self.raw.data {
             Data::Decoded(span) => {
-                base64_simd::STANDARD.encode_to_string(&self.batch.bytes[span.range()])
+                base64_simd::STANDARD.encode_to_string(&self.batch.arena()[span.range()])
             }
             Data::Faulty(span, _) => self.batch.text(span).to_owned(),
         }
@@ -222,7 +235,7 @@ impl KinesisBatch {
         let mut builder = Builder::default();
         if let Ok(text) = std::str::from_utf8(json) {
             if scan(text, &mut builder).is_some() {
-                return Ok(builder.batch);
+                return Ok(builder.finish());
             }
             builder.clear();
         }
@@ -233,10 +246,18 @@ impl KinesisBatch {
     fn from_raw(json: &str) -> Result<Self, serde_json::Error> {
         let mut builder = Builder::default();
         if scan(json, &mut builder).is_some() {
-            return Ok(builder.batch);
+            return Ok(builder.finish());
         }
         builder.clear();
         read_event(&mut serde_json::Deserializer::from_str(json), builder)
+    }
+
+    fn arena(&self) -> &[u8] {
+        if self.utf8.is_empty() {
+            &self.bytes
+        } else {
+            self.utf8.as_bytes()
+        }
     }
 
     fn text(&self, span: Span) -> &str {
@@ -271,6 +292,16 @@ struct Builder {
 }
 
 impl Builder {
+    /// The batch, its byte arena kept as text when it is all UTF-8.
+    fn finish(mut self) -> KinesisBatch {
+        let bytes = std::mem::take(&mut self.batch.bytes);
+        match String::from_utf8(bytes) {
+            Ok(text) => self.batch.utf8 = text,
+            Err(not_text) => self.batch.bytes = not_text.into_bytes(),
+        }
+        self.batch
+    }
+
     /// Empties what a reader that gave up had filled, keeping the buffers.
     fn clear(&mut self) {
         self.batch.records.clear();
@@ -304,6 +335,7 @@ impl Default for Builder {
                 records,
                 text,
                 bytes,
+                utf8: String::new(),
                 event_source_arn: None,
             },
             last_shard: None,
@@ -329,14 +361,17 @@ fn lock_spare() -> std::sync::MutexGuard<'static, Option<Buffers>> {
 
 impl Drop for KinesisBatch {
     fn drop(&mut self) {
-        if self.bytes.capacity() > SPARE_LIMIT || self.bytes.capacity() == 0 {
+        let mut bytes = match self.utf8.capacity() {
+            0 => std::mem::take(&mut self.bytes),
+            _ => std::mem::take(&mut self.utf8).into_bytes(),
+        };
+        if bytes.capacity() > SPARE_LIMIT || bytes.capacity() == 0 {
             return;
         }
         let mut spare = lock_spare();
         if spare.is_none() {
             let mut records = std::mem::take(&mut self.records);
             let mut text = std::mem::take(&mut self.text);
-            let mut bytes = std::mem::take(&mut self.bytes);
             records.clear();
             text.clear();
             bytes.clear();
@@ -466,7 +501,7 @@ fn read_event<'de, D: Deserializer<'de>>(
                     }
                 }
             }
-            Ok(builder.batch)
+            Ok(builder.finish())
         }
     }
     deserializer.deserialize_map(EventVisitor(builder))

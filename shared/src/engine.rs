@@ -17,6 +17,7 @@
 //! only helps find a poison record, and poison never reaches the retry path here: a batch where
 //! everything fails is an outage downstream, and bisecting it only multiplies the invocations.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
@@ -30,7 +31,7 @@ use tracing::Instrument;
 
 use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
 use crate::error::{EffectError, ErrorClass};
-use crate::event::{Envelope, EventType, Malformed, Order};
+use crate::event::{Envelope, EventType, Malformed, Order, Parsed};
 use crate::kpl::{self, UserRecord};
 
 /// What a rule did with one event.
@@ -170,6 +171,11 @@ impl EventTypeSet {
         self.0.contains(t)
     }
 
+    /// Whether the set holds the type of this wire name.
+    pub fn contains_name(&self, name: &str) -> bool {
+        self.0.iter().any(|t| t.as_str() == name)
+    }
+
     /// The types, in a stable order.
     pub fn iter(&self) -> impl Iterator<Item = &EventType> {
         self.0.iter()
@@ -247,9 +253,9 @@ enum State {
 }
 
 /// What processing one record came to.
-enum Step {
+enum Step<'a> {
     Done(Outcome),
-    Skipped(EventType),
+    Skipped(Cow<'a, str>),
     Poisoned,
     Failed,
 }
@@ -386,10 +392,12 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                     t.state[index] = State::Done;
                 }
                 Step::Skipped(event_type) => {
-                    *t.stats
-                        .skipped
-                        .entry(event_type.as_str().to_owned())
-                        .or_default() += 1;
+                    match t.stats.skipped.get_mut(&*event_type) {
+                        Some(count) => *count += 1,
+                        None => {
+                            t.stats.skipped.insert(event_type.into_owned(), 1);
+                        }
+                    }
                     t.state[index] = State::Done;
                 }
                 Step::Poisoned => {
@@ -422,7 +430,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         )
     }
 
-    async fn run_unit(&self, batch: &KinesisBatch, unit: &Unit<'_>) -> Step {
+    async fn run_unit<'u>(&self, batch: &KinesisBatch, unit: &Unit<'u>) -> Step<'u> {
         // Until the envelope is read, a bad record is captured under its stream identity alone.
         let read = || -> Result<_, Malformed> {
             let (Some(partition_key), Some(sequence_number)) =
@@ -435,11 +443,18 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 };
                 return Err(Malformed::Record(why.into()));
             };
-            let envelope = Envelope::parse(unit.data?)?;
+            let wanted = |t: &str| self.config.event_types.contains_name(t);
+            let envelope = match unit.text {
+                Some(text) => Envelope::parse_str_if(text, wanted)?,
+                None => Envelope::parse_if(unit.data?, wanted)?,
+            };
             Ok((partition_key, sequence_number, envelope))
         };
         let (partition_key, sequence_number, envelope) = match read() {
-            Ok(read) => read,
+            Ok((_, _, Parsed::Unwanted(event_type))) => return Step::Skipped(event_type),
+            Ok((partition_key, sequence_number, Parsed::Wanted(envelope))) => {
+                (partition_key, sequence_number, envelope)
+            }
             Err(why) => {
                 return self
                     .capture(batch, unit, &why)
@@ -448,9 +463,6 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             }
         };
         let event_type = EventType::parse(&envelope.event_type);
-        if !self.config.event_types.contains(&event_type) {
-            return Step::Skipped(event_type);
-        }
         let span = Self::span(unit, Some(&envelope));
         let order = match envelope.order() {
             Ok(order) => order,
@@ -493,7 +505,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         batch: &KinesisBatch,
         unit: &Unit<'_>,
         reason: &dyn std::fmt::Display,
-    ) -> Step {
+    ) -> Step<'static> {
         let data = match (unit.sub_sequence_number, unit.data) {
             (Some(_), Ok(user_data)) => base64_simd::STANDARD.encode_to_string(user_data),
             _ => unit.view.data_base64(),
@@ -536,6 +548,8 @@ struct Unit<'a> {
     sequence_number: Option<&'a str>,
     sub_sequence_number: Option<u64>,
     data: Result<&'a [u8], DataFault>,
+    /// The data, when the batch already knows it for UTF-8.
+    text: Option<&'a str>,
 }
 
 /// The batch's units, in delivery order (an aggregate's user records in their own order).
@@ -549,6 +563,7 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
             sequence_number: view.sequence_number(),
             sub_sequence_number: None,
             data: view.data(),
+            text: view.data_str(),
         };
         match aggregate {
             // Without a sequence number the parent cannot be reported: keep it whole, as poison.
@@ -557,6 +572,7 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
                     partition_key: Some(u.partition_key.as_str()),
                     sub_sequence_number: Some(u.sub_sequence_number),
                     data: Ok(u.data.as_slice()),
+                    text: None,
                     ..plain
                 }))
             }

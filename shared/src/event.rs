@@ -103,6 +103,24 @@ pub struct Envelope<'a> {
     /// The payload, left raw until a rule asks for it.
     #[serde(default, borrow)]
     pub payload: Option<RawJson<'a>>,
+    /// The payload as an order, when the fast reader read it on the way (it is not read twice).
+    #[serde(skip)]
+    read_order: ReadOrder<'a>,
+}
+
+/// An order the fast reader read with its envelope. Its `Debug` shows nothing of it (it holds the
+/// address).
+#[derive(Clone, Default)]
+struct ReadOrder<'a>(Option<WireOrder<'a>>);
+
+impl fmt::Debug for ReadOrder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ReadOrder(..)"
+        } else {
+            "ReadOrder(None)"
+        })
+    }
 }
 
 impl<'a> Envelope<'a> {
@@ -114,17 +132,74 @@ impl<'a> Envelope<'a> {
         // UTF-8 checked once for the whole record, not again for every string and raw value;
         // data that is not UTF-8 is left to the byte parser, for its precise error.
         match std::str::from_utf8(data) {
-            Ok(text) => match scan_envelope(text) {
-                Some(envelope) => Ok(envelope),
-                None => serde_json::from_str(text),
-            },
-            Err(_) => serde_json::from_slice(data),
+            Ok(text) => Self::parse_str(text),
+            Err(_) => serde_json::from_slice(data).map_err(Self::malformed),
         }
-        .map_err(|e| Malformed::Envelope(e.to_string()))
+    }
+
+    /// [`Envelope::parse`], for data known to be UTF-8.
+    pub fn parse_str(text: &'a str) -> Result<Envelope<'a>, Malformed> {
+        match scan_envelope(text) {
+            Some(envelope) => Ok(envelope),
+            None => serde_json::from_str(text).map_err(Self::malformed),
+        }
+    }
+
+    fn malformed(e: serde_json::Error) -> Malformed {
+        Malformed::Envelope(e.to_string())
+    }
+
+    /// Parses the envelope when its type is `wanted`, and only its type when it is not.
+    ///
+    /// Producers write `eventType` before the payload, so for an event type the function does not
+    /// handle, the rest of the record is never read: such a record is skipped, not checked (a
+    /// function that wants the type checks it). When the type comes after the payload, or the
+    /// fast reader cannot read the envelope, it is parsed whole first, as [`Envelope::parse`] does.
+    pub fn parse_if(
+        data: &'a [u8],
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Parsed<'a>, Malformed> {
+        match std::str::from_utf8(data) {
+            Ok(text) => Self::parse_str_if(text, wanted),
+            Err(_) => Self::parse(data).map(|envelope| envelope.sorted(wanted)),
+        }
+    }
+
+    /// [`Envelope::parse_if`], for data known to be UTF-8.
+    pub fn parse_str_if(
+        text: &'a str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Parsed<'a>, Malformed> {
+        let mut unwanted = None;
+        let fast = scan_envelope_until(text, |t| {
+            let stop = !wanted(t);
+            if stop {
+                unwanted = Some(t);
+            }
+            stop
+        });
+        match (fast, unwanted) {
+            (Some(envelope), _) => Ok(Parsed::Wanted(envelope)),
+            (None, Some(event_type)) => Ok(Parsed::Unwanted(Cow::Borrowed(event_type))),
+            (None, None) => serde_json::from_str(text)
+                .map_err(Self::malformed)
+                .map(|envelope: Envelope<'a>| envelope.sorted(wanted)),
+        }
+    }
+
+    fn sorted(self, wanted: impl Fn(&str) -> bool) -> Parsed<'a> {
+        if wanted(&self.event_type) {
+            Parsed::Wanted(self)
+        } else {
+            Parsed::Unwanted(self.event_type)
+        }
     }
 
     /// Parses and validates the order payload.
     pub fn order(&self) -> Result<Order<'a>, Malformed> {
+        if let Some(wire) = &self.read_order.0 {
+            return Order::try_from(wire.clone());
+        }
         let raw = self
             .payload
             .ok_or_else(|| Malformed::Payload("missing field `payload`".into()))?
@@ -154,10 +229,28 @@ fn nullable_raw<'a>(c: &mut Cursor<'a>) -> Option<Option<RawJson<'a>>> {
     Some((raw != "null").then_some(RawJson(raw)))
 }
 
+/// What [`Envelope::parse_if`] read.
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// The envelope of an event of a wanted type, parsed whole.
+    Wanted(Envelope<'a>),
+    /// The type of an event that is not wanted.
+    Unwanted(Cow<'a, str>),
+}
+
 /// The envelope's fast case: as the derived `Deserialize` reads it, or `None`.
 fn scan_envelope(text: &str) -> Option<Envelope<'_>> {
+    scan_envelope_until(text, |_| false)
+}
+
+/// [`scan_envelope`], which gives up as soon as it reads an event type that `stop` holds for.
+fn scan_envelope_until<'a>(
+    text: &'a str,
+    mut stop: impl FnMut(&'a str) -> bool,
+) -> Option<Envelope<'a>> {
     let mut c = Cursor::new(text);
     let (mut id, mut ty, mut ts, mut payload) = (None, None, None, None);
+    let mut read_order = None;
     c.members(|c, key| match key {
         "eventId" => {
             let v = match c.peek()? {
@@ -166,9 +259,28 @@ fn scan_envelope(text: &str) -> Option<Envelope<'_>> {
             };
             once(&mut id, v)
         }
-        "eventType" => once(&mut ty, Cow::Borrowed(c.str()?)),
+        "eventType" => {
+            let t = c.str()?;
+            if ty.is_some() || stop(t) {
+                return None;
+            }
+            once(&mut ty, Cow::Borrowed(t))
+        }
         "timestamp" => once(&mut ts, nullable_raw(c)?),
-        "payload" => once(&mut payload, nullable_raw(c)?),
+        "payload" => {
+            // Read as an order on the way when it is one; else skipped, as any value.
+            let start = c.mark();
+            let mut probe = c.clone();
+            let raw = match read_wire_order(&mut probe) {
+                Some(order) => {
+                    *c = probe;
+                    read_order = Some(order);
+                    Some(RawJson(c.text_from(start)?))
+                }
+                None => nullable_raw(c)?,
+            };
+            once(&mut payload, raw)
+        }
         _ => c.skip_value(),
     })?;
     c.at_end().then_some(())?;
@@ -177,12 +289,19 @@ fn scan_envelope(text: &str) -> Option<Envelope<'_>> {
         event_type: ty?,
         timestamp: ts.flatten(),
         payload: payload.flatten(),
+        read_order: ReadOrder(read_order),
     })
 }
 
 /// The order's fast case: as the derived `Deserialize` of [`WireOrder`] reads it, or `None`.
 fn scan_order(text: &str) -> Option<WireOrder<'_>> {
     let mut c = Cursor::new(text);
+    let order = read_wire_order(&mut c)?;
+    c.at_end().then_some(order)
+}
+
+/// [`scan_order`] of the value at the cursor.
+fn read_wire_order<'a>(c: &mut Cursor<'a>) -> Option<WireOrder<'a>> {
     let (mut order_id, mut user_id, mut email, mut items, mut total) =
         (None, None, None, None, None);
     c.members(|c, key| match key {
@@ -209,7 +328,6 @@ fn scan_order(text: &str) -> Option<WireOrder<'_>> {
         }
         _ => c.skip_value(),
     })?;
-    c.at_end().then_some(())?;
     Some(WireOrder {
         order_id: order_id?,
         user_id: user_id?,
@@ -219,7 +337,7 @@ fn scan_order(text: &str) -> Option<WireOrder<'_>> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct WireOrder<'a> {
     #[serde(rename = "orderId", borrow)]
     order_id: Cow<'a, str>,
@@ -233,7 +351,7 @@ struct WireOrder<'a> {
     total: RawJson<'a>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct WireItem<'a> {
     #[serde(rename = "productId", borrow)]
     product_id: Cow<'a, str>,
@@ -480,6 +598,10 @@ mod tests {
                 .as_ref()
                 .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
             prop_assert_eq!(fields(&fast), fields(serde));
+            // The order it may have read on the way is the order serde_json reads.
+            if let Some(payload) = fast.payload {
+                prop_assert_eq!(fast.order(), by_serde_order(payload.get()));
+            }
         }
         if let Ok(envelope) = serde {
             if let Some(payload) = envelope.payload {
@@ -523,6 +645,50 @@ mod tests {
         ] {
             agree(text).unwrap();
         }
+    }
+
+    #[test]
+    fn unwanted_types_are_read_no_further_than_their_type() {
+        let only_placed = |t: &str| t == "ORDER_PLACED";
+        let parse = |text: &'static str| Envelope::parse_if(text.as_bytes(), only_placed);
+        // The type comes first: what follows is not read, even when it is broken.
+        match parse(r#"{"eventId":"e","eventType":"PAYMENT_CAPTURED","payload":{"orderId":"#) {
+            Ok(Parsed::Unwanted(t)) => assert_eq!(t, "PAYMENT_CAPTURED"),
+            other => panic!("{other:?}"),
+        }
+        // The type after the payload, or escaped: parsed whole first.
+        for text in [
+            r#"{"payload":{"orderId":"o"},"eventType":"ORDER_CANCELLED"}"#,
+            r#"{"eventType":"ORDER_CANCELLED"}"#,
+        ] {
+            match parse(text) {
+                Ok(Parsed::Unwanted(t)) => assert_eq!(t, "ORDER_CANCELLED"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse(r#"{"payload":{"orderId":,"eventType":"ORDER_CANCELLED"}"#),
+            Err(Malformed::Envelope(_))
+        ));
+        // A wanted type is parsed whole, and checked whole.
+        let text = r#"{"eventType":"ORDER_PLACED","eventId":"e","payload":{"orderId":"o"}}"#;
+        match parse(text) {
+            Ok(Parsed::Wanted(e)) => {
+                assert_eq!(
+                    fields(&e),
+                    fields(&Envelope::parse(text.as_bytes()).unwrap())
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"#),
+            Err(Malformed::Envelope(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"eventType":"ORDER_PLACED","eventType":"ORDER_PLACED"}"#),
+            Err(Malformed::Envelope(_))
+        ));
     }
 
     proptest! {

@@ -63,6 +63,17 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The position of the next value (after whitespace), for [`Cursor::text_from`].
+    pub(crate) fn mark(&mut self) -> usize {
+        self.skip_ws();
+        self.pos
+    }
+
+    /// The text from `start` (a [`Cursor::mark`]) to the cursor.
+    pub(crate) fn text_from(&self, start: usize) -> Option<&'a str> {
+        self.text.get(start..self.pos)
+    }
+
     /// Whether only whitespace is left.
     pub(crate) fn at_end(&mut self) -> bool {
         self.skip_ws();

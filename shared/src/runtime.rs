@@ -113,8 +113,7 @@ impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for ReadBatch<S> {
 
     fn call(&mut self, mut invocation: LambdaInvocation) -> S::Future {
         let batch = KinesisBatch::from_slice(&invocation.body).map_err(|e| e.to_string());
-        self.inbox
-            .put(invocation.context.request_id.clone(), batch);
+        self.inbox.put(invocation.context.request_id.clone(), batch);
         invocation.body = (&b"null"[..]).into();
         self.inner.call(invocation)
     }
