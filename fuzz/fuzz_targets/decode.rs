@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::event::Envelope;
+use shared::event::{Envelope, Parsed};
 use shared::{kpl, KinesisBatch};
 
 fn payload(data: &[u8]) {
@@ -11,6 +11,10 @@ fn payload(data: &[u8]) {
         if let Ok(order) = envelope.order() {
             let _ = order.quantities();
         }
+    }
+    // The engine's way: the type first, the rest only when the type is wanted.
+    if let Ok(Parsed::Wanted(envelope)) = Envelope::parse_if(data, |t| t.len() % 2 == 0) {
+        let _ = envelope.order();
     }
 }
 
@@ -20,7 +24,7 @@ fuzz_target!(|bytes: &[u8]| {
     };
     for record in batch.records() {
         let _ = (record.partition_key(), record.sequence_number(), record.shard_id());
-        let _ = record.data_base64();
+        let _ = (record.data_base64(), record.data_str());
         if let Ok(data) = record.data() {
             match kpl::deaggregate(data) {
                 Some(users) => users.iter().for_each(|u| payload(&u.data)),

@@ -16,9 +16,10 @@
 //! grammar; on anything else it gives up and the `serde_json` visitor reads the same text, with the
 //! same result or the precise error. Tests hold the two to the same answers.
 //!
-//! Through `lambda_runtime`, the body is first taken whole as a borrowed raw JSON value (a scan
-//! that checks its UTF-8 once), so the runtime's path-tracking wrapper stays out of the per-field
-//! work (see `impl Deserialize for KinesisBatch`).
+//! The functions read the body's bytes with [`KinesisBatch::from_slice`], from a layer of the
+//! runtime (`crate::runtime`). The batch also deserialises through serde (for a handler that takes
+//! `LambdaEvent<KinesisBatch>`): the body is then first taken whole as a borrowed raw JSON value, so
+//! `lambda_runtime`'s path-tracking wrapper stays out of the per-field work, at the price of a scan.
 
 use std::fmt;
 use std::ops::Range;
