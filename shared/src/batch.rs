@@ -401,9 +401,10 @@ impl<'de> Deserialize<'de> for KinesisBatch {
 /// which reads every valid event, the same way, and names what is wrong with an invalid one.
 fn scan(json: &str, b: &mut Builder) -> Option<()> {
     let mut c = Cursor::new(json);
+    let mut repeats = Repeats::default();
     c.members(|c, key| match key {
         "Records" => c.elements(|c| {
-            let record = scan_record(c, b)?;
+            let record = scan_record(c, b, &mut repeats)?;
             b.batch.records.push(record);
             Some(())
         }),
@@ -412,8 +413,35 @@ fn scan(json: &str, b: &mut Builder) -> Option<()> {
     c.at_end().then_some(())
 }
 
+/// The fields the event source mapping writes the same on every record of a batch (the stream,
+/// the role, the region, the versions), as the last record had them: a field that repeats is
+/// skipped with one comparison instead of a scan.
+#[derive(Default)]
+struct Repeats<'a>([&'a str; 8]);
+
+impl<'a> Repeats<'a> {
+    fn skip(&mut self, c: &mut Cursor<'a>, key: &str) -> Option<()> {
+        let slot = match key {
+            "kinesisSchemaVersion" => 0,
+            "encryptionType" => 1,
+            "eventSource" => 2,
+            "eventVersion" => 3,
+            "eventName" => 4,
+            "invokeIdentityArn" => 5,
+            "awsRegion" => 6,
+            "eventSourceARN" => 7,
+            _ => return c.skip_value(),
+        };
+        c.skip_repeated(&mut self.0[slot])
+    }
+}
+
 /// One record, by the same rules as [`RecordSeed`]; a record that is not an object is left to it.
-fn scan_record(c: &mut Cursor<'_>, b: &mut Builder) -> Option<RawRecord> {
+fn scan_record<'a>(
+    c: &mut Cursor<'a>,
+    b: &mut Builder,
+    repeats: &mut Repeats<'a>,
+) -> Option<RawRecord> {
     let mut record = RawRecord {
         is_object: true,
         ..RawRecord::default()
@@ -431,7 +459,7 @@ fn scan_record(c: &mut Cursor<'_>, b: &mut Builder) -> Option<RawRecord> {
                     c.skip_value()?;
                     record.data = Data::default();
                 }
-                _ => c.skip_value()?,
+                _ => repeats.skip(c, key)?,
             }
             Some(())
         }),
@@ -439,11 +467,12 @@ fn scan_record(c: &mut Cursor<'_>, b: &mut Builder) -> Option<RawRecord> {
             record.shard_id = b.shard(c.str()?);
             Some(())
         }
-        "eventSourceARN" if c.peek()? == b'"' => {
+        // Only the first record's is kept.
+        "eventSourceARN" if b.batch.event_source_arn.is_none() && c.peek()? == b'"' => {
             b.arn(c.str()?);
             Some(())
         }
-        _ => c.skip_value(),
+        _ => repeats.skip(c, key),
     })?;
     Some(record)
 }

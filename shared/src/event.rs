@@ -198,7 +198,7 @@ impl<'a> Envelope<'a> {
     /// Parses and validates the order payload.
     pub fn order(&self) -> Result<Order<'a>, Malformed> {
         if let Some(wire) = &self.read_order.0 {
-            return Order::try_from(wire.clone());
+            return Order::try_from(wire);
         }
         let raw = self
             .payload
@@ -208,7 +208,7 @@ impl<'a> Envelope<'a> {
             Some(wire) => wire,
             None => serde_json::from_str(raw).map_err(|e| Malformed::Payload(e.to_string()))?,
         };
-        Order::try_from(wire)
+        Order::try_from(&wire)
     }
 }
 
@@ -373,10 +373,10 @@ pub struct Order<'a> {
     pub total: Money<'a>,
 }
 
-impl<'a> TryFrom<WireOrder<'a>> for Order<'a> {
+impl<'a> TryFrom<&WireOrder<'a>> for Order<'a> {
     type Error = Malformed;
-    fn try_from(w: WireOrder<'a>) -> Result<Self, Malformed> {
-        if w.user_id.trim().is_empty() {
+    fn try_from(w: &WireOrder<'a>) -> Result<Self, Malformed> {
+        if is_blank(&w.user_id) {
             return Err(Malformed::Payload("userId is empty".into()));
         }
         if w.items.is_empty() {
@@ -384,18 +384,18 @@ impl<'a> TryFrom<WireOrder<'a>> for Order<'a> {
         }
         let items = w
             .items
-            .into_iter()
+            .iter()
             .map(|i| {
                 Ok(OrderLine {
-                    sku: Sku::parse(i.product_id)?,
+                    sku: Sku::parse(i.product_id.clone())?,
                     quantity: Quantity::new(i.quantity)?,
                 })
             })
             .collect::<Result<Vec<_>, Malformed>>()?;
         Ok(Order {
-            order_id: OrderId::parse(w.order_id)?,
-            user_id: w.user_id,
-            email: Email::parse(w.email)?,
+            order_id: OrderId::parse(w.order_id.clone())?,
+            user_id: w.user_id.clone(),
+            email: Email::parse(w.email.clone())?,
             items,
             total: Money::parse(w.total)?,
         })
@@ -427,6 +427,34 @@ pub struct OrderLine<'a> {
     pub quantity: Quantity,
 }
 
+/// Whether `s` is empty or only whitespace (as `str::trim` sees it); ASCII text byte by byte.
+fn is_blank(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().all(|b| matches!(b, b'\t'..=b'\r' | b' '))
+    } else {
+        s.trim().is_empty()
+    }
+}
+
+/// Whether `s` holds a control character (as `char::is_control`); ASCII text byte by byte.
+fn has_control(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        s.chars().any(char::is_control)
+    }
+}
+
+/// Whether `s` holds whitespace or a control character; ASCII text byte by byte.
+fn has_space_or_control(s: &str) -> bool {
+    if s.is_ascii() {
+        // ASCII whitespace is \t..\r and the space: all at or below the space, as the controls.
+        s.bytes().any(|b| b <= b' ' || b == 0x7f)
+    } else {
+        s.chars().any(|c| c.is_whitespace() || c.is_control())
+    }
+}
+
 macro_rules! non_empty_id {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
         $(#[$doc])*
@@ -436,10 +464,10 @@ macro_rules! non_empty_id {
         impl<'a> $name<'a> {
             /// Validates: not blank, no control characters, not too long.
             pub fn parse(s: Cow<'a, str>) -> Result<Self, Malformed> {
-                if s.trim().is_empty() {
+                if is_blank(&s) {
                     return Err(Malformed::Payload(concat!($field, " is empty").into()));
                 }
-                if s.len() > $max || s.chars().any(char::is_control) {
+                if s.len() > $max || has_control(&s) {
                     return Err(Malformed::Payload(
                         concat!($field, " is too long or has control characters").into(),
                     ));
@@ -482,15 +510,16 @@ impl<'a> Email<'a> {
     /// Validates the shape SES accepts: one `@`, a non-empty local part, a dotted domain, no spaces.
     pub fn parse(s: Cow<'a, str>) -> Result<Self, Malformed> {
         let bad = || Malformed::Payload("email is not a valid address".into());
-        let (local, domain) = s.split_once('@').ok_or_else(bad)?;
+        let at = s.bytes().position(|b| b == b'@').ok_or_else(bad)?;
+        let (local, domain) = (&s[..at], &s[at + 1..]);
         let valid = !local.is_empty()
             && local.len() <= 64
             && s.len() <= 254
-            && !domain.contains('@')
-            && domain.contains('.')
+            && !domain.bytes().any(|b| b == b'@')
+            && domain.bytes().any(|b| b == b'.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
-            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+            && !has_space_or_control(&s);
         if valid {
             Ok(Email(s))
         } else {
@@ -587,7 +616,7 @@ mod tests {
     fn by_serde_order(text: &str) -> Result<Order<'_>, Malformed> {
         let wire: WireOrder<'_> =
             serde_json::from_str(text).map_err(|e| Malformed::Payload(e.to_string()))?;
-        Order::try_from(wire)
+        Order::try_from(&wire)
     }
 
     /// Whatever the fast readers take, serde_json reads the same; they take the plain cases.
@@ -606,7 +635,7 @@ mod tests {
         if let Ok(envelope) = serde {
             if let Some(payload) = envelope.payload {
                 if let Some(fast) = scan_order(payload.get()) {
-                    prop_assert_eq!(Order::try_from(fast), by_serde_order(payload.get()));
+                    prop_assert_eq!(Order::try_from(&fast), by_serde_order(payload.get()));
                 }
             }
         }
@@ -622,7 +651,7 @@ mod tests {
             fields(&serde_json::from_str(text).unwrap())
         );
         let payload = envelope.payload.unwrap().get();
-        let order = Order::try_from(scan_order(payload).unwrap()).unwrap();
+        let order = Order::try_from(&scan_order(payload).unwrap()).unwrap();
         assert_eq!(order, by_serde_order(payload).unwrap());
     }
 
@@ -644,6 +673,19 @@ mod tests {
             r#"{"eventType":"X"} x"#,
         ] {
             agree(text).unwrap();
+        }
+    }
+
+    proptest! {
+        /// The byte-wise checks answer as the char-wise ones they stand for.
+        #[test]
+        fn text_checks_agree_with_char_checks(s in "[ \t\n\u{b}\u{c}\r\u{1}\u{7f}\u{85}\u{a0}\u{2003}a-c@.é]{0,8}") {
+            prop_assert_eq!(is_blank(&s), s.trim().is_empty());
+            prop_assert_eq!(has_control(&s), s.chars().any(char::is_control));
+            prop_assert_eq!(
+                has_space_or_control(&s),
+                s.chars().any(|c| c.is_whitespace() || c.is_control())
+            );
         }
     }
 

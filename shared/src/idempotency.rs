@@ -98,9 +98,23 @@ impl Lease {
         static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
         let pid = *PID.get_or_init(std::process::id);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self {
-            token: format!("{nanos:x}-{pid:x}-{n:x}"),
-        }
+        // `{nanos:x}-{pid:x}-{n:x}`, written without the formatting machinery (once per event).
+        let mut token = String::with_capacity(56);
+        push_hex(&mut token, nanos);
+        token.push('-');
+        push_hex(&mut token, u128::from(pid));
+        token.push('-');
+        push_hex(&mut token, u128::from(n));
+        Self { token }
+    }
+}
+
+/// Appends `v` in lowercase hexadecimal, as `{v:x}` does.
+fn push_hex(out: &mut String, v: u128) {
+    let digits = (128 - v.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        let nibble = ((v >> (i * 4)) & 0xf) as u32;
+        out.extend(char::from_digit(nibble, 16));
     }
 }
 
@@ -292,6 +306,28 @@ impl<P: PoisonSink, L: IdempotencyStore> PoisonSink for OncePoisonSink<P, L> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_written_as_format_writes_it() {
+        for v in [
+            0u128,
+            1,
+            9,
+            10,
+            15,
+            16,
+            255,
+            4096,
+            u128::from(u64::MAX),
+            u128::MAX,
+        ] {
+            let mut out = String::new();
+            push_hex(&mut out, v);
+            assert_eq!(out, format!("{v:x}"));
+        }
+        let token = Lease::new().token;
+        assert_eq!(token.split('-').count(), 3, "{token}");
+    }
     use crate::fakes::FakeLedger;
     use crate::ErrorClass;
 

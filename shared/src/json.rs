@@ -1,4 +1,5 @@
-//! A small JSON cursor for the hot paths: the Lambda event, the envelope and the order payload.
+//! A small JSON cursor for the hot paths: the Lambda event, the envelope and the order payload;
+//! and the two writers the confirmation's template data needs.
 //!
 //! `serde_json` reads any document correctly, but a full batch is 6,000 records of a dozen fields
 //! each, and its per-call machinery (visitors, field identifiers, error positions) costs more than
@@ -165,6 +166,24 @@ impl<'a> Cursor<'a> {
         self.text.get(start..self.pos)
     }
 
+    /// Skips a string whose text (quotes included) is `last` with one comparison: the same
+    /// bytes as a string already checked. Any other value is skipped as [`Cursor::skip_value`]
+    /// does, and when it is a string, it becomes `last`.
+    #[inline]
+    pub(crate) fn skip_repeated(&mut self, last: &mut &'a str) -> Option<()> {
+        self.skip_ws();
+        // `last` ends with its closing quote, so a match is that whole string, never a prefix.
+        if !last.is_empty() && self.s.get(self.pos..)?.starts_with(last.as_bytes()) {
+            self.pos += last.len();
+            return Some(());
+        }
+        let raw = self.raw()?;
+        if raw.starts_with('"') {
+            *last = raw;
+        }
+        Some(())
+    }
+
     /// Skips one value, checking it against the grammar.
     #[inline]
     pub(crate) fn skip_value(&mut self) -> Option<()> {
@@ -260,21 +279,39 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The bytes of `w` (eight, little-endian) that end a plain string run, flagged in their high
+/// bit. The lowest flag is exact (a borrow only flags bytes above a true one).
+#[inline]
+fn stops(w: u64) -> u64 {
+    let q = w ^ (LO * u64::from(b'"'));
+    let b = w ^ (LO * u64::from(b'\\'));
+    ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b) | (w.wrapping_sub(LO * 0x20) & !w)) & HI
+}
+
 /// From `start`, the index of the first byte that ends a plain string run (a quote, a backslash
-/// or a control character), or the length. Eight bytes at a time.
+/// or a control character), or the length. Sixteen, then eight bytes at a time.
 #[inline]
 fn plain_run(s: &[u8], start: usize) -> usize {
     let mut i = start;
+    while let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<16>) {
+        let (lo, hi) = chunk.split_at(8);
+        let (lo, hi) = (
+            stops(u64::from_le_bytes(lo.try_into().unwrap_or_default())),
+            stops(u64::from_le_bytes(hi.try_into().unwrap_or_default())),
+        );
+        if lo | hi != 0 {
+            let at = if lo != 0 {
+                lo.trailing_zeros()
+            } else {
+                64 + hi.trailing_zeros()
+            };
+            return i + (at / 8) as usize;
+        }
+        i += 16;
+    }
     while let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        let w = u64::from_le_bytes(*chunk);
-        let q = w ^ (LO * u64::from(b'"'));
-        let b = w ^ (LO * u64::from(b'\\'));
-        let stop = ((q.wrapping_sub(LO) & !q)
-            | (b.wrapping_sub(LO) & !b)
-            | (w.wrapping_sub(LO * 0x20) & !w))
-            & HI;
+        let stop = stops(u64::from_le_bytes(*chunk));
         if stop != 0 {
-            // The lowest flagged byte is exact (borrows only flag bytes above a true one).
             return i + (stop.trailing_zeros() / 8) as usize;
         }
         i += 8;
@@ -286,6 +323,35 @@ fn plain_run(s: &[u8], start: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Appends `s` as a JSON string, as `serde_json` writes it: copied as it is when it needs no
+/// escape (the common case), escaped by `serde_json` when it does.
+pub fn write_str(out: &mut String, s: &str) {
+    if plain_run(s.as_bytes(), 0) == s.len() {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else if let Ok(escaped) = serde_json::to_string(s) {
+        out.push_str(&escaped);
+    }
+}
+
+/// Appends `v` as a JSON number.
+pub fn write_u64(out: &mut String, v: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = v;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// Whether `s` is a plain JSON string's content: no quote, backslash or control character. For
@@ -345,6 +411,39 @@ mod tests {
     }
 
     #[test]
+    fn repeated_strings_are_skipped_whole_or_read() {
+        let mut last = "";
+        let mut c = Cursor::new(r#"["abc", "abc", "abcd", "abc\"", 12, "abc" ]"#);
+        let mut seen = Vec::new();
+        c.elements(|c| {
+            c.skip_repeated(&mut last)?;
+            seen.push(last);
+            Some(())
+        })
+        .unwrap_or_default();
+        // The escaped string is left to serde_json: the cursor stops there.
+        assert_eq!(seen, [r#""abc""#, r#""abc""#, r#""abcd""#]);
+        let mut last = r#""12""#;
+        let mut c = Cursor::new("12");
+        c.skip_repeated(&mut last).unwrap();
+        assert_eq!(last, r#""12""#, "a number is not remembered");
+        assert!(c.at_end());
+    }
+
+    proptest! {
+        /// Strings and numbers are written as serde_json writes them.
+        #[test]
+        fn writes_as_serde_writes(s in "[a-zé\"\\\\\u{1}\u{7f}/ ]{0,12}", v in any::<u64>()) {
+            let mut out = String::new();
+            write_str(&mut out, &s);
+            prop_assert_eq!(&out, &serde_json::to_string(&s).unwrap());
+            out.clear();
+            write_u64(&mut out, v);
+            prop_assert_eq!(out, v.to_string());
+        }
+    }
+
+    #[test]
     fn u64_reads_only_plain_integers() {
         let read = |t: &str| Cursor::new(t).u64();
         assert_eq!(read("0"), Some(0));
@@ -366,6 +465,10 @@ mod tests {
             (b"\x01\"", 0),
             (b"abcdefgh\x7f\xff\"", 10),
             (b"short", 5),
+            (b"abcdefghijklmnopqrstuvwxyz0123\"", 30),
+            (b"abcdefghijklmnopqrstu\x1f", 21),
+            (b"abcdefghijklmno\\pqrstu", 15),
+            (b"abcdefgh\"ijklmnopqrstu", 8),
         ] {
             assert_eq!(plain_run(text, 0), end, "{text:?}");
         }

@@ -20,7 +20,7 @@ pub mod error;
 pub mod event;
 pub mod fakes;
 pub mod idempotency;
-mod json;
+pub mod json;
 pub mod kpl;
 pub mod metrics;
 pub mod ports;

@@ -5,11 +5,10 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use serde::Serialize;
 use shared::adapters::{DynamoLedger, SesEmailSender};
 use shared::config::{ConfigError, Env};
-use shared::event::OrderLine;
 use shared::idempotency::{once, IdempotencyStore};
+use shared::json;
 use shared::ports::{Confirmation, EmailSender};
 use shared::runtime::{CommonConfig, DeadLetterQueue};
 use shared::{BatchEngine, EffectError, EventType, Order, OrderEvent, Outcome, RecordHandler};
@@ -77,44 +76,37 @@ impl<S: EmailSender, L: IdempotencyStore> EmailRule<S, L> {
 }
 
 /// The template's data: what the confirmation shows. The address is not in it: SES has it.
+///
+/// `{"orderId", "userId", "items": [{"productId", "quantity"}], "itemCount", "total"}`, written
+/// straight from the borrowed order into one buffer (the tests hold it to what `serde_json` writes
+/// for the same fields).
 pub fn template_data(order: &Order<'_>) -> Result<String, EffectError> {
-    let data = TemplateData {
-        order_id: order.order_id.as_str(),
-        user_id: &order.user_id,
-        items: Items(&order.items),
-        item_count: order.items.iter().map(|l| l.quantity.get()).sum(),
-        total: order.total.as_str(),
-    };
-    // Written straight from the borrowed order: one allocation, the string itself.
-    serde_json::to_string(&data).map_err(|e| EffectError::permanent(format!("template data: {e}")))
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TemplateData<'a> {
-    order_id: &'a str,
-    user_id: &'a str,
-    items: Items<'a>,
-    item_count: u64,
-    total: &'a str,
-}
-
-/// The order's lines as `[{productId, quantity}]`.
-struct Items<'a>(&'a [OrderLine<'a>]);
-
-impl Serialize for Items<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Item<'a> {
-            product_id: &'a str,
-            quantity: u64,
+    let mut out = String::with_capacity(160 + 48 * order.items.len());
+    out.push_str(r#"{"orderId":"#);
+    json::write_str(&mut out, order.order_id.as_str());
+    out.push_str(r#","userId":"#);
+    json::write_str(&mut out, &order.user_id);
+    out.push_str(r#","items":["#);
+    let mut item_count: u64 = 0;
+    for (i, line) in order.items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        s.collect_seq(self.0.iter().map(|l| Item {
-            product_id: l.sku.as_str(),
-            quantity: l.quantity.get(),
-        }))
+        out.push_str(r#"{"productId":"#);
+        json::write_str(&mut out, line.sku.as_str());
+        out.push_str(r#","quantity":"#);
+        json::write_u64(&mut out, line.quantity.get());
+        out.push('}');
+        item_count = item_count
+            .checked_add(line.quantity.get())
+            .ok_or_else(|| EffectError::permanent("template data: item count out of range"))?;
     }
+    out.push_str(r#"],"itemCount":"#);
+    json::write_u64(&mut out, item_count);
+    out.push_str(r#","total":"#);
+    json::write_str(&mut out, order.total.as_str());
+    out.push('}');
+    Ok(out)
 }
 
 impl<S: EmailSender, L: IdempotencyStore> RecordHandler for EmailRule<S, L> {
@@ -148,4 +140,62 @@ pub fn engine(
     let rule = EmailRule::new(ses, config.common.ledger(&dynamodb));
     let dlq = config.common.dead_letter_queue(aws, &dynamodb);
     BatchEngine::new(rule, dlq, config.common.engine)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Serialize;
+    use shared::event::Envelope;
+
+    /// The template data as `serde_json` writes the same fields: the reference.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Reference<'a> {
+        order_id: &'a str,
+        user_id: &'a str,
+        items: Vec<Item<'a>>,
+        item_count: u64,
+        total: &'a str,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Item<'a> {
+        product_id: &'a str,
+        quantity: u64,
+    }
+
+    proptest! {
+        #[test]
+        fn template_data_is_what_serde_json_writes(
+            order_id in "[a-z0-9\"\\\\é/-]{1,10}",
+            user_id in "[a-z0-9 \"é]{1,10}",
+            items in prop::collection::vec(("[a-z0-9\\\\-]{1,8}", 1u64..=1_000_000), 1..4),
+            total in "[1-9][0-9]{0,3}(\\.[0-9]{2})?",
+            quoted in any::<bool>(),
+        ) {
+            let payload = serde_json::json!({
+                "orderId": order_id,
+                "userId": user_id,
+                "email": "a@example.com",
+                "items": items.iter().map(|(p, q)| serde_json::json!({"productId": p, "quantity": q})).collect::<Vec<_>>(),
+                "total": if quoted { serde_json::Value::from(total.clone()) } else { serde_json::from_str(&total).unwrap() },
+            });
+            let text = serde_json::json!({"eventType": "ORDER_PLACED", "payload": payload}).to_string();
+            let envelope = Envelope::parse(text.as_bytes()).unwrap();
+            let Ok(order) = envelope.order() else {
+                return Ok(()); // an id the domain rejects (blank): no confirmation to write
+            };
+            let reference = Reference {
+                order_id: order.order_id.as_str(),
+                user_id: &order.user_id,
+                items: order.items.iter().map(|l| Item { product_id: l.sku.as_str(), quantity: l.quantity.get() }).collect(),
+                item_count: order.items.iter().map(|l| l.quantity.get()).sum(),
+                total: order.total.as_str(),
+            };
+            prop_assert_eq!(template_data(&order).unwrap(), serde_json::to_string(&reference).unwrap());
+        }
+    }
 }
