@@ -252,6 +252,30 @@ enum State {
     Blocked,
 }
 
+/// What reading a unit came to, before any effect.
+enum Read<'a> {
+    /// An event of a type the function handles, ready for the rule.
+    Event {
+        partition_key: &'a str,
+        sequence_number: &'a str,
+        envelope: Envelope<'a>,
+    },
+    /// An event of a type the function does not handle.
+    Skipped(Cow<'a, str>),
+    /// A record that can never be read: captured in its key's turn.
+    Malformed(Malformed),
+}
+
+/// Counts an event of a type the function does not handle.
+fn count_skipped(stats: &mut BatchStats, event_type: Cow<'_, str>) {
+    match stats.skipped.get_mut(&*event_type) {
+        Some(count) => *count += 1,
+        None => {
+            stats.skipped.insert(event_type.into_owned(), 1);
+        }
+    }
+}
+
 /// What processing one record came to.
 enum Step<'a> {
     Done(Outcome),
@@ -306,24 +330,38 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             .map(|r| r.data().ok().and_then(kpl::deaggregate))
             .collect();
         let units = units(batch, &aggregates);
-        let tally = Mutex::new(Tally {
-            state: vec![State::Pending; units.len()],
-            stats: BatchStats {
-                received: batch.len() as u64,
-                ..BatchStats::default()
-            },
-        });
+        let mut state = vec![State::Pending; units.len()];
+        let mut stats = BatchStats {
+            received: batch.len() as u64,
+            ..BatchStats::default()
+        };
+        // Every unit is read first, in batch order (reading has no effect, and the decoded data
+        // is then walked front to back): events of types the function does not handle are
+        // settled here, and only the rest wait for their key's turn.
+        let reads: Vec<Mutex<Option<Read<'_>>>> = units
+            .iter()
+            .zip(&mut state)
+            .map(|(unit, state)| match self.read(unit) {
+                Read::Skipped(event_type) => {
+                    count_skipped(&mut stats, event_type);
+                    *state = State::Done;
+                    Mutex::new(None)
+                }
+                read => Mutex::new(Some(read)),
+            })
+            .collect();
+        // Longest keys first: with more keys than slots, a long key started last would finish
+        // alone after all the others (the makespan of list scheduling).
+        let mut groups = group_by_key(&units, |i| state[i] == State::Pending);
+        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        let tally = Mutex::new(Tally { state, stats });
         let cutoff = deadline.map(|d| {
             d.checked_sub(self.config.deadline_margin)
                 .unwrap_or_else(Instant::now)
         });
 
-        // Longest keys first: with more keys than slots, a long key started last would finish
-        // alone after all the others (the makespan of list scheduling).
-        let mut groups = group_by_key(&units);
-        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
         let run_all = stream::iter(groups)
-            .map(|group| self.run_key(batch, &units, group, &tally, cutoff))
+            .map(|group| self.run_key(batch, &units, &reads, group, &tally, cutoff))
             .buffer_unordered(self.config.max_concurrency)
             .for_each(|()| async {});
         let cut_short = match cutoff {
@@ -368,6 +406,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         &self,
         batch: &KinesisBatch,
         units: &[Unit<'_>],
+        reads: &[Mutex<Option<Read<'_>>>],
         group: Vec<usize>,
         tally: &Mutex<Tally>,
         cutoff: Option<Instant>,
@@ -379,7 +418,14 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             }
             let unit = &units[index];
             lock().state[index] = State::InFlight;
-            let step = self.run_unit(batch, unit).await;
+            let read = reads[index]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let step = match read {
+                Some(read) => self.run_unit(batch, unit, read).await,
+                None => Step::Failed, // read once only: unreachable
+            };
             let mut t = lock();
             match step {
                 Step::Done(outcome) => {
@@ -392,12 +438,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                     t.state[index] = State::Done;
                 }
                 Step::Skipped(event_type) => {
-                    match t.stats.skipped.get_mut(&*event_type) {
-                        Some(count) => *count += 1,
-                        None => {
-                            t.stats.skipped.insert(event_type.into_owned(), 1);
-                        }
-                    }
+                    count_skipped(&mut t.stats, event_type);
                     t.state[index] = State::Done;
                 }
                 Step::Poisoned => {
@@ -430,8 +471,9 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         )
     }
 
-    async fn run_unit<'u>(&self, batch: &KinesisBatch, unit: &Unit<'u>) -> Step<'u> {
-        // Until the envelope is read, a bad record is captured under its stream identity alone.
+    /// Reads a unit, before any effect: its stream identity, its data, its envelope (only its
+    /// type when the function does not handle the type).
+    fn read<'u>(&self, unit: &Unit<'u>) -> Read<'u> {
         let read = || -> Result<_, Malformed> {
             let (Some(partition_key), Some(sequence_number)) =
                 (unit.partition_key, unit.sequence_number)
@@ -450,12 +492,32 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             };
             Ok((partition_key, sequence_number, envelope))
         };
-        let (partition_key, sequence_number, envelope) = match read() {
-            Ok((_, _, Parsed::Unwanted(event_type))) => return Step::Skipped(event_type),
-            Ok((partition_key, sequence_number, Parsed::Wanted(envelope))) => {
-                (partition_key, sequence_number, envelope)
-            }
-            Err(why) => {
+        match read() {
+            Ok((_, _, Parsed::Unwanted(event_type))) => Read::Skipped(event_type),
+            Ok((partition_key, sequence_number, Parsed::Wanted(envelope))) => Read::Event {
+                partition_key,
+                sequence_number,
+                envelope,
+            },
+            Err(why) => Read::Malformed(why),
+        }
+    }
+
+    async fn run_unit<'u>(
+        &self,
+        batch: &KinesisBatch,
+        unit: &Unit<'u>,
+        read: Read<'u>,
+    ) -> Step<'u> {
+        // Until the envelope is read, a bad record is captured under its stream identity alone.
+        let (partition_key, sequence_number, envelope) = match read {
+            Read::Event {
+                partition_key,
+                sequence_number,
+                envelope,
+            } => (partition_key, sequence_number, envelope),
+            Read::Skipped(event_type) => return Step::Skipped(event_type),
+            Read::Malformed(why) => {
                 return self
                     .capture(batch, unit, &why)
                     .instrument(Self::span(unit, None))
@@ -582,12 +644,13 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
     units
 }
 
-/// Groups the units by partition key, each group in sequence order. A unit with no partition key
-/// or sequence number forms a group of its own: it will be captured as poison.
-fn group_by_key(units: &[Unit<'_>]) -> Vec<Vec<usize>> {
+/// Groups the units that `keep` holds for by partition key, each group in sequence order. A unit
+/// with no partition key or sequence number forms a group of its own: it will be captured as
+/// poison.
+fn group_by_key(units: &[Unit<'_>], keep: impl Fn(usize) -> bool) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut by_key: HashMap<&str, usize> = HashMap::new();
-    for (index, unit) in units.iter().enumerate() {
+    for (index, unit) in units.iter().enumerate().filter(|(i, _)| keep(*i)) {
         match (unit.partition_key, unit.sequence_number) {
             (Some(key), Some(_)) => {
                 let next = groups.len();
