@@ -78,15 +78,15 @@ impl OrderEvent<'_> {
     /// The key that identifies this event for idempotency: its `eventId`, or, when the producer
     /// sent none, the record's identity in the stream (shard, sequence number and, for a KPL user
     /// record, sub-sequence number).
-    pub fn idempotency_key(&self) -> String {
+    pub fn idempotency_key(&self) -> Cow<'_, str> {
         let shard = self.record.shard_id.unwrap_or("shard");
         match (
             self.envelope.event_id.as_deref(),
             self.record.sub_sequence_number,
         ) {
-            (Some(id), _) if !id.is_empty() => id.to_owned(),
-            (_, None) => format!("{shard}:{}", self.record.sequence_number),
-            (_, Some(sub)) => format!("{shard}:{}:{sub}", self.record.sequence_number),
+            (Some(id), _) if !id.is_empty() => Cow::Borrowed(id),
+            (_, None) => Cow::Owned(format!("{shard}:{}", self.record.sequence_number)),
+            (_, Some(sub)) => Cow::Owned(format!("{shard}:{}:{sub}", self.record.sequence_number)),
         }
     }
 }

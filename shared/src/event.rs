@@ -576,10 +576,12 @@ impl<'a> Money<'a> {
     pub fn parse(raw: RawJson<'a>) -> Result<Self, Malformed> {
         let bad = || Malformed::Payload("total must be a non-negative decimal number".into());
         let text = raw.get();
-        let text: Cow<'a, str> = if text.starts_with('"') {
-            serde_json::from_str(text).map_err(|_| bad())?
-        } else {
-            Cow::Borrowed(text)
+        // A string is taken as it is written when it has no escape (the raw text is valid JSON,
+        // so its quotes are the string's); only an escaped one is unescaped by serde_json.
+        let text: Cow<'a, str> = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(inner) if !inner.contains('\\') => Cow::Borrowed(inner),
+            Some(_) => serde_json::from_str(text).map_err(|_| bad())?,
+            None => Cow::Borrowed(text),
         };
         let (whole, frac) = text.split_once('.').unwrap_or((&text, "0"));
         let digits =
@@ -686,6 +688,17 @@ mod tests {
                 has_space_or_control(&s),
                 s.chars().any(|c| c.is_whitespace() || c.is_control())
             );
+        }
+    }
+
+    #[test]
+    fn money_is_taken_as_written() {
+        let money = |raw: &'static str| Money::parse(RawJson(raw)).map(|m| m.as_str().to_owned());
+        assert_eq!(money(r#""12.50""#).unwrap(), "12.50");
+        assert_eq!(money("12.5").unwrap(), "12.5");
+        assert_eq!(money(r#""1\u0032.5""#).unwrap(), "12.5");
+        for bad in [r#""12a""#, r#""-1""#, r#""""#, "-1", r#""1.2.3""#] {
+            assert!(money(bad).is_err(), "{bad}");
         }
     }
 

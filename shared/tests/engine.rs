@@ -390,7 +390,10 @@ async fn idempotency_key_falls_back_to_the_record() {
     struct Keys(Mutex<Vec<String>>);
     impl RecordHandler for Keys {
         async fn handle(&self, event: &OrderEvent<'_>) -> Result<Outcome, EffectError> {
-            self.0.lock().unwrap().push(event.idempotency_key());
+            self.0
+                .lock()
+                .unwrap()
+                .push(event.idempotency_key().into_owned());
             Ok(Outcome::Applied)
         }
     }
