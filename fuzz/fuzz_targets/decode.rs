@@ -7,13 +7,13 @@ use shared::event::{Envelope, Parsed};
 use shared::{kpl, KinesisBatch};
 
 fn payload(data: &[u8]) {
-    if let Ok(envelope) = Envelope::parse(data) {
+    if let Ok(mut envelope) = Envelope::parse(data) {
         if let Ok(order) = envelope.order() {
             let _ = order.quantities();
         }
     }
     // The engine's way: the type first, the rest only when the type is wanted.
-    if let Ok(Parsed::Wanted(envelope)) = Envelope::parse_if(data, |t| t.len() % 2 == 0) {
+    if let Ok(Parsed::Wanted(mut envelope)) = Envelope::parse_if(data, |t| t.len() % 2 == 0) {
         let _ = envelope.order();
     }
 }

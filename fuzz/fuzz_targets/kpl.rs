@@ -13,7 +13,7 @@ fuzz_target!(|bytes: &[u8]| {
     let record = kpl::aggregate_raw(body);
     if let Some(users) = kpl::deaggregate(&record) {
         for u in users {
-            let _ = Envelope::parse(&u.data).map(|e| e.order().map(|o| o.quantities().is_ok()));
+            let _ = Envelope::parse(&u.data).map(|mut e| e.order().map(|o| o.quantities().is_ok()));
         }
     }
 });

@@ -510,7 +510,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         read: Read<'u>,
     ) -> Step<'u> {
         // Until the envelope is read, a bad record is captured under its stream identity alone.
-        let (partition_key, sequence_number, envelope) = match read {
+        let (partition_key, sequence_number, mut envelope) = match read {
             Read::Event {
                 partition_key,
                 sequence_number,
@@ -649,7 +649,10 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
 /// poison.
 fn group_by_key(units: &[Unit<'_>], keep: impl Fn(usize) -> bool) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut by_key: HashMap<&str, usize> = HashMap::new();
+    // foldhash: randomly seeded (a producer cannot pick colliding keys), and far cheaper than
+    // SipHash on short keys.
+    let mut by_key: HashMap<&str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(units.len().min(1024), Default::default());
     for (index, unit) in units.iter().enumerate().filter(|(i, _)| keep(*i)) {
         match (unit.partition_key, unit.sequence_number) {
             (Some(key), Some(_)) => {

@@ -103,15 +103,15 @@ pub struct Envelope<'a> {
     /// The payload, left raw until a rule asks for it.
     #[serde(default, borrow)]
     pub payload: Option<RawJson<'a>>,
-    /// The payload as an order, when the fast reader read it on the way (it is not read twice).
+    /// The payload as a valid order, when the fast reader read it on the way (so it is not read
+    /// twice).
     #[serde(skip)]
     read_order: ReadOrder<'a>,
 }
 
-/// An order the fast reader read with its envelope. Its `Debug` shows nothing of it (it holds the
-/// address).
+/// An order the fast reader read with its envelope. Its `Debug` shows nothing of it.
 #[derive(Clone, Default)]
-struct ReadOrder<'a>(Option<WireOrder<'a>>);
+struct ReadOrder<'a>(Option<Order<'a>>);
 
 impl fmt::Debug for ReadOrder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -195,19 +195,21 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    /// Parses and validates the order payload.
-    pub fn order(&self) -> Result<Order<'a>, Malformed> {
-        if let Some(wire) = &self.read_order.0 {
-            return Order::try_from(wire);
+    /// Parses and validates the order payload. (The order the fast reader may have read with the
+    /// envelope is handed over, hence `&mut`; a second call parses the payload again.)
+    pub fn order(&mut self) -> Result<Order<'a>, Malformed> {
+        if let Some(order) = self.read_order.0.take() {
+            return Ok(order);
         }
         let raw = self
             .payload
             .ok_or_else(|| Malformed::Payload("missing field `payload`".into()))?
             .get();
-        let wire = match scan_order(raw) {
-            Some(wire) => wire,
-            None => serde_json::from_str(raw).map_err(|e| Malformed::Payload(e.to_string()))?,
-        };
+        if let Some(order) = scan_order(raw) {
+            return Ok(order);
+        }
+        let wire: WireOrder<'_> =
+            serde_json::from_str(raw).map_err(|e| Malformed::Payload(e.to_string()))?;
         Order::try_from(&wire)
     }
 }
@@ -250,7 +252,7 @@ fn scan_envelope_until<'a>(
 ) -> Option<Envelope<'a>> {
     let mut c = Cursor::new(text);
     let (mut id, mut ty, mut ts, mut payload) = (None, None, None, None);
-    let mut read_order = None;
+    let mut order = None;
     c.members(|c, key| match key {
         "eventId" => {
             let v = match c.peek()? {
@@ -271,10 +273,10 @@ fn scan_envelope_until<'a>(
             // Read as an order on the way when it is one; else skipped, as any value.
             let start = c.mark();
             let mut probe = c.clone();
-            let raw = match read_wire_order(&mut probe) {
-                Some(order) => {
+            let raw = match read_order(&mut probe) {
+                Some(read) => {
                     *c = probe;
-                    read_order = Some(order);
+                    order = Some(read);
                     Some(RawJson(c.text_from(start)?))
                 }
                 None => nullable_raw(c)?,
@@ -289,19 +291,20 @@ fn scan_envelope_until<'a>(
         event_type: ty?,
         timestamp: ts.flatten(),
         payload: payload.flatten(),
-        read_order: ReadOrder(read_order),
+        read_order: ReadOrder(order),
     })
 }
 
-/// The order's fast case: as the derived `Deserialize` of [`WireOrder`] reads it, or `None`.
-fn scan_order(text: &str) -> Option<WireOrder<'_>> {
+/// The order's fast case: the order `serde_json` and [`Order::try_from`] read, or `None` when the
+/// payload is not the fast case or not a valid order (the slow path then says why).
+fn scan_order(text: &str) -> Option<Order<'_>> {
     let mut c = Cursor::new(text);
-    let order = read_wire_order(&mut c)?;
+    let order = read_order(&mut c)?;
     c.at_end().then_some(order)
 }
 
-/// [`scan_order`] of the value at the cursor.
-fn read_wire_order<'a>(c: &mut Cursor<'a>) -> Option<WireOrder<'a>> {
+/// [`scan_order`] of the value at the cursor: the lines are validated as they are read.
+fn read_order<'a>(c: &mut Cursor<'a>) -> Option<Order<'a>> {
     let (mut order_id, mut user_id, mut email, mut items, mut total) =
         (None, None, None, None, None);
     c.members(|c, key| match key {
@@ -310,7 +313,7 @@ fn read_wire_order<'a>(c: &mut Cursor<'a>) -> Option<WireOrder<'a>> {
         "email" => once(&mut email, Cow::Borrowed(c.str()?)),
         "total" => once(&mut total, RawJson(c.raw()?)),
         "items" => {
-            let mut lines = Vec::with_capacity(4);
+            let mut lines = Vec::with_capacity(2);
             c.elements(|c| {
                 let (mut product_id, mut quantity) = (None, None);
                 c.members(|c, key| match key {
@@ -318,9 +321,9 @@ fn read_wire_order<'a>(c: &mut Cursor<'a>) -> Option<WireOrder<'a>> {
                     "quantity" => once(&mut quantity, c.u64()?),
                     _ => c.skip_value(),
                 })?;
-                lines.push(WireItem {
-                    product_id: product_id?,
-                    quantity: quantity?,
+                lines.push(OrderLine {
+                    sku: Sku::parse(product_id?).ok()?,
+                    quantity: Quantity::new(quantity?).ok()?,
                 });
                 Some(())
             })?;
@@ -328,13 +331,12 @@ fn read_wire_order<'a>(c: &mut Cursor<'a>) -> Option<WireOrder<'a>> {
         }
         _ => c.skip_value(),
     })?;
-    Some(WireOrder {
-        order_id: order_id?,
-        user_id: user_id?,
-        email: email?,
-        items: items?,
-        total: total?,
-    })
+    let (user_id, items) = (user_id?, items?);
+    // The checks `Order::try_from` makes before the lines, in its order.
+    if is_blank(&user_id) || items.is_empty() {
+        return None;
+    }
+    Order::assemble(order_id?, user_id, email?, items, total?).ok()
 }
 
 #[derive(Clone, Deserialize)]
@@ -392,12 +394,31 @@ impl<'a> TryFrom<&WireOrder<'a>> for Order<'a> {
                 })
             })
             .collect::<Result<Vec<_>, Malformed>>()?;
-        Ok(Order {
-            order_id: OrderId::parse(w.order_id.clone())?,
-            user_id: w.user_id.clone(),
-            email: Email::parse(w.email.clone())?,
+        Order::assemble(
+            w.order_id.clone(),
+            w.user_id.clone(),
+            w.email.clone(),
             items,
-            total: Money::parse(w.total)?,
+            w.total,
+        )
+    }
+}
+
+impl<'a> Order<'a> {
+    /// The order from its checked lines and its other fields, checked here.
+    fn assemble(
+        order_id: Cow<'a, str>,
+        user_id: Cow<'a, str>,
+        email: Cow<'a, str>,
+        items: Vec<OrderLine<'a>>,
+        total: RawJson<'a>,
+    ) -> Result<Self, Malformed> {
+        Ok(Order {
+            order_id: OrderId::parse(order_id)?,
+            user_id,
+            email: Email::parse(email)?,
+            items,
+            total: Money::parse(total)?,
         })
     }
 }
@@ -631,13 +652,14 @@ mod tests {
             prop_assert_eq!(fields(&fast), fields(serde));
             // The order it may have read on the way is the order serde_json reads.
             if let Some(payload) = fast.payload {
+                let mut fast = fast;
                 prop_assert_eq!(fast.order(), by_serde_order(payload.get()));
             }
         }
         if let Ok(envelope) = serde {
             if let Some(payload) = envelope.payload {
                 if let Some(fast) = scan_order(payload.get()) {
-                    prop_assert_eq!(Order::try_from(&fast), by_serde_order(payload.get()));
+                    prop_assert_eq!(Ok(fast), by_serde_order(payload.get()));
                 }
             }
         }
@@ -653,7 +675,7 @@ mod tests {
             fields(&serde_json::from_str(text).unwrap())
         );
         let payload = envelope.payload.unwrap().get();
-        let order = Order::try_from(&scan_order(payload).unwrap()).unwrap();
+        let order = scan_order(payload).unwrap();
         assert_eq!(order, by_serde_order(payload).unwrap());
     }
 

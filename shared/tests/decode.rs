@@ -23,7 +23,7 @@ fn good_record_decodes() {
         Some("49590338271490256608559692538361571095921575989136588801")
     );
     assert_eq!(r.shard_id(), Some("shardId-000000000000"));
-    let env = Envelope::parse(r.data().unwrap()).unwrap();
+    let mut env = Envelope::parse(r.data().unwrap()).unwrap();
     assert_eq!(env.event_id.as_deref(), Some("evt-0001"));
     assert_eq!(EventType::parse(&env.event_type), EventType::OrderPlaced);
     let order = env.order().unwrap();
@@ -89,7 +89,7 @@ fn unknown_fields_are_tolerated() {
     rec["futureField"] = json!(1.5);
     let body = json!({"Records": [rec], "invocationExtras": {"a": 1}}).to_string();
     let batch = KinesisBatch::from_slice(body.as_bytes()).unwrap();
-    let env = Envelope::parse(batch.record(0).unwrap().data().unwrap()).unwrap();
+    let mut env = Envelope::parse(batch.record(0).unwrap().data().unwrap()).unwrap();
     assert_eq!(env.order().unwrap().order_id.as_str(), "o-1");
 }
 
@@ -158,7 +158,7 @@ fn bad_envelopes_and_payloads() {
         let mut ev = order_event("ORDER_PLACED", "o-1");
         mutate(&mut ev);
         let bytes = ev.to_string();
-        let env = Envelope::parse(bytes.as_bytes()).unwrap();
+        let mut env = Envelope::parse(bytes.as_bytes()).unwrap();
         match env.order() {
             Err(Malformed::Payload(why)) => why,
             other => panic!("expected a payload error, got {other:?}"),

@@ -184,7 +184,7 @@ mod tests {
                 "total": if quoted { serde_json::Value::from(total.clone()) } else { serde_json::from_str(&total).unwrap() },
             });
             let text = serde_json::json!({"eventType": "ORDER_PLACED", "payload": payload}).to_string();
-            let envelope = Envelope::parse(text.as_bytes()).unwrap();
+            let mut envelope = Envelope::parse(text.as_bytes()).unwrap();
             let Ok(order) = envelope.order() else {
                 return Ok(()); // an id the domain rejects (blank): no confirmation to write
             };
