@@ -233,18 +233,18 @@ impl KinesisBatch {
 
     /// Reads a batch from the event JSON.
     pub fn from_slice(json: &[u8]) -> Result<Self, serde_json::Error> {
-        let mut builder = Builder::default();
-        if let Ok(text) = std::str::from_utf8(json) {
-            if scan(text, &mut builder).is_some() {
-                return Ok(builder.finish());
-            }
-            builder.clear();
+        match std::str::from_utf8(json) {
+            Ok(text) => Self::from_text(text),
+            // Not UTF-8: the byte deserializer names where.
+            Err(_) => read_event(
+                &mut serde_json::Deserializer::from_slice(json),
+                Builder::default(),
+            ),
         }
-        read_event(&mut serde_json::Deserializer::from_slice(json), builder)
     }
 
-    /// Reads a batch from event JSON already known to be one valid JSON text (a `RawValue`).
-    fn from_raw(json: &str) -> Result<Self, serde_json::Error> {
+    /// Reads a batch from the event JSON as text: the fast reader, else the serde reader.
+    fn from_text(json: &str) -> Result<Self, serde_json::Error> {
         let mut builder = Builder::default();
         if scan(json, &mut builder).is_some() {
             return Ok(builder.finish());
@@ -392,7 +392,7 @@ impl<'de> Deserialize<'de> for KinesisBatch {
     /// `serde_json` string deserializer.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = <&'de serde_json::value::RawValue>::deserialize(deserializer)?;
-        KinesisBatch::from_raw(raw.get()).map_err(de::Error::custom)
+        KinesisBatch::from_text(raw.get()).map_err(de::Error::custom)
     }
 }
 

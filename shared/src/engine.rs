@@ -252,18 +252,22 @@ enum State {
     Blocked,
 }
 
-/// What reading a unit came to, before any effect.
+/// What reading a unit came to, before any effect. (Unpacked as soon as it is made: boxing the
+/// large variant would cost an allocation per record.)
+#[allow(clippy::large_enum_variant)]
 enum Read<'a> {
-    /// An event of a type the function handles, ready for the rule.
-    Event {
-        partition_key: &'a str,
-        sequence_number: &'a str,
-        envelope: Envelope<'a>,
-    },
-    /// An event of a type the function does not handle.
+    /// Waits for its key's turn: the event for the rule, or why the record can never be read (it
+    /// is captured then).
+    Ready(Result<ReadEvent<'a>, Malformed>),
+    /// An event of a type the function does not handle: settled at once.
     Skipped(Cow<'a, str>),
-    /// A record that can never be read: captured in its key's turn.
-    Malformed(Malformed),
+}
+
+/// An event of a type the function handles, with its stream identity.
+struct ReadEvent<'a> {
+    partition_key: &'a str,
+    sequence_number: &'a str,
+    envelope: Envelope<'a>,
 }
 
 /// Counts an event of a type the function does not handle.
@@ -277,9 +281,8 @@ fn count_skipped(stats: &mut BatchStats, event_type: Cow<'_, str>) {
 }
 
 /// What processing one record came to.
-enum Step<'a> {
+enum Step {
     Done(Outcome),
-    Skipped(Cow<'a, str>),
     Poisoned,
     Failed,
 }
@@ -338,21 +341,30 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         // Every unit is read first, in batch order (reading has no effect, and the decoded data
         // is then walked front to back): events of types the function does not handle are
         // settled here, and only the rest wait for their key's turn.
-        let reads: Vec<Mutex<Option<Read<'_>>>> = units
+        let mut ready: Vec<Option<_>> = units
             .iter()
             .zip(&mut state)
             .map(|(unit, state)| match self.read(unit) {
                 Read::Skipped(event_type) => {
                     count_skipped(&mut stats, event_type);
                     *state = State::Done;
-                    Mutex::new(None)
+                    None
                 }
-                read => Mutex::new(Some(read)),
+                Read::Ready(read) => Some(read),
             })
             .collect();
-        // Longest keys first: with more keys than slots, a long key started last would finish
-        // alone after all the others (the makespan of list scheduling).
-        let mut groups = group_by_key(&units, |i| state[i] == State::Pending);
+        // Each key's group owns its units' reads. Longest keys first: with more keys than slots,
+        // a long key started last would finish alone after all the others (the makespan of list
+        // scheduling).
+        let mut groups: Vec<Vec<_>> = group_by_key(&units, |i| ready[i].is_some())
+            .into_iter()
+            .map(|group| {
+                group
+                    .into_iter()
+                    .filter_map(|i| Some((i, ready[i].take()?)))
+                    .collect()
+            })
+            .collect();
         groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
         let tally = Mutex::new(Tally { state, stats });
         let cutoff = deadline.map(|d| {
@@ -361,7 +373,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         });
 
         let run_all = stream::iter(groups)
-            .map(|group| self.run_key(batch, &units, &reads, group, &tally, cutoff))
+            .map(|group| self.run_key(batch, &units, group, &tally, cutoff))
             .buffer_unordered(self.config.max_concurrency)
             .for_each(|()| async {});
         let cut_short = match cutoff {
@@ -406,26 +418,19 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         &self,
         batch: &KinesisBatch,
         units: &[Unit<'_>],
-        reads: &[Mutex<Option<Read<'_>>>],
-        group: Vec<usize>,
+        group: Vec<(usize, Result<ReadEvent<'_>, Malformed>)>,
         tally: &Mutex<Tally>,
         cutoff: Option<Instant>,
     ) {
         let lock = || tally.lock().unwrap_or_else(PoisonError::into_inner);
-        for (pos, &index) in group.iter().enumerate() {
+        let mut group = group.into_iter();
+        while let Some((index, read)) = group.next() {
             if cutoff.is_some_and(|c| Instant::now() >= c) {
                 return; // the rest stay Pending, and are reported
             }
             let unit = &units[index];
             lock().state[index] = State::InFlight;
-            let read = reads[index]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            let step = match read {
-                Some(read) => self.run_unit(batch, unit, read).await,
-                None => Step::Failed, // read once only: unreachable
-            };
+            let step = self.run_unit(batch, unit, read).await;
             let mut t = lock();
             match step {
                 Step::Done(outcome) => {
@@ -437,10 +442,6 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                     }
                     t.state[index] = State::Done;
                 }
-                Step::Skipped(event_type) => {
-                    count_skipped(&mut t.stats, event_type);
-                    t.state[index] = State::Done;
-                }
                 Step::Poisoned => {
                     t.stats.poison += 1;
                     t.state[index] = State::Done;
@@ -448,7 +449,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 Step::Failed => {
                     t.stats.failed += 1;
                     t.state[index] = State::Failed;
-                    for &later in &group[pos + 1..] {
+                    for (later, _) in group {
                         t.state[later] = State::Blocked;
                         t.stats.blocked += 1;
                     }
@@ -474,50 +475,56 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
     /// Reads a unit, before any effect: its stream identity, its data, its envelope (only its
     /// type when the function does not handle the type).
     fn read<'u>(&self, unit: &Unit<'u>) -> Read<'u> {
-        let read = || -> Result<_, Malformed> {
-            let (Some(partition_key), Some(sequence_number)) =
-                (unit.partition_key, unit.sequence_number)
-            else {
-                let why = if unit.view.is_object() {
-                    "no partitionKey or sequenceNumber"
-                } else {
-                    "the record is not an object"
-                };
-                return Err(Malformed::Record(why.into()));
-            };
-            let wanted = |t: &str| self.config.event_types.contains_name(t);
-            let envelope = match unit.text {
-                Some(text) => Envelope::parse_str_if(text, wanted)?,
-                None => Envelope::parse_if(unit.data?, wanted)?,
-            };
-            Ok((partition_key, sequence_number, envelope))
-        };
-        match read() {
+        match self.identity_and_envelope(unit) {
             Ok((_, _, Parsed::Unwanted(event_type))) => Read::Skipped(event_type),
-            Ok((partition_key, sequence_number, Parsed::Wanted(envelope))) => Read::Event {
-                partition_key,
-                sequence_number,
-                envelope,
-            },
-            Err(why) => Read::Malformed(why),
+            Ok((partition_key, sequence_number, Parsed::Wanted(envelope))) => {
+                Read::Ready(Ok(ReadEvent {
+                    partition_key,
+                    sequence_number,
+                    envelope,
+                }))
+            }
+            Err(why) => Read::Ready(Err(why)),
         }
     }
 
-    async fn run_unit<'u>(
+    /// The unit's partition key, sequence number and envelope, or why it has none.
+    fn identity_and_envelope<'u>(
+        &self,
+        unit: &Unit<'u>,
+    ) -> Result<(&'u str, &'u str, Parsed<'u>), Malformed> {
+        let (Some(partition_key), Some(sequence_number)) =
+            (unit.partition_key, unit.sequence_number)
+        else {
+            let why = if unit.view.is_object() {
+                "no partitionKey or sequenceNumber"
+            } else {
+                "the record is not an object"
+            };
+            return Err(Malformed::Record(why.into()));
+        };
+        let wanted = |t: &str| self.config.event_types.contains_name(t);
+        let envelope = match unit.text {
+            Some(text) => Envelope::parse_str_if(text, wanted)?,
+            None => Envelope::parse_if(unit.data?, wanted)?,
+        };
+        Ok((partition_key, sequence_number, envelope))
+    }
+
+    async fn run_unit(
         &self,
         batch: &KinesisBatch,
-        unit: &Unit<'u>,
-        read: Read<'u>,
-    ) -> Step<'u> {
+        unit: &Unit<'_>,
+        read: Result<ReadEvent<'_>, Malformed>,
+    ) -> Step {
         // Until the envelope is read, a bad record is captured under its stream identity alone.
-        let (partition_key, sequence_number, mut envelope) = match read {
-            Read::Event {
-                partition_key,
-                sequence_number,
-                envelope,
-            } => (partition_key, sequence_number, envelope),
-            Read::Skipped(event_type) => return Step::Skipped(event_type),
-            Read::Malformed(why) => {
+        let ReadEvent {
+            partition_key,
+            sequence_number,
+            mut envelope,
+        } = match read {
+            Ok(event) => event,
+            Err(why) => {
                 return self
                     .capture(batch, unit, &why)
                     .instrument(Self::span(unit, None))
@@ -567,7 +574,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         batch: &KinesisBatch,
         unit: &Unit<'_>,
         reason: &dyn std::fmt::Display,
-    ) -> Step<'static> {
+    ) -> Step {
         let data = match (unit.sub_sequence_number, unit.data) {
             (Some(_), Ok(user_data)) => base64_simd::STANDARD.encode_to_string(user_data),
             _ => unit.view.data_base64(),

@@ -256,8 +256,12 @@ fn scan_envelope_until<'a>(
     c.members(|c, key| match key {
         "eventId" => {
             let v = match c.peek()? {
-                b'n' => c.raw().filter(|raw| *raw == "null").map(|_| None)?,
-                _ => Some(Cow::Borrowed(c.str()?)),
+                b'"' => Some(Cow::Borrowed(c.str()?)),
+                // `null` is "no id", as for `Option`; any other value is left to serde_json.
+                _ => {
+                    c.raw().filter(|raw| *raw == "null")?;
+                    None
+                }
             };
             once(&mut id, v)
         }

@@ -21,23 +21,24 @@ const HI: u64 = 0x8080_8080_8080_8080;
 #[derive(Debug, Clone)]
 pub(crate) struct Cursor<'a> {
     text: &'a str,
-    s: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `text` (its UTF-8 checked once, here, by its type).
     pub(crate) fn new(text: &'a str) -> Self {
-        Self {
-            text,
-            s: text.as_bytes(),
-            pos: 0,
-        }
+        Self { text, pos: 0 }
+    }
+
+    /// The text's bytes.
+    #[inline]
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
     }
 
     #[inline]
     fn skip_ws(&mut self) {
-        while let Some(&c) = self.s.get(self.pos) {
+        while let Some(&c) = self.bytes().get(self.pos) {
             if matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
                 self.pos += 1;
             } else {
@@ -50,7 +51,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub(crate) fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
-        self.s.get(self.pos).copied()
+        self.bytes().get(self.pos).copied()
     }
 
     /// Takes `c`, after whitespace, or answers `None`.
@@ -78,7 +79,7 @@ impl<'a> Cursor<'a> {
     /// Whether only whitespace is left.
     pub(crate) fn at_end(&mut self) -> bool {
         self.skip_ws();
-        self.pos == self.s.len()
+        self.pos == self.bytes().len()
     }
 
     /// A string without escapes, borrowed.
@@ -86,8 +87,8 @@ impl<'a> Cursor<'a> {
     pub(crate) fn str(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.pos;
-        let end = plain_run(self.s, start);
-        if self.s.get(end) != Some(&b'"') {
+        let end = plain_run(self.bytes(), start);
+        if self.bytes().get(end) != Some(&b'"') {
             return None;
         }
         self.pos = end + 1;
@@ -96,13 +97,13 @@ impl<'a> Cursor<'a> {
 
     /// The content of a long string that the caller checks itself (base64 data, whose decoder
     /// takes only its alphabet): found with a SIMD search for its end. Control characters are
-    /// not looked for: see [`plain_str`].
+    /// not looked for: see [`is_plain`].
     #[inline]
     pub(crate) fn long_str_unchecked(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.pos;
-        let end = start + memchr::memchr2(b'"', b'\\', self.s.get(start..)?)?;
-        if self.s[end] != b'"' {
+        let end = start + memchr::memchr2(b'"', b'\\', self.bytes().get(start..)?)?;
+        if self.bytes().get(end) != Some(&b'"') {
             return None;
         }
         self.pos = end + 1;
@@ -116,40 +117,38 @@ impl<'a> Cursor<'a> {
         &mut self,
         mut f: impl FnMut(&mut Self, &'a str) -> Option<()>,
     ) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.pos += 1;
-            return Some(());
-        }
-        loop {
-            let key = self.str()?;
-            self.eat(b':')?;
-            f(self, key)?;
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.delimited(b'{', b'}', |c| {
+            let key = c.str()?;
+            c.eat(b':')?;
+            f(c, key)
+        })
     }
 
     /// The elements of an array, each handed to `f` with the cursor at it; `f` must take it.
     /// Answers `None` when the next value is not an array.
     #[inline]
-    pub(crate) fn elements(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
+    pub(crate) fn elements(&mut self, f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.delimited(b'[', b']', f)
+    }
+
+    /// `open`, items separated by commas (each taken by `item`), `close`.
+    #[inline]
+    fn delimited(
+        &mut self,
+        open: u8,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(open)?;
+        if self.peek()? == close {
             self.pos += 1;
             return Some(());
         }
         loop {
-            f(self)?;
+            item(self)?;
             match self.peek()? {
                 b',' => self.pos += 1,
-                b']' => {
+                c if c == close => {
                     self.pos += 1;
                     return Some(());
                 }
@@ -173,7 +172,7 @@ impl<'a> Cursor<'a> {
     pub(crate) fn skip_repeated(&mut self, last: &mut &'a str) -> Option<()> {
         self.skip_ws();
         // `last` ends with its closing quote, so a match is that whole string, never a prefix.
-        if !last.is_empty() && self.s.get(self.pos..)?.starts_with(last.as_bytes()) {
+        if !last.is_empty() && self.bytes().get(self.pos..)?.starts_with(last.as_bytes()) {
             self.pos += last.len();
             return Some(());
         }
@@ -213,7 +212,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
-        if self.s.get(self.pos..self.pos + word.len())? == word {
+        if self.bytes().get(self.pos..self.pos + word.len())? == word {
             self.pos += word.len();
             Some(())
         } else {
@@ -223,7 +222,7 @@ impl<'a> Cursor<'a> {
 
     fn digits(&mut self) -> usize {
         let start = self.pos;
-        while self.s.get(self.pos).is_some_and(u8::is_ascii_digit) {
+        while self.bytes().get(self.pos).is_some_and(u8::is_ascii_digit) {
             self.pos += 1;
         }
         self.pos - start
@@ -233,32 +232,32 @@ impl<'a> Cursor<'a> {
     fn number(&mut self) -> Option<&'a [u8]> {
         self.skip_ws();
         let start = self.pos;
-        if self.s.get(self.pos) == Some(&b'-') {
+        if self.bytes().get(self.pos) == Some(&b'-') {
             self.pos += 1;
         }
-        match self.s.get(self.pos)? {
+        match self.bytes().get(self.pos)? {
             b'0' => self.pos += 1,
             b'1'..=b'9' => {
                 self.digits();
             }
             _ => return None,
         }
-        if self.s.get(self.pos) == Some(&b'.') {
+        if self.bytes().get(self.pos) == Some(&b'.') {
             self.pos += 1;
             if self.digits() == 0 {
                 return None;
             }
         }
-        if matches!(self.s.get(self.pos), Some(b'e' | b'E')) {
+        if matches!(self.bytes().get(self.pos), Some(b'e' | b'E')) {
             self.pos += 1;
-            if matches!(self.s.get(self.pos), Some(b'+' | b'-')) {
+            if matches!(self.bytes().get(self.pos), Some(b'+' | b'-')) {
                 self.pos += 1;
             }
             if self.digits() == 0 {
                 return None;
             }
         }
-        self.s.get(start..self.pos)
+        self.bytes().get(start..self.pos)
     }
 
     /// A non-negative integer that fits a `u64`, as `serde_json` reads one into a `u64` field.
