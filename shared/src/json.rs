@@ -165,22 +165,25 @@ impl<'a> Cursor<'a> {
         self.text.get(start..self.pos)
     }
 
-    /// Skips a string whose text (quotes included) is `last` with one comparison: the same
-    /// bytes as a string already checked. Any other value is skipped as [`Cursor::skip_value`]
-    /// does, and when it is a string, it becomes `last`.
+    /// Takes `text` exactly as it is next (whitespace included), or answers `None`.
     #[inline]
-    pub(crate) fn skip_repeated(&mut self, last: &mut &'a str) -> Option<()> {
-        self.skip_ws();
-        // `last` ends with its closing quote, so a match is that whole string, never a prefix.
-        if !last.is_empty() && self.bytes().get(self.pos..)?.starts_with(last.as_bytes()) {
-            self.pos += last.len();
-            return Some(());
-        }
-        let raw = self.raw()?;
-        if raw.starts_with('"') {
-            *last = raw;
-        }
-        Some(())
+    pub(crate) fn eat_exact(&mut self, text: &str) -> Option<()> {
+        self.literal(text.as_bytes())
+    }
+
+    /// The position, for [`Cursor::slice`] and [`Cursor::rewind`].
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Moves back to `pos`, a position this cursor was at.
+    pub(crate) fn rewind(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
+    /// The text between two positions.
+    pub(crate) fn slice(&self, from: usize, to: usize) -> Option<&'a str> {
+        self.text.get(from..to)
     }
 
     /// Skips one value, checking it against the grammar.
@@ -410,23 +413,20 @@ mod tests {
     }
 
     #[test]
-    fn repeated_strings_are_skipped_whole_or_read() {
-        let mut last = "";
-        let mut c = Cursor::new(r#"["abc", "abc", "abcd", "abc\"", 12, "abc" ]"#);
-        let mut seen = Vec::new();
-        c.elements(|c| {
-            c.skip_repeated(&mut last)?;
-            seen.push(last);
-            Some(())
-        })
-        .unwrap_or_default();
-        // The escaped string is left to serde_json: the cursor stops there.
-        assert_eq!(seen, [r#""abc""#, r#""abc""#, r#""abcd""#]);
-        let mut last = r#""12""#;
-        let mut c = Cursor::new("12");
-        c.skip_repeated(&mut last).unwrap();
-        assert_eq!(last, r#""12""#, "a number is not remembered");
-        assert!(c.at_end());
+    fn exact_text_is_taken_whole_or_not_at_all() {
+        let mut c = Cursor::new(r#"{"a": "x" , "b":1}"#);
+        let start = c.mark();
+        assert_eq!(c.eat_exact(r#"{"a": "#), Some(()));
+        assert_eq!(c.str(), Some("x"));
+        let after = c.position();
+        // Whitespace is text like any other: it must be there, as it was.
+        assert_eq!(c.eat_exact(r#", "b":"#), None);
+        assert_eq!(c.position(), after, "a mismatch takes nothing");
+        assert_eq!(c.eat_exact(r#" , "b":"#), Some(()));
+        assert_eq!(c.slice(start, after), Some(r#"{"a": "x""#));
+        c.rewind(start);
+        assert_eq!(c.raw(), Some(r#"{"a": "x" , "b":1}"#));
+        assert_eq!(c.eat_exact("}"), None, "past the end");
     }
 
     proptest! {

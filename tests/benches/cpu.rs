@@ -88,7 +88,11 @@ fn time(runs: usize, mut f: impl FnMut() -> usize) -> (f64, f64, usize) {
 
 /// Times `f` and prints the figures, unless `CPU_ONLY` names another measurement.
 fn measure(name: &str, records: usize, runs: usize, f: impl FnMut() -> usize) {
-    if std::env::var("CPU_ONLY").is_ok_and(|only| !name.contains(&only)) {
+    // `CPU_ONLY=part` runs the measurements whose names contain it; `CPU_ONLY==name` only that one.
+    if std::env::var("CPU_ONLY").is_ok_and(|only| match only.strip_prefix('=') {
+        Some(exact) => name != exact,
+        None => !name.contains(&only),
+    }) {
         return;
     }
     report(name, records, runs, time(runs, f));
