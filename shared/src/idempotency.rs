@@ -88,22 +88,27 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A new lease with a token unique within and across processes.
+    /// A new lease with a token unique within and across processes: this process's start (its
+    /// first lease's time, in nanoseconds) and id, then a count. The prefix is made once: a
+    /// lease is taken per event.
     pub fn new() -> Self {
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        // The pid, asked once: `getpid` is a system call, and this runs once per event.
-        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-        let pid = *PID.get_or_init(std::process::id);
+        let prefix = PREFIX.get_or_init(|| {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            // `{nanos:x}-{pid:x}-`, written without the formatting machinery.
+            let mut prefix = String::with_capacity(40);
+            push_hex(&mut prefix, nanos);
+            prefix.push('-');
+            push_hex(&mut prefix, u128::from(std::process::id()));
+            prefix.push('-');
+            prefix
+        });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        // `{nanos:x}-{pid:x}-{n:x}`, written without the formatting machinery (once per event).
-        let mut token = String::with_capacity(56);
-        push_hex(&mut token, nanos);
-        token.push('-');
-        push_hex(&mut token, u128::from(pid));
-        token.push('-');
+        let mut token = String::with_capacity(prefix.len() + 16);
+        token.push_str(prefix);
         push_hex(&mut token, u128::from(n));
         Self { token }
     }
@@ -325,8 +330,11 @@ mod tests {
             push_hex(&mut out, v);
             assert_eq!(out, format!("{v:x}"));
         }
-        let token = Lease::new().token;
-        assert_eq!(token.split('-').count(), 3, "{token}");
+        let (a, b) = (Lease::new().token, Lease::new().token);
+        assert_eq!(a.split('-').count(), 3, "{a}");
+        assert_ne!(a, b, "each lease has its own token");
+        let process = |t: &str| t.rsplit_once('-').map(|(p, _)| p.to_owned());
+        assert_eq!(process(&a), process(&b), "one process, one prefix");
     }
     use crate::fakes::FakeLedger;
     use crate::ErrorClass;

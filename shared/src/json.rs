@@ -281,13 +281,29 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The bytes of `w` (eight, little-endian) that end a plain string run, flagged in their high
-/// bit. The lowest flag is exact (a borrow only flags bytes above a true one).
+/// The bytes of `w` (eight, little-endian) below `k`, flagged in their high bit. The lowest flag
+/// is exact; a borrow may also flag bytes above a true one, so "any" and "the first" are exact.
+#[inline]
+pub(crate) fn bytes_below(w: u64, k: u8) -> u64 {
+    w.wrapping_sub(LO * u64::from(k)) & !w & HI
+}
+
+/// The bytes of `w` equal to `k`, flagged as [`bytes_below`] flags them.
+#[inline]
+pub(crate) fn bytes_equal(w: u64, k: u8) -> u64 {
+    bytes_below(w ^ (LO * u64::from(k)), 1)
+}
+
+/// Whether a byte of `w` has its high bit set (is not ASCII).
+#[inline]
+pub(crate) fn any_high(w: u64) -> bool {
+    w & HI != 0
+}
+
+/// The bytes of `w` that end a plain string run, flagged as [`bytes_below`] flags them.
 #[inline]
 fn stops(w: u64) -> u64 {
-    let q = w ^ (LO * u64::from(b'"'));
-    let b = w ^ (LO * u64::from(b'\\'));
-    ((q.wrapping_sub(LO) & !q) | (b.wrapping_sub(LO) & !b) | (w.wrapping_sub(LO * 0x20) & !w)) & HI
+    bytes_equal(w, b'"') | bytes_equal(w, b'\\') | bytes_below(w, 0x20)
 }
 
 /// From `start`, the index of the first byte that ends a plain string run (a quote, a backslash
