@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::event::{Envelope, Parsed};
+use shared::event::Envelope;
 use shared::{kpl, KinesisBatch};
 
 fn payload(data: &[u8]) {
@@ -13,8 +13,10 @@ fn payload(data: &[u8]) {
         }
     }
     // The engine's way: the type first, the rest only when the type is wanted.
-    if let Ok(Parsed::Wanted(mut envelope)) = Envelope::parse_if(data, |t| t.len() % 2 == 0) {
-        let _ = envelope.order();
+    if Envelope::unwanted_type(data, |t| t.len() % 2 == 0).is_none() {
+        if let Ok(mut envelope) = Envelope::parse(data) {
+            let _ = envelope.order();
+        }
     }
 }
 
@@ -23,7 +25,11 @@ fuzz_target!(|bytes: &[u8]| {
         return;
     };
     for record in batch.records() {
-        let _ = (record.partition_key(), record.sequence_number(), record.shard_id());
+        let _ = (
+            record.partition_key(),
+            record.sequence_number(),
+            record.shard_id(),
+        );
         let _ = (record.data_base64(), record.data_str());
         if let Ok(data) = record.data() {
             match kpl::deaggregate(data) {

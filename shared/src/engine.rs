@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
 use crate::error::{EffectError, ErrorClass};
-use crate::event::{Envelope, EventType, Malformed, Order, Parsed};
+use crate::event::{Envelope, EventType, Malformed, Order};
 use crate::kpl::{self, UserRecord};
 
 /// What a rule did with one event.
@@ -252,24 +252,6 @@ enum State {
     Blocked,
 }
 
-/// What reading a unit came to, before any effect. (Unpacked as soon as it is made: boxing the
-/// large variant would cost an allocation per record.)
-#[allow(clippy::large_enum_variant)]
-enum Read<'a> {
-    /// Waits for its key's turn: the event for the rule, or why the record can never be read (it
-    /// is captured then).
-    Ready(Result<ReadEvent<'a>, Malformed>),
-    /// An event of a type the function does not handle: settled at once.
-    Skipped(Cow<'a, str>),
-}
-
-/// An event of a type the function handles, with its stream identity.
-struct ReadEvent<'a> {
-    partition_key: &'a str,
-    sequence_number: &'a str,
-    envelope: Envelope<'a>,
-}
-
 /// Counts an event of a type the function does not handle.
 fn count_skipped(stats: &mut BatchStats, event_type: Cow<'_, str>) {
     match stats.skipped.get_mut(&*event_type) {
@@ -338,33 +320,18 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             received: batch.len() as u64,
             ..BatchStats::default()
         };
-        // Every unit is read first, in batch order (reading has no effect, and the decoded data
-        // is then walked front to back): events of types the function does not handle are
-        // settled here, and only the rest wait for their key's turn.
-        let mut ready: Vec<Option<_>> = units
-            .iter()
-            .zip(&mut state)
-            .map(|(unit, state)| match self.read(unit) {
-                Read::Skipped(event_type) => {
-                    count_skipped(&mut stats, event_type);
-                    *state = State::Done;
-                    None
-                }
-                Read::Ready(read) => Some(read),
-            })
-            .collect();
-        // Each key's group owns its units' reads. Longest keys first: with more keys than slots,
-        // a long key started last would finish alone after all the others (the makespan of list
-        // scheduling).
-        let mut groups: Vec<Vec<_>> = group_by_key(&units, |i| ready[i].is_some())
-            .into_iter()
-            .map(|group| {
-                group
-                    .into_iter()
-                    .filter_map(|i| Some((i, ready[i].take()?)))
-                    .collect()
-            })
-            .collect();
+        // Events of types the function does not handle are settled first, in batch order, each
+        // read no further than its type; only the rest wait for their key's turn, and are read
+        // whole then (nothing read is kept waiting: the batch would be copied around).
+        for (unit, state) in units.iter().zip(&mut state) {
+            if let Some(event_type) = self.unwanted(unit) {
+                count_skipped(&mut stats, event_type);
+                *state = State::Done;
+            }
+        }
+        // Longest keys first: with more keys than slots, a long key started last would finish
+        // alone after all the others (the makespan of list scheduling).
+        let mut groups = group_by_key(&units, |i| state[i] == State::Pending);
         groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
         let tally = Mutex::new(Tally { state, stats });
         let cutoff = deadline.map(|d| {
@@ -418,19 +385,19 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         &self,
         batch: &KinesisBatch,
         units: &[Unit<'_>],
-        group: Vec<(usize, Result<ReadEvent<'_>, Malformed>)>,
+        group: Vec<usize>,
         tally: &Mutex<Tally>,
         cutoff: Option<Instant>,
     ) {
         let lock = || tally.lock().unwrap_or_else(PoisonError::into_inner);
         let mut group = group.into_iter();
-        while let Some((index, read)) = group.next() {
+        while let Some(index) = group.next() {
             if cutoff.is_some_and(|c| Instant::now() >= c) {
                 return; // the rest stay Pending, and are reported
             }
             let unit = &units[index];
             lock().state[index] = State::InFlight;
-            let step = self.run_unit(batch, unit, read).await;
+            let step = self.run_unit(batch, unit).await;
             let mut t = lock();
             match step {
                 Step::Done(outcome) => {
@@ -449,7 +416,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
                 Step::Failed => {
                     t.stats.failed += 1;
                     t.state[index] = State::Failed;
-                    for (later, _) in group {
+                    for later in group {
                         t.state[later] = State::Blocked;
                         t.stats.blocked += 1;
                     }
@@ -472,19 +439,15 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         )
     }
 
-    /// Reads a unit, before any effect: its stream identity, its data, its envelope (only its
-    /// type when the function does not handle the type).
-    fn read<'u>(&self, unit: &Unit<'u>) -> Read<'u> {
-        match self.identity_and_envelope(unit) {
-            Ok((_, _, Parsed::Unwanted(event_type))) => Read::Skipped(event_type),
-            Ok((partition_key, sequence_number, Parsed::Wanted(envelope))) => {
-                Read::Ready(Ok(ReadEvent {
-                    partition_key,
-                    sequence_number,
-                    envelope,
-                }))
-            }
-            Err(why) => Read::Ready(Err(why)),
+    /// The unit's event type, when the function does not handle it (read no further than the
+    /// type). `None` for every other unit, even one that cannot be read: it is captured in its
+    /// key's turn.
+    fn unwanted<'u>(&self, unit: &Unit<'u>) -> Option<Cow<'u, str>> {
+        unit.partition_key.and(unit.sequence_number)?;
+        let wanted = |t: &str| self.config.event_types.contains_name(t);
+        match unit.text {
+            Some(text) => Envelope::unwanted_type_str(text, wanted),
+            None => Envelope::unwanted_type(unit.data.ok()?, wanted),
         }
     }
 
@@ -492,7 +455,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
     fn identity_and_envelope<'u>(
         &self,
         unit: &Unit<'u>,
-    ) -> Result<(&'u str, &'u str, Parsed<'u>), Malformed> {
+    ) -> Result<(&'u str, &'u str, Envelope<'u>), Malformed> {
         let (Some(partition_key), Some(sequence_number)) =
             (unit.partition_key, unit.sequence_number)
         else {
@@ -503,27 +466,18 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             };
             return Err(Malformed::Record(why.into()));
         };
-        let wanted = |t: &str| self.config.event_types.contains_name(t);
         let envelope = match unit.text {
-            Some(text) => Envelope::parse_str_if(text, wanted)?,
-            None => Envelope::parse_if(unit.data?, wanted)?,
+            Some(text) => Envelope::parse_str(text)?,
+            None => Envelope::parse(unit.data?)?,
         };
         Ok((partition_key, sequence_number, envelope))
     }
 
-    async fn run_unit(
-        &self,
-        batch: &KinesisBatch,
-        unit: &Unit<'_>,
-        read: Result<ReadEvent<'_>, Malformed>,
-    ) -> Step {
+    async fn run_unit(&self, batch: &KinesisBatch, unit: &Unit<'_>) -> Step {
         // Until the envelope is read, a bad record is captured under its stream identity alone.
-        let ReadEvent {
-            partition_key,
-            sequence_number,
-            mut envelope,
-        } = match read {
-            Ok(event) => event,
+        let (partition_key, sequence_number, mut envelope) = match self.identity_and_envelope(unit)
+        {
+            Ok(read) => read,
             Err(why) => {
                 return self
                     .capture(batch, unit, &why)

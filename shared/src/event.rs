@@ -149,50 +149,35 @@ impl<'a> Envelope<'a> {
         Malformed::Envelope(e.to_string())
     }
 
-    /// Parses the envelope when its type is `wanted`, and only its type when it is not.
+    /// The event's type, when `wanted` does not hold for it; `None` when it does, or when the
+    /// envelope cannot be read (parse it with [`Envelope::parse`], which gives it or the error).
     ///
     /// Producers write `eventType` before the payload, so for an event type the function does not
     /// handle, the rest of the record is never read: such a record is skipped, not checked (a
     /// function that wants the type checks it). When the type comes after the payload, or the
-    /// fast reader cannot read the envelope, it is parsed whole first, as [`Envelope::parse`] does.
-    pub fn parse_if(
-        data: &'a [u8],
-        wanted: impl Fn(&str) -> bool,
-    ) -> Result<Parsed<'a>, Malformed> {
+    /// fast reader cannot read the envelope up to its type, it is parsed whole first.
+    pub fn unwanted_type(data: &'a [u8], wanted: impl Fn(&str) -> bool) -> Option<Cow<'a, str>> {
         match std::str::from_utf8(data) {
-            Ok(text) => Self::parse_str_if(text, wanted),
-            Err(_) => Self::parse(data).map(|envelope| envelope.sorted(wanted)),
+            Ok(text) => Self::unwanted_type_str(text, wanted),
+            Err(_) => Self::parse(data).ok()?.unwanted(wanted),
         }
     }
 
-    /// [`Envelope::parse_if`], for data known to be UTF-8.
-    pub fn parse_str_if(
-        text: &'a str,
-        wanted: impl Fn(&str) -> bool,
-    ) -> Result<Parsed<'a>, Malformed> {
-        let mut unwanted = None;
-        let fast = scan_envelope_until(text, |t| {
-            let stop = !wanted(t);
-            if stop {
-                unwanted = Some(t);
-            }
-            stop
+    /// [`Envelope::unwanted_type`], for data known to be UTF-8.
+    pub fn unwanted_type_str(text: &'a str, wanted: impl Fn(&str) -> bool) -> Option<Cow<'a, str>> {
+        let mut first = None;
+        scan_envelope_until(text, |t| {
+            first = Some(t);
+            true
         });
-        match (fast, unwanted) {
-            (Some(envelope), _) => Ok(Parsed::Wanted(envelope)),
-            (None, Some(event_type)) => Ok(Parsed::Unwanted(Cow::Borrowed(event_type))),
-            (None, None) => serde_json::from_str(text)
-                .map_err(Self::malformed)
-                .map(|envelope: Envelope<'a>| envelope.sorted(wanted)),
+        match first {
+            Some(t) => (!wanted(t)).then_some(Cow::Borrowed(t)),
+            None => Self::parse_str(text).ok()?.unwanted(wanted),
         }
     }
 
-    fn sorted(self, wanted: impl Fn(&str) -> bool) -> Parsed<'a> {
-        if wanted(&self.event_type) {
-            Parsed::Wanted(self)
-        } else {
-            Parsed::Unwanted(self.event_type)
-        }
+    fn unwanted(self, wanted: impl Fn(&str) -> bool) -> Option<Cow<'a, str>> {
+        (!wanted(&self.event_type)).then_some(self.event_type)
     }
 
     /// Parses and validates the order payload. (The order the fast reader may have read with the
@@ -229,15 +214,6 @@ fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 fn nullable_raw<'a>(c: &mut Cursor<'a>) -> Option<Option<RawJson<'a>>> {
     let raw = c.raw()?;
     Some((raw != "null").then_some(RawJson(raw)))
-}
-
-/// What [`Envelope::parse_if`] read.
-#[derive(Debug)]
-pub enum Parsed<'a> {
-    /// The envelope of an event of a wanted type, parsed whole.
-    Wanted(Envelope<'a>),
-    /// The type of an event that is not wanted.
-    Unwanted(Cow<'a, str>),
 }
 
 /// The envelope's fast case: as the derived `Deserialize` reads it, or `None`.
@@ -751,45 +727,50 @@ mod tests {
     #[test]
     fn unwanted_types_are_read_no_further_than_their_type() {
         let only_placed = |t: &str| t == "ORDER_PLACED";
-        let parse = |text: &'static str| Envelope::parse_if(text.as_bytes(), only_placed);
+        let unwanted = |text: &'static str| Envelope::unwanted_type(text.as_bytes(), only_placed);
         // The type comes first: what follows is not read, even when it is broken.
-        match parse(r#"{"eventId":"e","eventType":"PAYMENT_CAPTURED","payload":{"orderId":"#) {
-            Ok(Parsed::Unwanted(t)) => assert_eq!(t, "PAYMENT_CAPTURED"),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            unwanted(r#"{"eventId":"e","eventType":"PAYMENT_CAPTURED","payload":{"orderId":"#)
+                .as_deref(),
+            Some("PAYMENT_CAPTURED")
+        );
         // The type after the payload, or escaped: parsed whole first.
         for text in [
             r#"{"payload":{"orderId":"o"},"eventType":"ORDER_CANCELLED"}"#,
             r#"{"eventType":"ORDER_CANCELLED"}"#,
         ] {
-            match parse(text) {
-                Ok(Parsed::Unwanted(t)) => assert_eq!(t, "ORDER_CANCELLED"),
-                other => panic!("{text}: {other:?}"),
-            }
+            assert_eq!(unwanted(text).as_deref(), Some("ORDER_CANCELLED"), "{text}");
         }
+        // Broken before its type: left to the whole parse, which names the fault.
+        let broken = r#"{"payload":{"orderId":,"eventType":"ORDER_CANCELLED"}"#;
+        assert_eq!(unwanted(broken), None);
         assert!(matches!(
-            parse(r#"{"payload":{"orderId":,"eventType":"ORDER_CANCELLED"}"#),
+            Envelope::parse(broken.as_bytes()),
             Err(Malformed::Envelope(_))
         ));
-        // A wanted type is parsed whole, and checked whole.
-        let text = r#"{"eventType":"ORDER_PLACED","eventId":"e","payload":{"orderId":"o"}}"#;
-        match parse(text) {
-            Ok(Parsed::Wanted(e)) => {
-                assert_eq!(
-                    fields(&e),
-                    fields(&Envelope::parse(text.as_bytes()).unwrap())
-                )
-            }
-            other => panic!("{other:?}"),
+        // A wanted type is left to the whole parse, which checks it whole.
+        for text in [
+            r#"{"eventType":"ORDER_PLACED","eventId":"e","payload":{"orderId":"o"}}"#,
+            r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"#,
+            r#"{"eventType":"ORDER_PLACED","eventType":"ORDER_PLACED"}"#,
+            r#"{"eventType":"ORDER_PLACED","eventType":"PAYMENT_CAPTURED"}"#,
+        ] {
+            assert_eq!(unwanted(text), None, "{text}");
         }
-        assert!(matches!(
-            parse(r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"#),
-            Err(Malformed::Envelope(_))
-        ));
-        assert!(matches!(
-            parse(r#"{"eventType":"ORDER_PLACED","eventType":"ORDER_PLACED"}"#),
-            Err(Malformed::Envelope(_))
-        ));
+        assert!(Envelope::parse(br#"{"eventType":"ORDER_PLACED","payload":{"orderId":"#).is_err());
+        // Not UTF-8: read whole by the byte parser (which skips the unknown field's bytes).
+        assert_eq!(
+            Envelope::unwanted_type(b"{\"eventType\":\"X\",\"n\":\"\xff\"}", only_placed)
+                .as_deref(),
+            Some("X")
+        );
+        assert_eq!(
+            Envelope::unwanted_type(
+                b"{\"eventType\":\"ORDER_PLACED\",\"n\":\"\xff\"}",
+                only_placed
+            ),
+            None
+        );
     }
 
     proptest! {
