@@ -454,10 +454,17 @@ fn classify(s: &str) -> TextClass {
         word(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
     }
     if !chunks.remainder().is_empty() {
-        // Padded with a letter, which is none of the above.
-        let mut last = [b'a'; 8];
-        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        word(u64::from_le_bytes(last));
+        match bytes.last_chunk::<8>() {
+            // The last eight bytes, overlapping the ones seen: a flag counts once however often
+            // its byte is seen.
+            Some(last) => word(u64::from_le_bytes(*last)),
+            None => {
+                // Shorter than eight: padded with a letter, which is none of the above.
+                let mut last = [b'a'; 8];
+                last[..bytes.len()].copy_from_slice(bytes);
+                word(u64::from_le_bytes(last));
+            }
+        }
     }
     if !high {
         // ASCII whitespace is \t..\r, which are controls, and the space.
