@@ -173,7 +173,7 @@ impl EventTypeSet {
 
     /// Whether the set holds the type of this wire name.
     pub fn contains_name(&self, name: &str) -> bool {
-        self.0.iter().any(|t| t.as_str() == name)
+        self.0.iter().any(|t| crate::json::key_is(t.as_str(), name))
     }
 
     /// The types, in a stable order.

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::json::Cursor;
+use crate::json::{key_is, Cursor};
 
 /// The kinds of order event on the stream. Unknown kinds are kept by name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,9 +30,9 @@ impl EventType {
     /// Reads an event type from its wire name. Never fails: unknown names become `Other`.
     pub fn parse(name: &str) -> EventType {
         match name {
-            "ORDER_PLACED" => EventType::OrderPlaced,
-            "ORDER_CREATED" => EventType::OrderCreated,
-            "ORDER_CANCELLED" => EventType::OrderCancelled,
+            n if key_is(n, "ORDER_PLACED") => EventType::OrderPlaced,
+            n if key_is(n, "ORDER_CREATED") => EventType::OrderCreated,
+            n if key_is(n, "ORDER_CANCELLED") => EventType::OrderCancelled,
             other => EventType::Other(other.into()),
         }
     }
@@ -230,7 +230,7 @@ fn scan_envelope_until<'a>(
     let (mut id, mut ty, mut ts, mut payload) = (None, None, None, None);
     let mut order = None;
     c.members(|c, key| match key {
-        "eventId" => {
+        k if key_is(k, "eventId") => {
             let v = match c.peek()? {
                 b'"' => Some(Cow::Borrowed(c.str()?)),
                 // `null` is "no id", as for `Option`; any other value is left to serde_json.
@@ -241,15 +241,15 @@ fn scan_envelope_until<'a>(
             };
             once(&mut id, v)
         }
-        "eventType" => {
+        k if key_is(k, "eventType") => {
             let t = c.str()?;
             if ty.is_some() || stop(t) {
                 return None;
             }
             once(&mut ty, Cow::Borrowed(t))
         }
-        "timestamp" => once(&mut ts, nullable_raw(c)?),
-        "payload" => {
+        k if key_is(k, "timestamp") => once(&mut ts, nullable_raw(c)?),
+        k if key_is(k, "payload") => {
             // Read as an order on the way when it is one; else skipped, as any value.
             let start = c.mark();
             let mut probe = c.clone();
@@ -288,17 +288,17 @@ fn read_order<'a>(c: &mut Cursor<'a>) -> Option<Order<'a>> {
     let (mut order_id, mut user_id, mut email, mut items, mut total) =
         (None, None, None, None, None);
     c.members(|c, key| match key {
-        "orderId" => once(&mut order_id, Cow::Borrowed(c.str()?)),
-        "userId" => once(&mut user_id, Cow::Borrowed(c.str()?)),
-        "email" => once(&mut email, Cow::Borrowed(c.str()?)),
-        "total" => once(&mut total, RawJson(c.raw()?)),
-        "items" => {
+        k if key_is(k, "orderId") => once(&mut order_id, Cow::Borrowed(c.str()?)),
+        k if key_is(k, "userId") => once(&mut user_id, Cow::Borrowed(c.str()?)),
+        k if key_is(k, "email") => once(&mut email, Cow::Borrowed(c.str()?)),
+        k if key_is(k, "total") => once(&mut total, RawJson(c.raw()?)),
+        k if key_is(k, "items") => {
             let mut lines = Vec::with_capacity(2);
             c.elements(|c| {
                 let (mut product_id, mut quantity) = (None, None);
                 c.members(|c, key| match key {
-                    "productId" => once(&mut product_id, Cow::Borrowed(c.str()?)),
-                    "quantity" => once(&mut quantity, c.u64()?),
+                    k if key_is(k, "productId") => once(&mut product_id, Cow::Borrowed(c.str()?)),
+                    k if key_is(k, "quantity") => once(&mut quantity, c.u64()?),
                     _ => c.skip_value(),
                 })?;
                 lines.push(OrderLine {

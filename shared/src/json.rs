@@ -281,6 +281,22 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Whether `key` (an object key, an event type: short) is `name`: compared as two overlapping
+/// words when it has 4 to 16 bytes; a `match` on strings calls `memcmp` for each candidate.
+#[inline(always)]
+pub(crate) fn key_is(key: &str, name: &str) -> bool {
+    fn words<const N: usize>(s: &[u8]) -> Option<([u8; N], [u8; N])> {
+        Some((*s.first_chunk::<N>()?, *s.last_chunk::<N>()?))
+    }
+    let (k, n) = (key.as_bytes(), name.as_bytes());
+    k.len() == n.len()
+        && match k.len() {
+            8..=16 => words::<8>(k) == words::<8>(n),
+            4..=7 => words::<4>(k) == words::<4>(n),
+            _ => k == n,
+        }
+}
+
 /// The bytes of `w` (eight, little-endian) below `k`, flagged in their high bit. The lowest flag
 /// is exact; a borrow may also flag bytes above a true one, so "any" and "the first" are exact.
 #[inline]
@@ -426,6 +442,36 @@ mod tests {
         }
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert_eq!(skim(&deep), None);
+    }
+
+    #[test]
+    fn keys_compare_as_strings_do() {
+        let words = [
+            "",
+            "a",
+            "abc",
+            "abcd",
+            "abce",
+            "email",
+            "eventId",
+            "eventIe",
+            "quantity",
+            "quantitz",
+            "productId",
+            "ORDER_CANCELLED",
+            "PAYMENT_CAPTURED",
+            "PAYMENT_CAPTUREE",
+            "a_name_longer_than_sixteen",
+            "a_name_longer_than_sixteeN",
+            "é",
+            "éé",
+            "ab\u{e9}x",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(key_is(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]
