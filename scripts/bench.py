@@ -131,7 +131,9 @@ def main():
         "body's bytes into `KinesisBatch`; `lambda_runtime`'s own deserializer then reads only `null`), "
         "the engine and the function's rule, every effect a no-op port, the "
         "response serialised (`tests/benches/cpu.rs`); the ↳ rows split it, and show what reading the "
-        "body through `lambda_runtime`'s deserializer would cost. Peers: in-process on the same file, no-op effect "
+        "body through `lambda_runtime`'s deserializer would cost, and what the functions' own logs add at "
+        "INFO (their JSON subscriber, writing to a sink: a span per handled record, and email-notifier's "
+        "line per confirmation sent). Peers: in-process on the same file, no-op effect "
         "(`scripts/bench/anchor_*`). All keep ORDER_PLACED and ORDER_CREATED (inventory-updater also "
         "ORDER_CANCELLED).")
     out("")
@@ -144,7 +146,8 @@ def main():
             f"{r['median_ms'] / floor['median_ms']:.2f}× | {node['median_ms'] / r['median_ms']:.1f}× | "
             f"{powertools['median_ms'] / r['median_ms']:.1f}× |")
     for name in ("decode only", "decode only, by lambda_runtime's deserializer",
-                 "email-notifier engine only", "inventory-updater engine only"):
+                 "email-notifier engine only", "inventory-updater engine only",
+                 "email-notifier, logging at INFO", "inventory-updater, logging at INFO"):
         if name in cpu:
             r = cpu[name]
             out(f"| ↳ {name} | {r['median_ms']:.2f} | {r['min_ms']:.2f} | | {r['median_ms'] / floor['median_ms']:.2f}× | | |")

@@ -193,6 +193,17 @@ fn main() {
             runs,
             || decode_by_runtime(&bytes).len(),
         );
+        // What the functions' logs cost on top: their subscriber (INFO, JSON, as
+        // AWS_LAMBDA_LOG_FORMAT=JSON sets it) writing to a sink instead of stdout.
+        let logged = shared::telemetry::subscriber("info", true, std::io::sink);
+        tracing::subscriber::with_default(logged, || {
+            measure("email-notifier, logging at INFO", records, runs, || {
+                path(&rt, &email, &bytes)
+            });
+            measure("inventory-updater, logging at INFO", records, runs, || {
+                path(&rt, &inventory, &bytes)
+            });
+        });
         let batch = KinesisBatch::from_slice(&bytes).unwrap();
         measure("email-notifier engine only", records, runs, || {
             rt.block_on(email.process(&batch, None)).stats.applied as usize
