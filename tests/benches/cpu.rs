@@ -5,8 +5,9 @@
 //!
 //! The event is read as the functions read it: from the body's bytes by `shared::runtime`'s layer.
 //! Prints one JSON line per measurement (`make bench` gathers them): the median and the minimum
-//! milliseconds over RUNS runs (21 by default, after 3 warm-up runs), and a bare `serde_json`
-//! validation pass over the same bytes, the floor any JSON consumer pays.
+//! milliseconds over RUNS runs (21 by default, after 3 warm-up runs), the measurements timed in
+//! turns; among them a bare `serde_json` validation pass over the same bytes, the floor any JSON
+//! consumer pays.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -69,41 +70,56 @@ fn env(extra: &[(&'static str, &'static str)]) -> Env {
     Env::from_pairs(pairs)
 }
 
-/// Median and minimum of `runs` timed calls of `f`, in milliseconds, after three warm-ups.
-fn time(runs: usize, mut f: impl FnMut() -> usize) -> (f64, f64, usize) {
-    let mut out = 0;
-    for _ in 0..3 {
-        out = f();
-    }
-    let mut ms: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            out = std::hint::black_box(f());
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    ms.sort_by(f64::total_cmp);
-    (ms[ms.len() / 2], ms[0], out)
+/// The measurements of one run of the benchmark, timed in turns: each round times each of them
+/// once, so that a slow spell of the (shared) machine falls on all of them alike, and their
+/// ratios hold even when the figures move.
+#[derive(Default)]
+struct Bench<'a> {
+    measurements: Vec<(&'static str, Measured<'a>)>,
 }
 
-/// Times `f` and prints the figures, unless `CPU_ONLY` names another measurement.
-fn measure(name: &str, records: usize, runs: usize, f: impl FnMut() -> usize) {
-    // `CPU_ONLY=part` runs the measurements whose names contain it; `CPU_ONLY==name` only that one.
-    if std::env::var("CPU_ONLY").is_ok_and(|only| match only.strip_prefix('=') {
-        Some(exact) => name != exact,
-        None => !name.contains(&only),
-    }) {
-        return;
-    }
-    report(name, records, runs, time(runs, f));
-}
+/// One timed call: what it answers is printed as `kept`.
+type Measured<'a> = Box<dyn FnMut() -> usize + 'a>;
 
-fn report(name: &str, records: usize, runs: usize, (median, min, kept): (f64, f64, usize)) {
-    println!(
-        "{}",
-        json!({"bench": "cpu", "name": name, "records": records, "kept": kept, "runs": runs,
-               "median_ms": median, "min_ms": min})
-    );
+impl<'a> Bench<'a> {
+    /// Adds a measurement, unless `CPU_ONLY` leaves it out: `CPU_ONLY=part` keeps the ones whose
+    /// names contain it, `CPU_ONLY==name` only that one.
+    fn add(&mut self, name: &'static str, f: impl FnMut() -> usize + 'a) {
+        if std::env::var("CPU_ONLY").is_ok_and(|only| match only.strip_prefix('=') {
+            Some(exact) => name != exact,
+            None => !name.contains(&only),
+        }) {
+            return;
+        }
+        self.measurements.push((name, Box::new(f)));
+    }
+
+    /// Three warm-up rounds, then `runs` timed ones; prints each measurement's median and minimum
+    /// milliseconds, and what it answered.
+    fn run(mut self, records: usize, runs: usize) {
+        let mut kept = vec![0; self.measurements.len()];
+        for _ in 0..3 {
+            for ((_, f), kept) in self.measurements.iter_mut().zip(&mut kept) {
+                *kept = f();
+            }
+        }
+        let mut ms = vec![Vec::with_capacity(runs); self.measurements.len()];
+        for _ in 0..runs {
+            for ((_, f), ms) in self.measurements.iter_mut().zip(&mut ms) {
+                let t = Instant::now();
+                std::hint::black_box(f());
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        for (((name, _), mut ms), kept) in self.measurements.iter().zip(ms).zip(kept) {
+            ms.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                json!({"bench": "cpu", "name": name, "records": records, "kept": kept,
+                       "runs": runs, "median_ms": ms[ms.len() / 2], "min_ms": ms[0]})
+            );
+        }
+    }
 }
 
 /// The event as the functions read it: `shared::runtime`'s layer reads the body's bytes with
@@ -150,16 +166,6 @@ fn main() {
         .build()
         .unwrap();
 
-    measure(
-        "serde_json validation pass (IgnoredAny)",
-        records,
-        runs,
-        || {
-            serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).unwrap();
-            0
-        },
-    );
-
     // The peers keep ORDER_PLACED and ORDER_CREATED: so does email-notifier here.
     let config =
         email_notifier::Config::from_env(&env(&[("EVENT_TYPES", "ORDER_PLACED,ORDER_CREATED")]))
@@ -169,47 +175,54 @@ fn main() {
         Noop,
         config.common.engine,
     );
-    measure("email-notifier", records, runs, || {
-        path(&rt, &email, &bytes)
-    });
-
     let config = inventory_updater::Config::from_env(&env(&[])).unwrap();
     let inventory = BatchEngine::new(
         inventory_updater::InventoryRule::new(Noop),
         Noop,
         config.common.engine,
     );
-    measure("inventory-updater", records, runs, || {
-        path(&rt, &inventory, &bytes)
-    });
+    let batch = KinesisBatch::from_slice(&bytes).unwrap();
 
-    // Where the time goes (CPU_BREAKDOWN=1; CPU_ONLY=name runs one measurement): decoding alone,
-    // and each engine on a decoded batch.
+    let mut bench = Bench::default();
+    bench.add("serde_json validation pass (IgnoredAny)", || {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).unwrap();
+        0
+    });
+    bench.add("email-notifier", || path(&rt, &email, &bytes));
+    bench.add("inventory-updater", || path(&rt, &inventory, &bytes));
+    bench.run(records, runs);
+
+    // Where the time goes (CPU_BREAKDOWN=1): decoding alone, and each engine on a decoded batch.
+    // Timed in turns among themselves, after the paths, so as not to disturb them.
+    let mut bench = Bench::default();
     if std::env::var_os("CPU_BREAKDOWN").is_some() {
-        measure("decode only", records, runs, || decode(&bytes).len());
-        measure(
-            "decode only, by lambda_runtime's deserializer",
-            records,
-            runs,
-            || decode_by_runtime(&bytes).len(),
-        );
-        // What the functions' logs cost on top: their subscriber (INFO, JSON, as
-        // AWS_LAMBDA_LOG_FORMAT=JSON sets it) writing to a sink instead of stdout.
-        let logged = shared::telemetry::subscriber("info", true, std::io::sink);
-        tracing::subscriber::with_default(logged, || {
-            measure("email-notifier, logging at INFO", records, runs, || {
-                path(&rt, &email, &bytes)
-            });
-            measure("inventory-updater, logging at INFO", records, runs, || {
-                path(&rt, &inventory, &bytes)
-            });
+        bench.add("decode only", || decode(&bytes).len());
+        bench.add("decode only, by lambda_runtime's deserializer", || {
+            decode_by_runtime(&bytes).len()
         });
-        let batch = KinesisBatch::from_slice(&bytes).unwrap();
-        measure("email-notifier engine only", records, runs, || {
+        bench.add("email-notifier engine only", || {
             rt.block_on(email.process(&batch, None)).stats.applied as usize
         });
-        measure("inventory-updater engine only", records, runs, || {
+        bench.add("inventory-updater engine only", || {
             rt.block_on(inventory.process(&batch, None)).stats.applied as usize
+        });
+    }
+    bench.run(records, runs);
+
+    // What the functions' logs add: their subscriber (INFO, JSON, as AWS_LAMBDA_LOG_FORMAT=JSON
+    // sets it) writing to a sink instead of stdout. (Made only now: tracing settles each log
+    // site's interest when a subscriber is made, and keeps it.)
+    if std::env::var_os("CPU_BREAKDOWN").is_some() {
+        let logged = shared::telemetry::subscriber("info", true, std::io::sink);
+        tracing::subscriber::with_default(logged, || {
+            let mut bench = Bench::default();
+            bench.add("email-notifier, logging at INFO", || {
+                path(&rt, &email, &bytes)
+            });
+            bench.add("inventory-updater, logging at INFO", || {
+                path(&rt, &inventory, &bytes)
+            });
+            bench.run(records, runs);
         });
     }
 }
