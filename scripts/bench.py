@@ -123,7 +123,9 @@ def main():
     out(f"Measured by `make bench` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.")
     out(f"Machine: {machine()}.")
     out("Each figure is the median of the runs given (the minimum beside it); the machine is shared and "
-        "figures move by ±30% from run to run. No test asserts on any of them.")
+        "figures move by ±30% from run to run. Our CPU-path rows and the serde pass are timed in turns "
+        "(each round times each once), so their ratios hold when the figures move; the peers run in "
+        "their own processes, before and after. No test asserts on any of them.")
     out("")
     out(f"## 1. CPU path: {floor['records']:,} records, {size_mb:.1f} MB, event bytes to response")
     out("")
