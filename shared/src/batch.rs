@@ -116,6 +116,16 @@ struct RawRecord {
     is_object: bool,
 }
 
+impl RawRecord {
+    /// A record that is an object, its fields not read yet.
+    fn object() -> Self {
+        Self {
+            is_object: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// One Lambda Kinesis invocation payload, decoded in a single pass.
 ///
 /// It deserialises from the event JSON exactly as the event source mapping sends it (so
@@ -474,17 +484,10 @@ impl<'a> Shape<'a> {
     /// is then anywhere in it).
     fn scan_like(&self, c: &mut Cursor<'a>, b: &mut Builder) -> Option<RawRecord> {
         let tail = self.tail?;
-        let mut record = RawRecord {
-            is_object: true,
-            ..RawRecord::default()
-        };
+        let mut record = RawRecord::object();
         for &(before, key, in_kinesis) in &self.parts {
             c.eat_exact(before)?;
-            if in_kinesis {
-                kinesis_field(c, b, &mut record, key)?;
-            } else {
-                record_field(c, b, &mut record, key)?;
-            }
+            field(c, b, &mut record, key, in_kinesis)?;
         }
         c.eat_exact(tail)?;
         Some(record)
@@ -496,27 +499,22 @@ impl<'a> Shape<'a> {
         let start = c.mark();
         let spans = &mut self.spans;
         spans.clear();
-        let mut record = RawRecord {
-            is_object: true,
-            ..RawRecord::default()
-        };
-        c.members(|c, key| {
+        let mut record = RawRecord::object();
+        // Reads one field and notes where its value is, when it varies from record to record.
+        let mut read = |c: &mut Cursor<'a>, record: &mut RawRecord, key: &'a str, in_kinesis| {
             let at = c.mark();
-            if key == "kinesis" && c.peek()? == b'{' {
-                return c.members(|c, key| {
-                    let at = c.mark();
-                    kinesis_field(c, b, &mut record, key)?;
-                    if !same_every_record(key) {
-                        spans.push((at, c.position(), key, true));
-                    }
-                    Some(())
-                });
-            }
-            record_field(c, b, &mut record, key)?;
+            field(c, b, record, key, in_kinesis)?;
             if !same_every_record(key) {
-                spans.push((at, c.position(), key, false));
+                spans.push((at, c.position(), key, in_kinesis));
             }
             Some(())
+        };
+        c.members(|c, key| {
+            if key == "kinesis" && c.peek()? == b'{' {
+                c.members(|c, key| read(c, &mut record, key, true))
+            } else {
+                read(c, &mut record, key, false)
+            }
         })?;
         self.parts.clear();
         let mut from = start;
@@ -526,6 +524,21 @@ impl<'a> Shape<'a> {
         }
         self.tail = Some(c.slice(from, c.position())?);
         Some(record)
+    }
+}
+
+/// One field of a record's `kinesis` object, or of the record.
+fn field(
+    c: &mut Cursor<'_>,
+    b: &mut Builder,
+    record: &mut RawRecord,
+    key: &str,
+    in_kinesis: bool,
+) -> Option<()> {
+    if in_kinesis {
+        kinesis_field(c, b, record, key)
+    } else {
+        record_field(c, b, record, key)
     }
 }
 
@@ -709,10 +722,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRecord, A::Error> {
         let b = self.0;
-        let mut record = RawRecord {
-            is_object: true,
-            ..RawRecord::default()
-        };
+        let mut record = RawRecord::object();
         while let Some(key) = map.next_key::<RecordField>()? {
             match key {
                 RecordField::Kinesis => map.next_value_seed(KinesisSeed {

@@ -223,11 +223,19 @@ fn nullable_raw<'a>(c: &mut Cursor<'a>) -> Option<Option<RawJson<'a>>> {
 /// the type [`scan_envelope_until`] reads first, found with two comparisons instead of reading
 /// keys. `None` for any other start (spacing, order, escapes): the cursor reads those.
 fn leading_type(text: &str) -> Option<&str> {
+    produced_start(text).map(|(_, _, event_type)| event_type)
+}
+
+/// The start our producers write, `{"eventId":"…","eventType":"…"`: the cursor after it, the id
+/// and the type.
+#[inline(always)]
+fn produced_start(text: &str) -> Option<(Cursor<'_>, &str, &str)> {
     let mut c = Cursor::new(text);
     c.eat_exact(r#"{"eventId":"#)?;
-    c.str()?;
+    let event_id = c.str()?;
     c.eat_exact(r#","eventType":"#)?;
-    c.str()
+    let event_type = c.str()?;
+    Some((c, event_id, event_type))
 }
 
 /// The envelope's fast case: as the derived `Deserialize` reads it, or `None`.
@@ -240,11 +248,7 @@ fn scan_envelope(text: &str) -> Option<Envelope<'_>> {
 /// being read and looked up, and each value read by the same code as in [`scan_envelope_until`].
 /// `None` at the first difference, or when the payload is not an order the fast reader takes.
 fn scan_envelope_as_produced(text: &str) -> Option<Envelope<'_>> {
-    let mut c = Cursor::new(text);
-    c.eat_exact(r#"{"eventId":"#)?;
-    let event_id = c.str()?;
-    c.eat_exact(r#","eventType":"#)?;
-    let event_type = c.str()?;
+    let (mut c, event_id, event_type) = produced_start(text)?;
     c.eat_exact(r#","timestamp":"#)?;
     let timestamp = nullable_raw(&mut c)?;
     c.eat_exact(r#","payload":"#)?;
