@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::engine::{EngineConfig, EventTypeSet};
-use crate::event::EventType;
 
 /// A setting that is missing or wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,17 +94,16 @@ impl EngineConfig {
     pub fn from_env(
         env: &Env,
         function: &str,
-        default_types: &[EventType],
-        supported: &[EventType],
+        default_types: &[&str],
+        supported: &[&str],
     ) -> Result<Self, ConfigError> {
         let event_types = match env.optional("EVENT_TYPES") {
-            None => EventTypeSet::new(default_types.iter().cloned()),
+            None => EventTypeSet::new(default_types.iter().copied()),
             Some(list) => {
-                let types: Vec<EventType> = list
+                let types: Vec<&str> = list
                     .split(',')
                     .map(str::trim)
                     .filter(|t| !t.is_empty())
-                    .map(EventType::parse)
                     .collect();
                 if types.is_empty() {
                     return Err(ConfigError::Invalid {
@@ -115,12 +113,11 @@ impl EngineConfig {
                     });
                 }
                 if let Some(unknown) = types.iter().find(|t| !supported.contains(t)) {
-                    let handled: Vec<&str> = supported.iter().map(EventType::as_str).collect();
                     return Err(ConfigError::Invalid {
                         name: "EVENT_TYPES",
                         reason: format!(
                             "this function has no rule for {unknown}; it handles {}",
-                            handled.join(", ")
+                            supported.join(", ")
                         ),
                         value: list,
                     });
@@ -168,12 +165,12 @@ mod tests {
     /// Defaults apply when nothing is set, and the function's own event types are used.
     #[test]
     fn defaults() {
-        let placed = [EventType::OrderPlaced];
+        let placed = [crate::order::ORDER_PLACED];
         let cfg = EngineConfig::from_env(&Env::from_pairs([]), "f", &placed, &placed).unwrap();
         assert_eq!(cfg.max_concurrency, 64);
         assert_eq!(cfg.deadline_margin, Duration::from_millis(1000));
-        assert!(cfg.event_types.contains(&EventType::OrderPlaced));
-        assert!(!cfg.event_types.contains(&EventType::OrderCancelled));
+        assert!(cfg.event_types.contains(&crate::order::ORDER_PLACED));
+        assert!(!cfg.event_types.contains(&crate::order::ORDER_CANCELLED));
         assert_eq!(cfg.function, "f");
     }
 
@@ -182,18 +179,18 @@ mod tests {
     #[test]
     fn overrides_and_errors() {
         let supported = [
-            EventType::OrderPlaced,
-            EventType::OrderCreated,
-            EventType::OrderCancelled,
+            crate::order::ORDER_PLACED,
+            crate::order::ORDER_CREATED,
+            crate::order::ORDER_CANCELLED,
         ];
         let env = Env::from_pairs([
             ("EVENT_TYPES", "ORDER_CANCELLED, ORDER_CREATED"),
             ("MAX_CONCURRENCY", "4"),
         ]);
         let cfg = EngineConfig::from_env(&env, "f", &supported[..1], &supported).unwrap();
-        assert!(cfg.event_types.contains(&EventType::OrderCancelled));
-        assert!(cfg.event_types.contains(&EventType::OrderCreated));
-        assert!(!cfg.event_types.contains(&EventType::OrderPlaced));
+        assert!(cfg.event_types.contains(&crate::order::ORDER_CANCELLED));
+        assert!(cfg.event_types.contains(&crate::order::ORDER_CREATED));
+        assert!(!cfg.event_types.contains(&crate::order::ORDER_PLACED));
         assert_eq!(cfg.max_concurrency, 4);
 
         let env = Env::from_pairs([("EVENT_TYPES", "ORDER_SHIPPED")]);

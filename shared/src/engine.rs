@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
 use crate::error::{EffectError, ErrorClass};
-use crate::event::{Envelope, EventType, Malformed, Order};
+use crate::event::{Envelope, Malformed, RawPayload, Read};
 use crate::kpl::{self, UserRecord};
 
 /// What a rule did with one event.
@@ -61,29 +61,26 @@ pub struct RecordContext<'a> {
     pub shard_id: Option<&'a str>,
 }
 
-/// One wanted order event, decoded and validated, ready for a rule.
+/// One wanted event, its payload read by its type's schema, ready for a rule.
 #[derive(Debug)]
-pub struct OrderEvent<'a> {
-    /// The event type.
-    pub event_type: EventType,
-    /// The envelope as it came.
-    pub envelope: Envelope<'a>,
-    /// The validated order payload.
-    pub order: Order<'a>,
+pub struct Event<'a, P> {
+    /// The event type's wire name.
+    pub event_type: &'a str,
+    /// The producer's id of the event, when it sent one.
+    pub event_id: Option<&'a str>,
+    /// The payload, as the consumer's schema for this type read it.
+    pub payload: P,
     /// Where the record sits in the stream.
     pub record: RecordContext<'a>,
 }
 
-impl OrderEvent<'_> {
+impl<P> Event<'_, P> {
     /// The key that identifies this event for idempotency: its `eventId`, or, when the producer
     /// sent none, the record's identity in the stream (shard, sequence number and, for a KPL user
     /// record, sub-sequence number).
     pub fn idempotency_key(&self) -> Cow<'_, str> {
         let shard = self.record.shard_id.unwrap_or("shard");
-        match (
-            self.envelope.event_id.as_deref(),
-            self.record.sub_sequence_number,
-        ) {
+        match (self.event_id, self.record.sub_sequence_number) {
             (Some(id), _) if !id.is_empty() => Cow::Borrowed(id),
             (_, None) => Cow::Owned(format!("{shard}:{}", self.record.sequence_number)),
             (_, Some(sub)) => Cow::Owned(format!("{shard}:{}:{sub}", self.record.sequence_number)),
@@ -91,12 +88,24 @@ impl OrderEvent<'_> {
     }
 }
 
-/// A function's rule: what it does with each event type it wants.
-pub trait RecordHandler: Sync {
+/// A consumer: the event types it reads, the schema of each one's payload, and its rule. The
+/// engine brings everything else (decoding, KPL, ordering, poison capture, the deadline).
+///
+/// Which types reach it is the engine's [`EngineConfig::event_types`]: the others are skipped,
+/// read no further than their type.
+pub trait Consumer: Sync {
+    /// A wanted event's payload as this consumer reads it: usually an enum with one variant per
+    /// event type, each a `#[derive(Deserialize)]` struct borrowing from the record's data.
+    type Payload<'a>: Send + Sync;
+
+    /// Reads the payload of a wanted event by its type's schema (`payload.event_type()`), usually
+    /// with [`RawPayload::read`]. An error makes the record poison, with the error as its reason.
+    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<Self::Payload<'a>, Malformed>;
+
     /// Performs the event's effect.
     fn handle(
         &self,
-        event: &OrderEvent<'_>,
+        event: &Event<'_, Self::Payload<'_>>,
     ) -> impl Future<Output = Result<Outcome, EffectError>> + Send;
 }
 
@@ -134,51 +143,27 @@ pub trait PoisonSink: Sync {
     ) -> impl Future<Output = Result<(), EffectError>> + Send;
 }
 
-/// A sink that only logs the poison record's identity and reason. It keeps no payload: it is the
-/// seam a dead-letter queue sink replaces.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LogPoisonSink;
-
-impl PoisonSink for LogPoisonSink {
-    async fn capture(&self, record: &PoisonRecord) -> Result<(), EffectError> {
-        tracing::warn!(
-            partition_key = record.partition_key.as_deref(),
-            sequence_number = record.sequence_number.as_deref(),
-            shard_id = record.shard_id.as_deref(),
-            data_len = record.data.len(),
-            reason = %record.reason,
-            "poison record skipped"
-        );
-        Ok(())
-    }
-}
-
-/// The set of event types a function handles.
+/// The set of event types a function handles, by wire name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventTypeSet(Vec<EventType>);
+pub struct EventTypeSet(Vec<Box<str>>);
 
 impl EventTypeSet {
-    /// A set of the given types.
-    pub fn new(types: impl IntoIterator<Item = EventType>) -> Self {
-        let mut v: Vec<EventType> = types.into_iter().collect();
+    /// A set of the given names.
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut v: Vec<Box<str>> = names.into_iter().map(Box::from).collect();
         v.sort();
         v.dedup();
         Self(v)
     }
 
-    /// Whether the set holds this type.
-    pub fn contains(&self, t: &EventType) -> bool {
-        self.0.contains(t)
+    /// Whether the set holds this name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|t| **t == *name)
     }
 
-    /// Whether the set holds the type of this wire name.
-    pub fn contains_name(&self, name: &str) -> bool {
-        self.0.iter().any(|t| crate::json::key_is(t.as_str(), name))
-    }
-
-    /// The types, in a stable order.
-    pub fn iter(&self) -> impl Iterator<Item = &EventType> {
-        self.0.iter()
+    /// The names, in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|t| &**t)
     }
 }
 
@@ -274,27 +259,31 @@ struct Tally {
     stats: BatchStats,
 }
 
-/// Runs batches through a rule, following Lambda's delivery rules. Built once, at init.
-pub struct BatchEngine<H, P = LogPoisonSink> {
-    handler: H,
+/// Runs batches through a consumer, following Lambda's delivery rules. Built once, at init.
+pub struct BatchEngine<C, P> {
+    consumer: C,
     poison: P,
     config: EngineConfig,
 }
 
-impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
-    /// An engine for this rule and poison sink.
-    pub fn new(handler: H, poison: P, mut config: EngineConfig) -> Self {
+/// A unit's envelope as the first pass left it for its key's turn: `None` when it was settled
+/// there (an unwanted type), else the envelope or why the unit cannot be read (it is captured).
+type FirstRead<'a> = Option<Result<Envelope<'a>, Malformed>>;
+
+impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
+    /// An engine for this consumer and poison sink.
+    pub fn new(consumer: C, poison: P, mut config: EngineConfig) -> Self {
         config.max_concurrency = config.max_concurrency.max(1);
         Self {
-            handler,
+            consumer,
             poison,
             config,
         }
     }
 
-    /// The rule.
-    pub fn handler(&self) -> &H {
-        &self.handler
+    /// The consumer.
+    pub fn consumer(&self) -> &C {
+        &self.consumer
     }
 
     /// The poison sink.
@@ -320,14 +309,19 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             received: batch.len() as u64,
             ..BatchStats::default()
         };
-        // Events of types the function does not handle are settled first, in batch order, each
-        // read no further than its type; only the rest wait for their key's turn, and are read
-        // whole then (nothing read is kept waiting: the batch would be copied around).
+        // Every envelope is read first, in batch order; events of types the function does not
+        // handle are settled here, read no further than their type, and never wait for their key.
+        let mut reads: Vec<FirstRead<'_>> = Vec::with_capacity(units.len());
         for (unit, state) in units.iter().zip(&mut state) {
-            if let Some(event_type) = self.unwanted(unit) {
-                count_skipped(&mut stats, event_type);
-                *state = State::Done;
-            }
+            reads.push(match self.first_read(unit) {
+                Ok(Read::Unwanted(event_type)) => {
+                    count_skipped(&mut stats, event_type);
+                    *state = State::Done;
+                    None
+                }
+                Ok(Read::Wanted(envelope)) => Some(Ok(envelope)),
+                Err(why) => Some(Err(why)),
+            });
         }
         // Longest keys first: with more keys than slots, a long key started last would finish
         // alone after all the others (the makespan of list scheduling).
@@ -340,7 +334,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         });
 
         let run_all = stream::iter(groups)
-            .map(|group| self.run_key(batch, &units, group, &tally, cutoff))
+            .map(|group| self.run_key(batch, &units, &reads, group, &tally, cutoff))
             .buffer_unordered(self.config.max_concurrency)
             .for_each(|()| async {});
         let cut_short = match cutoff {
@@ -385,6 +379,7 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         &self,
         batch: &KinesisBatch,
         units: &[Unit<'_>],
+        reads: &[FirstRead<'_>],
         group: Vec<usize>,
         tally: &Mutex<Tally>,
         cutoff: Option<Instant>,
@@ -395,9 +390,11 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             if cutoff.is_some_and(|c| Instant::now() >= c) {
                 return; // the rest stay Pending, and are reported
             }
-            let unit = &units[index];
+            let (unit, Some(read)) = (&units[index], &reads[index]) else {
+                continue; // settled in the first pass (never grouped)
+            };
             lock().state[index] = State::InFlight;
-            let step = self.run_unit(batch, unit).await;
+            let step = self.run_unit(batch, unit, read).await;
             let mut t = lock();
             match step {
                 Step::Done(outcome) => {
@@ -439,26 +436,9 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
         )
     }
 
-    /// The unit's event type, when the function does not handle it (read no further than the
-    /// type). `None` for every other unit, even one that cannot be read: it is captured in its
-    /// key's turn.
-    fn unwanted<'u>(&self, unit: &Unit<'u>) -> Option<Cow<'u, str>> {
-        unit.partition_key.and(unit.sequence_number)?;
-        let wanted = |t: &str| self.config.event_types.contains_name(t);
-        match unit.text {
-            Some(text) => Envelope::unwanted_type_str(text, wanted),
-            None => Envelope::unwanted_type(unit.data.ok()?, wanted),
-        }
-    }
-
-    /// The unit's partition key, sequence number and envelope, or why it has none.
-    fn identity_and_envelope<'u>(
-        &self,
-        unit: &Unit<'u>,
-    ) -> Result<(&'u str, &'u str, Envelope<'u>), Malformed> {
-        let (Some(partition_key), Some(sequence_number)) =
-            (unit.partition_key, unit.sequence_number)
-        else {
+    /// The unit's envelope, read no further than its type when the function does not handle it.
+    fn first_read<'u>(&self, unit: &Unit<'u>) -> Result<Read<'u>, Malformed> {
+        let (Some(_), Some(_)) = (unit.partition_key, unit.sequence_number) else {
             let why = if unit.view.is_object() {
                 "no partitionKey or sequenceNumber"
             } else {
@@ -466,47 +446,46 @@ impl<H: RecordHandler, P: PoisonSink> BatchEngine<H, P> {
             };
             return Err(Malformed::Record(why.into()));
         };
-        let envelope = match unit.text {
-            Some(text) => Envelope::parse_str(text)?,
-            None => Envelope::parse(unit.data?)?,
-        };
-        Ok((partition_key, sequence_number, envelope))
+        Envelope::read(unit.data?, |t| self.config.event_types.contains(t))
     }
 
-    async fn run_unit(&self, batch: &KinesisBatch, unit: &Unit<'_>) -> Step {
-        // Until the envelope is read, a bad record is captured under its stream identity alone.
-        let (partition_key, sequence_number, mut envelope) = match self.identity_and_envelope(unit)
-        {
-            Ok(read) => read,
+    async fn run_unit(
+        &self,
+        batch: &KinesisBatch,
+        unit: &Unit<'_>,
+        read: &Result<Envelope<'_>, Malformed>,
+    ) -> Step {
+        let envelope = match read {
+            Ok(envelope) => envelope,
+            // Until the envelope is read, a bad record is captured under its stream identity.
             Err(why) => {
                 return self
-                    .capture(batch, unit, &why)
+                    .capture(batch, unit, why)
                     .instrument(Self::span(unit, None))
                     .await
             }
         };
-        let event_type = EventType::parse(&envelope.event_type);
-        let span = Self::span(unit, Some(&envelope));
-        let order = match envelope.order() {
-            Ok(order) => order,
+        let span = Self::span(unit, Some(envelope));
+        let payload = match self.consumer.read(envelope.payload()) {
+            Ok(payload) => payload,
             Err(why) => return self.capture(batch, unit, &why).instrument(span).await,
         };
-        let event = OrderEvent {
-            event_type,
-            envelope,
-            order,
+        let event = Event {
+            event_type: &envelope.event_type,
+            event_id: envelope.event_id.as_deref(),
+            payload,
             record: RecordContext {
-                partition_key,
-                sequence_number,
+                partition_key: unit.partition_key.unwrap_or_default(),
+                sequence_number: unit.sequence_number.unwrap_or_default(),
                 sub_sequence_number: unit.sub_sequence_number,
                 shard_id: unit.view.shard_id(),
             },
         };
         async {
-            match self.handler.handle(&event).await {
+            match self.consumer.handle(&event).await {
                 Ok(outcome) => {
                     if let Outcome::Rejected(reason) = &outcome {
-                        tracing::info!(%reason, "order rejected");
+                        tracing::info!(%reason, "event rejected");
                     }
                     Step::Done(outcome)
                 }
@@ -571,8 +550,6 @@ struct Unit<'a> {
     sequence_number: Option<&'a str>,
     sub_sequence_number: Option<u64>,
     data: Result<&'a [u8], DataFault>,
-    /// The data, when the batch already knows it for UTF-8.
-    text: Option<&'a str>,
 }
 
 /// The batch's units, in delivery order (an aggregate's user records in their own order).
@@ -586,7 +563,6 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
             sequence_number: view.sequence_number(),
             sub_sequence_number: None,
             data: view.data(),
-            text: view.data_str(),
         };
         match aggregate {
             // Without a sequence number the parent cannot be reported: keep it whole, as poison.
@@ -595,7 +571,6 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
                     partition_key: Some(u.partition_key.as_str()),
                     sub_sequence_number: Some(u.sub_sequence_number),
                     data: Ok(u.data.as_slice()),
-                    text: None,
                     ..plain
                 }))
             }

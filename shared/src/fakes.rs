@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::engine::{PoisonRecord, PoisonSink};
 use crate::error::{EffectError, ErrorClass};
-use crate::event::{OrderId, Quantity};
+use crate::order::{OrderId, Quantity};
 use crate::idempotency::{Claim, IdempotencyStore, Lease, Mark};
 use crate::ports::{
     Confirmation, EmailSender, InventoryStore, ReleaseOutcome, Reservation, ReservationStatus,
-    ReserveOutcome,
+    ReserveOutcome, CANCELLED_BEFORE_PLACED,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,8 +145,18 @@ impl InventoryStore for FakeInventory {
     ) -> Result<ReserveOutcome, EffectError> {
         self.failures.take(order_id.as_str())?;
         let mut s = lock(&self.state);
-        if s.markers.contains(event_key) || s.reservations.contains_key(order_id.as_str()) {
+        if s.markers.contains(event_key) {
             return Ok(ReserveOutcome::AlreadyRecorded);
+        }
+        if let Some(existing) = s.reservations.get_mut(order_id.as_str()) {
+            if existing.status != ReservationStatus::Cancelled {
+                return Ok(ReserveOutcome::AlreadyRecorded);
+            }
+            // Cancelled before it was placed: rejected, taking no stock.
+            existing.status = ReservationStatus::Rejected;
+            existing.reason = Some(CANCELLED_BEFORE_PLACED.into());
+            s.markers.insert(event_key.to_owned());
+            return Ok(ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into()));
         }
         s.markers.insert(event_key.to_owned());
         let shortage = lines.iter().find_map(|(sku, q)| match s.stock.get(*sku) {
@@ -178,6 +188,7 @@ impl InventoryStore for FakeInventory {
                 status,
                 lines: held,
                 reason: reason.clone(),
+                cancelled_by: None,
             },
         );
         Ok(match reason {
@@ -202,11 +213,23 @@ impl InventoryStore for FakeInventory {
             markers,
         } = &mut *s;
         let Some(reservation) = reservations.get_mut(order_id.as_str()) else {
-            return Ok(ReleaseOutcome::NothingReserved);
+            reservations.insert(
+                order_id.as_str().to_owned(),
+                Reservation {
+                    status: ReservationStatus::Cancelled,
+                    lines: BTreeMap::new(),
+                    reason: None,
+                    cancelled_by: Some(event_key.to_owned()),
+                },
+            );
+            markers.insert(event_key.to_owned());
+            return Ok(ReleaseOutcome::CancelledFirst);
         };
         match reservation.status {
             ReservationStatus::Rejected => Ok(ReleaseOutcome::NothingReserved),
-            ReservationStatus::Released => Ok(ReleaseOutcome::AlreadyReleased),
+            ReservationStatus::Released | ReservationStatus::Cancelled => {
+                Ok(ReleaseOutcome::AlreadyReleased)
+            }
             ReservationStatus::Reserved => {
                 for (sku, q) in &reservation.lines {
                     *stock.entry(sku.clone()).or_default() += q;

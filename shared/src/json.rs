@@ -65,15 +65,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// The position of the next value (after whitespace), for [`Cursor::text_from`].
+    /// The position of the next value (after whitespace), for [`Cursor::slice`].
     pub(crate) fn mark(&mut self) -> usize {
         self.skip_ws();
         self.pos
-    }
-
-    /// The text from `start` (a [`Cursor::mark`]) to the cursor.
-    pub(crate) fn text_from(&self, start: usize) -> Option<&'a str> {
-        self.text.get(start..self.pos)
     }
 
     /// Whether only whitespace is left.
@@ -157,14 +152,6 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Skips one value, checking it, and answers its text (as `serde_json`'s `RawValue` holds it).
-    pub(crate) fn raw(&mut self) -> Option<&'a str> {
-        self.skip_ws();
-        let start = self.pos;
-        self.skip(0)?;
-        self.text.get(start..self.pos)
-    }
-
     /// Takes `text` exactly as it is next (whitespace included), or answers `None`.
     #[inline]
     pub(crate) fn eat_exact(&mut self, text: &str) -> Option<()> {
@@ -232,7 +219,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A number, checked against the grammar; answers its text.
-    fn number(&mut self) -> Option<&'a [u8]> {
+    fn number(&mut self) -> Option<()> {
         self.skip_ws();
         let start = self.pos;
         if self.bytes().get(self.pos) == Some(&b'-') {
@@ -260,41 +247,8 @@ impl<'a> Cursor<'a> {
                 return None;
             }
         }
-        self.bytes().get(start..self.pos)
+        (self.pos > start).then_some(())
     }
-
-    /// A non-negative integer that fits a `u64`, as `serde_json` reads one into a `u64` field.
-    /// Anything else (a sign, a fraction, an exponent, an overflow) is left to `serde_json`.
-    pub(crate) fn u64(&mut self) -> Option<u64> {
-        let text = self.number()?;
-        if text.len() > 19 {
-            return None;
-        }
-        let mut n: u64 = 0;
-        for &d in text {
-            if !d.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + u64::from(d - b'0');
-        }
-        Some(n)
-    }
-}
-
-/// Whether `key` (an object key, an event type: short) is `name`: compared as two overlapping
-/// words when it has 4 to 16 bytes; a `match` on strings calls `memcmp` for each candidate.
-#[inline(always)]
-pub(crate) fn key_is(key: &str, name: &str) -> bool {
-    fn words<const N: usize>(s: &[u8]) -> Option<([u8; N], [u8; N])> {
-        Some((*s.first_chunk::<N>()?, *s.last_chunk::<N>()?))
-    }
-    let (k, n) = (key.as_bytes(), name.as_bytes());
-    k.len() == n.len()
-        && match k.len() {
-            8..=16 => words::<8>(k) == words::<8>(n),
-            4..=7 => words::<4>(k) == words::<4>(n),
-            _ => k == n,
-        }
 }
 
 /// The bytes of `w` (eight, little-endian) below `k`, flagged in their high bit. The lowest flag
@@ -308,12 +262,6 @@ pub(crate) fn bytes_below(w: u64, k: u8) -> u64 {
 #[inline]
 pub(crate) fn bytes_equal(w: u64, k: u8) -> u64 {
     bytes_below(w ^ (LO * u64::from(k)), 1)
-}
-
-/// Whether a byte of `w` has its high bit set (is not ASCII).
-#[inline]
-pub(crate) fn any_high(w: u64) -> bool {
-    w & HI != 0
 }
 
 /// The bytes of `w` that end a plain string run, flagged as [`bytes_below`] flags them.
@@ -402,7 +350,9 @@ mod tests {
     /// Skips a whole document with the cursor.
     fn skim(text: &str) -> Option<&str> {
         let mut c = Cursor::new(text);
-        let raw = c.raw()?;
+        let start = c.mark();
+        c.skip_value()?;
+        let raw = c.slice(start, c.position())?;
         c.at_end().then_some(raw)
     }
 
@@ -445,36 +395,6 @@ mod tests {
     }
 
     #[test]
-    fn keys_compare_as_strings_do() {
-        let words = [
-            "",
-            "a",
-            "abc",
-            "abcd",
-            "abce",
-            "email",
-            "eventId",
-            "eventIe",
-            "quantity",
-            "quantitz",
-            "productId",
-            "ORDER_CANCELLED",
-            "PAYMENT_CAPTURED",
-            "PAYMENT_CAPTUREE",
-            "a_name_longer_than_sixteen",
-            "a_name_longer_than_sixteeN",
-            "é",
-            "éé",
-            "ab\u{e9}x",
-        ];
-        for a in words {
-            for b in words {
-                assert_eq!(key_is(a, b), a == b, "{a:?} {b:?}");
-            }
-        }
-    }
-
-    #[test]
     fn exact_text_is_taken_whole_or_not_at_all() {
         let mut c = Cursor::new(r#"{"a": "x" , "b":1}"#);
         let start = c.mark();
@@ -487,7 +407,8 @@ mod tests {
         assert_eq!(c.eat_exact(r#" , "b":"#), Some(()));
         assert_eq!(c.slice(start, after), Some(r#"{"a": "x""#));
         c.rewind(start);
-        assert_eq!(c.raw(), Some(r#"{"a": "x" , "b":1}"#));
+        c.skip_value().unwrap();
+        assert_eq!(c.slice(start, c.position()), Some(r#"{"a": "x" , "b":1}"#));
         assert_eq!(c.eat_exact("}"), None, "past the end");
     }
 
@@ -502,18 +423,6 @@ mod tests {
             write_u64(&mut out, v);
             prop_assert_eq!(out, v.to_string());
         }
-    }
-
-    #[test]
-    fn u64_reads_only_plain_integers() {
-        let read = |t: &str| Cursor::new(t).u64();
-        assert_eq!(read("0"), Some(0));
-        assert_eq!(read(" 42"), Some(42));
-        assert_eq!(read("18446744073709551615"), None); // 20 digits: left to serde
-        assert_eq!(read("1844674407370955161"), Some(1_844_674_407_370_955_161));
-        assert_eq!(read("-1"), None);
-        assert_eq!(read("1.0"), None);
-        assert_eq!(read("1e2"), None);
     }
 
     #[test]

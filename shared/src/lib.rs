@@ -1,8 +1,9 @@
 //! The library both kinesis-fanout functions stand on.
 //!
 //! - [`batch`]: the Lambda Kinesis event, read leniently in one pass; [`kpl`]: KPL aggregates;
-//! - [`event`]: the order event envelope and payload, and the domain types;
-//! - [`engine`]: the batch engine that applies Lambda's delivery rules;
+//! - [`event`]: the event envelope, generic over event types, and its one reader;
+//! - [`engine`]: the batch engine that applies Lambda's delivery rules to any [`Consumer`];
+//! - [`order`]: the order domain both functions share (event types, validated values);
 //! - [`error`]: error classification (retryable or permanent), once for all;
 //! - [`idempotency`]: each effect once under at-least-once delivery;
 //! - [`ports`]: the traits the functions' effects go through; [`adapters`]: SES and DynamoDB;
@@ -23,6 +24,7 @@ pub mod idempotency;
 pub mod json;
 pub mod kpl;
 pub mod metrics;
+pub mod order;
 pub mod ports;
 pub mod runtime;
 pub mod telemetry;
@@ -30,11 +32,11 @@ pub mod telemetry;
 pub use batch::KinesisBatch;
 pub use config::{ConfigError, Env};
 pub use engine::{
-    BatchEngine, BatchOutcome, BatchStats, EngineConfig, EventTypeSet, LogPoisonSink, OrderEvent,
-    Outcome, PoisonRecord, PoisonSink, RecordHandler,
+    BatchEngine, BatchOutcome, BatchStats, Consumer, EngineConfig, Event, EventTypeSet, Outcome,
+    PoisonRecord, PoisonSink,
 };
 pub use error::{EffectError, ErrorClass};
-pub use event::{EventType, Order};
+pub use event::{Malformed, RawPayload};
 
 /// Re-exported so the functions need no direct dependency on them.
 pub use {

@@ -173,7 +173,6 @@ mod tests {
     use super::*;
     use crate::config::Env;
     use crate::engine::EngineConfig;
-    use crate::event::EventType;
 
     const TS: u64 = 1_700_000_000_123;
 
@@ -386,7 +385,7 @@ mod tests {
     /// stops start-up, naming the setting.
     #[test]
     fn namespace_from_env() {
-        let types = [EventType::OrderPlaced];
+        let types = [crate::order::ORDER_PLACED];
         let read = |pairs: &[(&str, &str)]| {
             EngineConfig::from_env(&Env::from_pairs(pairs.iter().copied()), "f", &types, &types)
         };

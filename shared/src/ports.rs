@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::error::EffectError;
-use crate::event::{Email, OrderId, Quantity};
+use crate::order::{Email, OrderId, Quantity};
 
 /// An order confirmation to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +35,8 @@ pub enum ReserveOutcome {
     /// The event was already applied, or the order was already reserved or rejected: nothing
     /// changed.
     AlreadyRecorded,
-    /// The order could not be reserved (out of stock, unknown product); nothing was reserved and
-    /// the rejection was recorded.
+    /// The order could not be reserved (out of stock, unknown product, cancelled before it was
+    /// placed); nothing was reserved and the rejection was recorded.
     Rejected(String),
 }
 
@@ -47,13 +47,17 @@ pub enum ReleaseOutcome {
     Released,
     /// The event was already applied, or the order was already released: nothing changed.
     AlreadyReleased,
-    /// The order had nothing reserved (never placed here, or rejected).
+    /// The order had nothing reserved (it was rejected).
     NothingReserved,
+    /// The order was never placed here: it is recorded as cancelled (a tombstone), so a placement
+    /// that arrives later takes no stock.
+    CancelledFirst,
 }
 
 /// Reserves and releases stock, all lines of an order or none.
 pub trait InventoryStore: Sync {
-    /// Reserves every line, so that no product's stock goes below zero, once per `event_key`.
+    /// Reserves every line, so that no product's stock goes below zero, once per `event_key`, and
+    /// once per order; an order recorded as cancelled is rejected.
     fn reserve(
         &self,
         event_key: &str,
@@ -61,7 +65,8 @@ pub trait InventoryStore: Sync {
         lines: &BTreeMap<&str, Quantity>,
     ) -> impl Future<Output = Result<ReserveOutcome, EffectError>> + Send;
 
-    /// Gives back what the order reserved, once per `event_key`.
+    /// Gives back what the order reserved, once per `event_key`; an order not placed yet is
+    /// recorded as cancelled.
     fn release(
         &self,
         event_key: &str,
@@ -78,6 +83,8 @@ pub enum ReservationStatus {
     Rejected,
     /// The order was cancelled and its stock given back.
     Released,
+    /// The order was cancelled before it was placed here: a tombstone, holding nothing.
+    Cancelled,
 }
 
 impl ReservationStatus {
@@ -87,6 +94,7 @@ impl ReservationStatus {
             ReservationStatus::Reserved => "RESERVED",
             ReservationStatus::Rejected => "REJECTED",
             ReservationStatus::Released => "RELEASED",
+            ReservationStatus::Cancelled => "CANCELLED",
         }
     }
 
@@ -96,6 +104,7 @@ impl ReservationStatus {
             "RESERVED" => Some(ReservationStatus::Reserved),
             "REJECTED" => Some(ReservationStatus::Rejected),
             "RELEASED" => Some(ReservationStatus::Released),
+            "CANCELLED" => Some(ReservationStatus::Cancelled),
             _ => None,
         }
     }
@@ -110,4 +119,10 @@ pub struct Reservation {
     pub lines: BTreeMap<String, u64>,
     /// Why it was rejected.
     pub reason: Option<String>,
+    /// The event that cancelled the order before it was placed (a tombstone's, or a rejection's
+    /// that followed one).
+    pub cancelled_by: Option<String>,
 }
+
+/// Why a placement of an order that was cancelled first is rejected.
+pub const CANCELLED_BEFORE_PLACED: &str = "cancelled before it was placed";

@@ -11,7 +11,7 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny};
 
 use crate::adapters::{DynamoLedger, SqsPoisonSink};
 use crate::batch::KinesisBatch;
-use crate::engine::{deadline_from_runtime_ms, BatchEngine, PoisonSink, RecordHandler};
+use crate::engine::{deadline_from_runtime_ms, BatchEngine, Consumer, PoisonSink};
 use crate::idempotency::OncePoisonSink;
 
 /// Serves invocations with the engine until the runtime shuts down.
@@ -21,7 +21,7 @@ use crate::idempotency::OncePoisonSink;
 /// deserializer would read it (see [`ReadBatchLayer`] for why).
 pub async fn run<H, P>(engine: BatchEngine<H, P>) -> Result<(), lambda_runtime::Error>
 where
-    H: RecordHandler,
+    H: Consumer,
     P: PoisonSink,
 {
     let engine = &engine;
@@ -137,7 +137,7 @@ pub async fn handle<H, P>(
     context: &Context,
 ) -> KinesisEventResponse
 where
-    H: RecordHandler,
+    H: Consumer,
     P: PoisonSink,
 {
     let deadline = deadline_from_runtime_ms(context.deadline);
@@ -197,8 +197,8 @@ impl CommonConfig {
     pub fn from_env(
         env: &crate::config::Env,
         function: &'static str,
-        default_types: &[crate::event::EventType],
-        supported: &[crate::event::EventType],
+        default_types: &[&str],
+        supported: &[&str],
     ) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
             function,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::json;
 use shared::fakes::FakePoisonSink;
 use shared::{
-    BatchEngine, EffectError, EngineConfig, ErrorClass, EventType, EventTypeSet, KinesisBatch,
-    OrderEvent, Outcome, RecordHandler,
+    BatchEngine, Consumer, EffectError, EngineConfig, ErrorClass, Event, EventTypeSet,
+    KinesisBatch, Malformed, Outcome, RawPayload,
 };
 use support::*;
 use tokio::time::Instant;
@@ -39,9 +39,15 @@ impl Recorder {
     }
 }
 
-impl RecordHandler for Recorder {
-    async fn handle(&self, event: &OrderEvent<'_>) -> Result<Outcome, EffectError> {
-        let order = event.order.order_id.as_str().to_owned();
+impl Consumer for Recorder {
+    type Payload<'a> = TestOrder<'a>;
+
+    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<TestOrder<'a>, Malformed> {
+        read_order(payload)
+    }
+
+    async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+        let order = event.payload.order_id.as_str().to_owned();
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         let delay = self
@@ -71,7 +77,7 @@ impl RecordHandler for Recorder {
 fn config(max_concurrency: usize) -> EngineConfig {
     EngineConfig {
         function: "test-fn".into(),
-        event_types: EventTypeSet::new([EventType::OrderPlaced, EventType::OrderCancelled]),
+        event_types: EventTypeSet::new(["ORDER_PLACED", "ORDER_CANCELLED"]),
         max_concurrency,
         deadline_margin: Duration::from_millis(100),
         metrics_namespace: "test".into(),
@@ -108,7 +114,7 @@ async fn order_within_a_key() {
     assert!(out.response.batch_item_failures.is_empty());
     assert_eq!(out.stats.applied, 30);
     for key in ["k0", "k1", "k2"] {
-        let seen = engine.handler().keys_calls(key);
+        let seen = engine.consumer().keys_calls(key);
         let mut sorted = seen.clone();
         sorted.sort();
         assert_eq!(seen.len(), 10);
@@ -132,7 +138,7 @@ async fn keys_run_concurrently() {
         assert_eq!(out.stats.applied, 10);
         (
             start.elapsed(),
-            engine.handler().max_in_flight.load(Ordering::SeqCst),
+            engine.consumer().max_in_flight.load(Ordering::SeqCst),
         )
     };
     let (sequential, seq_peak) = elapsed(1).await;
@@ -169,11 +175,11 @@ async fn stops_a_key_at_its_first_failure() {
         .await;
     assert_eq!(out.failed_sequence_numbers(), vec![seq(3)]);
     assert_eq!(
-        engine.handler().keys_calls("A"),
+        engine.consumer().keys_calls("A"),
         vec!["a1", "a2"],
         "a3 never ran"
     );
-    assert_eq!(engine.handler().keys_calls("B"), vec!["b1", "b2", "b3"]);
+    assert_eq!(engine.consumer().keys_calls("B"), vec!["b1", "b2", "b3"]);
     assert_eq!(
         (out.stats.applied, out.stats.failed, out.stats.blocked),
         (4, 1, 1)
@@ -192,7 +198,7 @@ async fn permanent_failure_is_captured_not_retried() {
         .process(&KinesisBatch::from_slice(&body).unwrap(), None)
         .await;
     assert!(out.response.batch_item_failures.is_empty());
-    assert_eq!(engine.handler().keys_calls("A"), vec!["a1", "a2"]);
+    assert_eq!(engine.consumer().keys_calls("A"), vec!["a1", "a2"]);
     assert_eq!((out.stats.poison, out.stats.applied), (1, 1));
 }
 
@@ -214,7 +220,7 @@ async fn poison_records_are_captured_and_skipped() {
     assert_eq!(out.stats.applied, 2);
     assert_eq!(out.stats.poison, 6);
     let mut applied: Vec<_> = engine
-        .handler()
+        .consumer()
         .calls()
         .into_iter()
         .map(|(_, o)| o)
@@ -246,7 +252,7 @@ async fn poison_records_are_captured_and_skipped() {
     let reasons: Vec<&str> = captured.iter().map(|p| p.reason.as_str()).collect();
     for expected in [
         "not valid base64",
-        "not an order event envelope",
+        "not an event envelope",
         "email",
         "items is empty",
         "partitionKey",
@@ -274,8 +280,8 @@ async fn poison_is_retried_when_it_cannot_be_captured() {
         .process(&KinesisBatch::from_slice(&event(records)).unwrap(), None)
         .await;
     assert_eq!(out.failed_sequence_numbers(), vec![seq(1)]);
-    assert_eq!(engine.handler().keys_calls("A"), Vec::<String>::new());
-    assert_eq!(engine.handler().keys_calls("B"), vec!["b1"]);
+    assert_eq!(engine.consumer().keys_calls("A"), Vec::<String>::new());
+    assert_eq!(engine.consumer().keys_calls("B"), vec!["b1"]);
 }
 
 /// Unwanted event types are skipped as success and counted by type.
@@ -295,7 +301,7 @@ async fn unwanted_types_are_skipped() {
     assert_eq!(out.stats.applied, 1);
     assert_eq!(out.stats.skipped.get("ORDER_SHIPPED"), Some(&2));
     assert_eq!(out.stats.skipped.get("PAYMENT_CAPTURED"), Some(&1));
-    assert_eq!(engine.handler().calls().len(), 1);
+    assert_eq!(engine.consumer().calls().len(), 1);
 }
 
 /// Near the deadline no record starts, the one running is abandoned, and all of them are
@@ -313,7 +319,7 @@ async fn deadline_is_respected() {
         .process(&batch, Some(start + Duration::from_millis(350)))
         .await;
     assert_eq!(start.elapsed(), Duration::from_millis(250));
-    assert_eq!(engine.handler().keys_calls("A"), vec!["a1", "a2"]);
+    assert_eq!(engine.consumer().keys_calls("A"), vec!["a1", "a2"]);
     assert_eq!(out.failed_sequence_numbers(), vec![seq(3), seq(4), seq(5)]);
     assert_eq!((out.stats.applied, out.stats.unstarted), (2, 3));
 }
@@ -331,7 +337,7 @@ async fn deadline_already_near_starts_nothing() {
             Some(Instant::now() + Duration::from_millis(50)),
         )
         .await;
-    assert!(engine.handler().calls().is_empty());
+    assert!(engine.consumer().calls().is_empty());
     assert_eq!(out.failed_sequence_numbers(), vec![seq(1), seq(2), seq(3)]);
 }
 
@@ -388,8 +394,12 @@ async fn all_fail_batch() {
 async fn idempotency_key_falls_back_to_the_record() {
     #[derive(Default)]
     struct Keys(Mutex<Vec<String>>);
-    impl RecordHandler for Keys {
-        async fn handle(&self, event: &OrderEvent<'_>) -> Result<Outcome, EffectError> {
+    impl Consumer for Keys {
+        type Payload<'a> = TestOrder<'a>;
+        fn read<'a>(&self, payload: RawPayload<'a>) -> Result<TestOrder<'a>, Malformed> {
+            read_order(payload)
+        }
+        async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
             self.0
                 .lock()
                 .unwrap()
@@ -404,7 +414,7 @@ async fn idempotency_key_falls_back_to_the_record() {
     engine
         .process(&KinesisBatch::from_slice(&event(records)).unwrap(), None)
         .await;
-    let keys = engine.handler().0.lock().unwrap().clone();
+    let keys = engine.consumer().0.lock().unwrap().clone();
     assert_eq!(
         keys,
         vec![

@@ -12,8 +12,8 @@ use shared::batch::compare_sequence_numbers;
 use shared::fakes::FakePoisonSink;
 use shared::kpl;
 use shared::{
-    BatchEngine, EffectError, EngineConfig, EventType, EventTypeSet, KinesisBatch, OrderEvent,
-    Outcome, RecordHandler,
+    BatchEngine, Consumer, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch,
+    Malformed, Outcome, RawPayload,
 };
 use support::*;
 
@@ -23,9 +23,15 @@ struct Rule {
     fail: HashSet<String>,
 }
 
-impl RecordHandler for Rule {
-    async fn handle(&self, event: &OrderEvent<'_>) -> Result<Outcome, EffectError> {
-        let order = event.order.order_id.as_str().to_owned();
+impl Consumer for Rule {
+    type Payload<'a> = TestOrder<'a>;
+
+    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<TestOrder<'a>, Malformed> {
+        read_order(payload)
+    }
+
+    async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+        let order = event.payload.order_id.as_str().to_owned();
         // Yield, so keys interleave as they would on real I/O.
         tokio::time::sleep(Duration::from_micros(order.len() as u64 % 3)).await;
         self.calls
@@ -108,7 +114,7 @@ proptest! {
         let rule = Rule { calls: Mutex::new(Vec::new()), fail };
         let config = EngineConfig {
             function: "p".into(),
-            event_types: EventTypeSet::new([EventType::OrderPlaced]),
+            event_types: EventTypeSet::new(["ORDER_PLACED"]),
             max_concurrency: concurrency,
             deadline_margin: Duration::ZERO,
             metrics_namespace: "p".into(),
@@ -116,7 +122,7 @@ proptest! {
         let engine = BatchEngine::new(rule, FakePoisonSink::default(), config);
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let out = rt.block_on(engine.process(&batch, None));
-        let calls = engine.handler().calls.lock().unwrap().clone();
+        let calls = engine.consumer().calls.lock().unwrap().clone();
         let reported: Vec<String> = out.failed_sequence_numbers().into_iter().map(str::to_owned).collect();
 
         // Order per key, and nothing after a key's first failure.
@@ -128,7 +134,7 @@ proptest! {
             let mut sorted = orders.clone();
             sorted.sort();
             prop_assert_eq!(orders, &sorted);
-            if let Some(pos) = orders.iter().position(|o| engine.handler().fail.contains(o)) {
+            if let Some(pos) = orders.iter().position(|o| engine.consumer().fail.contains(o)) {
                 prop_assert_eq!(pos, orders.len() - 1, "a key ran past its failure");
             }
         }

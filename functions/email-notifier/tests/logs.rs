@@ -6,11 +6,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use email_notifier::{Config, EmailRule};
 use serde_json::Value;
-use shared::engine::LogPoisonSink;
 use shared::fakes::{FakeEmailSender, FakeLedger};
 use shared::ports::{Confirmation, EmailSender};
 use shared::telemetry::{self, REDACTED};
-use shared::{BatchEngine, EffectError, Env, ErrorClass, KinesisBatch};
+use shared::{BatchEngine, EffectError, Env, ErrorClass, KinesisBatch, PoisonRecord, PoisonSink};
+
+/// A sink that logs each poison record's reason, which may quote an AWS error message.
+struct LogPoisonSink;
+
+impl PoisonSink for LogPoisonSink {
+    async fn capture(&self, record: &PoisonRecord) -> Result<(), EffectError> {
+        tracing::warn!(reason = %record.reason, "poison record skipped");
+        Ok(())
+    }
+}
 
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(format!(

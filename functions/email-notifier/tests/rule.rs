@@ -34,7 +34,7 @@ async fn placed_order_sends_one_confirmation() {
     let engine = engine(&[]);
     let out = engine.process(&sample("order-placed.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
-    let sent = engine.handler().sender().sent();
+    let sent = engine.consumer().sender().sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, "user-ada@example.com");
     let data: Value = serde_json::from_str(&sent[0].template_data).unwrap();
@@ -55,7 +55,7 @@ async fn mixed_batch_sends_for_placed_orders_only() {
     let out = engine.process(&sample("mixed-batch.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
     let mut orders: Vec<_> = engine
-        .handler()
+        .consumer()
         .sender()
         .sent()
         .into_iter()
@@ -75,7 +75,7 @@ async fn mixed_batch_sends_for_placed_orders_only() {
 async fn event_types_are_configurable() {
     let engine = engine(&[("EVENT_TYPES", "ORDER_PLACED,ORDER_CREATED")]);
     let out = engine.process(&sample("mixed-batch.json"), None).await;
-    assert_eq!(engine.handler().sender().sent().len(), 5);
+    assert_eq!(engine.consumer().sender().sent().len(), 5);
     assert_eq!(out.stats.applied, 5);
 }
 
@@ -85,7 +85,7 @@ async fn poison_batch_sends_the_good_ones() {
     let engine = engine(&[]);
     let out = engine.process(&sample("poison-batch.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
-    assert_eq!(engine.handler().sender().sent().len(), 2);
+    assert_eq!(engine.consumer().sender().sent().len(), 2);
     assert_eq!(engine.poison_sink().captured().len(), 6);
 }
 
@@ -95,11 +95,11 @@ async fn poison_batch_sends_the_good_ones() {
 async fn send_failures_are_classified() {
     let engine = engine(&[]);
     engine
-        .handler()
+        .consumer()
         .sender()
         .fail_order("order-2001", ErrorClass::Retryable, 1);
     engine
-        .handler()
+        .consumer()
         .sender()
         .fail_order("order-2003", ErrorClass::Permanent, 1);
     let out = engine.process(&sample("mixed-batch.json"), None).await;
@@ -107,7 +107,7 @@ async fn send_failures_are_classified() {
         out.failed_sequence_numbers(),
         vec!["49590338271490256608559692538361571095921575989136588810"]
     );
-    assert_eq!(engine.handler().sender().sent().len(), 2);
+    assert_eq!(engine.consumer().sender().sent().len(), 2);
     assert_eq!(engine.poison_sink().captured().len(), 1);
     assert!(engine.poison_sink().captured()[0]
         .reason
@@ -122,12 +122,12 @@ async fn redelivery_never_sends_twice() {
     let first = engine.process(&sample("mixed-batch.json"), None).await;
     let second = engine.process(&sample("mixed-batch.json"), None).await;
     let third = engine.process(&sample("mixed-batch.json"), None).await;
-    assert_eq!(engine.handler().sender().sent().len(), 4);
+    assert_eq!(engine.consumer().sender().sent().len(), 4);
     assert_eq!((first.stats.applied, first.stats.duplicates), (4, 0));
     assert_eq!((second.stats.applied, second.stats.duplicates), (0, 4));
     assert_eq!((third.stats.applied, third.stats.duplicates), (0, 4));
     assert!(engine
-        .handler()
+        .consumer()
         .ledger()
         .done_note("evt-1001")
         .is_some_and(|id| id.starts_with("fake-message")));
@@ -139,13 +139,13 @@ async fn redelivery_never_sends_twice() {
 async fn claims_are_released_or_expire() {
     let engine = engine(&[]);
     engine
-        .handler()
+        .consumer()
         .sender()
         .fail_order("order-1001", ErrorClass::Retryable, 1);
     let out = engine.process(&sample("order-placed.json"), None).await;
     assert_eq!(out.stats.failed, 1);
     assert!(
-        !engine.handler().ledger().is_in_progress("evt-0001"),
+        !engine.consumer().ledger().is_in_progress("evt-0001"),
         "claim released"
     );
     let out = engine.process(&sample("order-placed.json"), None).await;
@@ -153,7 +153,7 @@ async fn claims_are_released_or_expire() {
 
     // A crash between claim and send: the claim stays, with its lease.
     use shared::idempotency::{Claim, IdempotencyStore};
-    let ledger = engine.handler().ledger();
+    let ledger = engine.consumer().ledger();
     assert!(matches!(
         ledger.claim("evt-1001").await.unwrap(),
         Claim::Claimed(_)
@@ -164,7 +164,7 @@ async fn claims_are_released_or_expire() {
     let out = engine.process(&sample("mixed-batch.json"), None).await;
     assert_eq!(out.stats.failed, 0);
     let sent: Vec<_> = engine
-        .handler()
+        .consumer()
         .sender()
         .sent()
         .into_iter()

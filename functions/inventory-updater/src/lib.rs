@@ -1,26 +1,53 @@
 //! inventory-updater: reserve stock when an order is placed or created, release it when the order
 //! is cancelled.
 //!
-//! The rule is this crate; everything else (decoding, the batch engine, the DynamoDB adapter) is in
-//! `shared`.
+//! The rule is this crate: what it reads of each event type, and what it does with it. Everything
+//! else (decoding, the batch engine, the DynamoDB adapter) is in `shared`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+use serde::Deserialize;
 use shared::adapters::DynamoInventory;
 use shared::config::{ConfigError, Env};
+use shared::order::{OrderId, OrderLines, ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED};
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 use shared::runtime::{CommonConfig, DeadLetterQueue};
-use shared::{BatchEngine, EffectError, EventType, OrderEvent, Outcome, RecordHandler};
+use shared::{BatchEngine, Consumer, EffectError, Event, Malformed, Outcome, RawPayload};
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise (all it supports).
-pub const DEFAULT_EVENT_TYPES: &[EventType] = &[
-    EventType::OrderPlaced,
-    EventType::OrderCreated,
-    EventType::OrderCancelled,
-];
+pub const DEFAULT_EVENT_TYPES: &[&str] = &[ORDER_PLACED, ORDER_CREATED, ORDER_CANCELLED];
 
 /// The event types this function has a rule for.
-pub const SUPPORTED_EVENT_TYPES: &[EventType] = DEFAULT_EVENT_TYPES;
+pub const SUPPORTED_EVENT_TYPES: &[&str] = DEFAULT_EVENT_TYPES;
+
+/// What a placement or creation must carry to reserve stock: the order and its lines. Anything
+/// else (the email, the total, the status) is not read.
+#[derive(Debug, Deserialize)]
+pub struct OrderToReserve<'a> {
+    /// The order.
+    #[serde(rename = "orderId", borrow)]
+    pub order_id: OrderId<'a>,
+    /// What to reserve.
+    #[serde(borrow)]
+    pub items: OrderLines<'a>,
+}
+
+/// What a cancellation must carry: the order.
+#[derive(Debug, Deserialize)]
+pub struct Cancellation<'a> {
+    /// The order.
+    #[serde(rename = "orderId", borrow)]
+    pub order_id: OrderId<'a>,
+}
+
+/// An event this function reads, by type.
+#[derive(Debug)]
+pub enum InventoryEvent<'a> {
+    /// `ORDER_PLACED` or `ORDER_CREATED`: reserve the lines.
+    Reserve(OrderToReserve<'a>),
+    /// `ORDER_CANCELLED`: release what the order holds.
+    Release(Cancellation<'a>),
+}
 
 /// The function's settings, read once at start-up.
 #[derive(Debug, Clone)]
@@ -65,15 +92,22 @@ impl<S: InventoryStore> InventoryRule<S> {
     }
 }
 
-impl<S: InventoryStore> RecordHandler for InventoryRule<S> {
-    async fn handle(&self, event: &OrderEvent<'_>) -> Result<Outcome, EffectError> {
-        let order = &event.order;
+impl<S: InventoryStore> Consumer for InventoryRule<S> {
+    type Payload<'a> = InventoryEvent<'a>;
+
+    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<InventoryEvent<'a>, Malformed> {
+        match payload.event_type() {
+            ORDER_PLACED | ORDER_CREATED => payload.read().map(InventoryEvent::Reserve),
+            ORDER_CANCELLED => payload.read().map(InventoryEvent::Release),
+            other => Err(Malformed::NoRule(other.into())),
+        }
+    }
+
+    async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
         let event_key = event.idempotency_key();
-        match event.event_type {
-            EventType::OrderPlaced | EventType::OrderCreated => {
-                let lines = order
-                    .quantities()
-                    .map_err(|e| EffectError::permanent(e.to_string()))?;
+        match &event.payload {
+            InventoryEvent::Reserve(order) => {
+                let lines = order.items.quantities().map_err(EffectError::permanent)?;
                 Ok(
                     match self
                         .store
@@ -86,20 +120,19 @@ impl<S: InventoryStore> RecordHandler for InventoryRule<S> {
                     },
                 )
             }
-            EventType::OrderCancelled => Ok(
-                match self.store.release(&event_key, &order.order_id).await? {
+            InventoryEvent::Release(cancel) => Ok(
+                match self.store.release(&event_key, &cancel.order_id).await? {
                     ReleaseOutcome::Released => Outcome::Applied,
                     ReleaseOutcome::AlreadyReleased => Outcome::Duplicate,
                     ReleaseOutcome::NothingReserved => {
                         Outcome::NoEffect("nothing reserved for this order".into())
                     }
+                    ReleaseOutcome::CancelledFirst => Outcome::NoEffect(
+                        "cancelled before it was placed: recorded, so a late placement takes no stock"
+                            .into(),
+                    ),
                 },
             ),
-            // Config::from_env admits only the supported types, so this is unreachable in a
-            // running function; a test that wires the rule by hand gets a clear poison reason.
-            ref other => Err(EffectError::permanent(format!(
-                "inventory-updater has no rule for {other}"
-            ))),
         }
     }
 }

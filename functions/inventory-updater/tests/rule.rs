@@ -34,7 +34,7 @@ fn engine() -> BatchEngine<InventoryRule<FakeInventory>, FakePoisonSink> {
 #[tokio::test]
 async fn placed_then_cancelled() {
     let engine = engine();
-    let store = engine.handler().store();
+    let store = engine.consumer().store();
     let out = engine.process(&sample("order-placed.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
     assert_eq!(
@@ -63,7 +63,7 @@ async fn placed_then_cancelled() {
 #[tokio::test]
 async fn mixed_batch() {
     let engine = engine();
-    let store = engine.handler().store();
+    let store = engine.consumer().store();
     let out = engine.process(&sample("mixed-batch.json"), None).await;
     assert!(
         out.response.batch_item_failures.is_empty(),
@@ -104,7 +104,7 @@ async fn mixed_batch() {
 #[tokio::test]
 async fn redelivery_changes_nothing() {
     let engine = engine();
-    let store = engine.handler().store();
+    let store = engine.consumer().store();
     engine.process(&sample("mixed-batch.json"), None).await;
     let out = engine.process(&sample("mixed-batch.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
@@ -119,7 +119,7 @@ async fn redelivery_changes_nothing() {
 #[tokio::test]
 async fn failure_stops_the_key() {
     let engine = engine();
-    let store = engine.handler().store();
+    let store = engine.consumer().store();
     store.fail_order("order-2002", ErrorClass::Retryable, 1);
     let out = engine.process(&sample("mixed-batch.json"), None).await;
     assert_eq!(
@@ -156,7 +156,7 @@ fn missing_settings_are_named() {
 #[tokio::test]
 async fn kpl_aggregated_records() {
     let engine = engine();
-    let store = engine.handler().store();
+    let store = engine.consumer().store();
     let out = engine.process(&sample("kpl-aggregated.json"), None).await;
     assert!(
         out.response.batch_item_failures.is_empty(),
@@ -191,7 +191,7 @@ async fn kpl_aggregated_records() {
         .find(|p| p.sub_sequence_number.is_none())
         .unwrap();
     assert!(
-        corrupt.reason.contains("not an order event envelope"),
+        corrupt.reason.contains("not an event envelope"),
         "{}",
         corrupt.reason
     );
@@ -202,7 +202,7 @@ async fn kpl_aggregated_records() {
 #[tokio::test]
 async fn kpl_failure_reports_the_parent() {
     let engine = engine();
-    let store = engine.handler().store();
+    let store = engine.consumer().store();
     store.fail_order("order-4002", ErrorClass::Retryable, 1);
     let out = engine.process(&sample("kpl-aggregated.json"), None).await;
     assert_eq!(

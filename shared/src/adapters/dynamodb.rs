@@ -2,14 +2,18 @@
 //!
 //! One table holds the stock and the reservations, keyed by the string attribute `pk`:
 //! - `SKU#<productId>`: `available` (number), the stock that can still be reserved;
-//! - `ORDER#<orderId>`: `status` (`RESERVED`, `REJECTED`, `RELEASED`), `lines` (a map of product
-//!   id to quantity held), `reason` (why it was rejected).
+//! - `ORDER#<orderId>`: `status` (`RESERVED`, `REJECTED`, `RELEASED`, `CANCELLED`), `lines` (a
+//!   map of product id to quantity held), `reason` (why it was rejected), `cancelledBy` (the event
+//!   that cancelled the order before it was placed).
 //!
 //! A reservation is one `TransactWriteItems`: a conditional decrement per product (`available >=
 //! quantity`, which also fails for an unknown product), the order's item, written only if it does
 //! not exist yet, and the event's idempotency marker in the ledger table, written only if it does
 //! not exist yet. So an order is reserved whole or not at all, and a redelivered event changes
 //! nothing. Releases and recorded rejections carry the marker in their transaction too.
+//!
+//! A cancellation that finds no order writes a tombstone (`CANCELLED`), so that a placement
+//! arriving later is rejected ("cancelled before it was placed") instead of taking stock.
 //!
 //! [`DynamoLedger`] is the claim ledger ([`IdempotencyStore`]) over the same kind of table.
 
@@ -27,12 +31,13 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use crate::error::{EffectError, ErrorClass};
-use crate::event::{OrderId, Quantity};
+use crate::order::{OrderId, Quantity};
 use crate::idempotency::{
     epoch_seconds, ledger_key, Claim, IdempotencyConfig, IdempotencyStore, Lease, Mark,
 };
 use crate::ports::{
     InventoryStore, ReleaseOutcome, Reservation, ReservationStatus, ReserveOutcome,
+    CANCELLED_BEFORE_PLACED,
 };
 
 /// The largest number of products in one order: a transaction holds at most 100 actions, and two
@@ -76,11 +81,12 @@ impl TryFrom<&Item> for Reservation {
                 lines.insert(sku.clone(), q);
             }
         }
-        let reason = item.get("reason").and_then(|v| v.as_s().ok()).cloned();
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
         Ok(Reservation {
             status,
             lines,
-            reason,
+            reason: text("reason"),
+            cancelled_by: text("cancelledBy"),
         })
     }
 }
@@ -97,6 +103,9 @@ impl From<&Reservation> for Item {
         item.insert("lines".into(), AttributeValue::M(lines));
         if let Some(reason) = &r.reason {
             item.insert("reason".into(), AttributeValue::S(reason.clone()));
+        }
+        if let Some(event) = &r.cancelled_by {
+            item.insert("cancelledBy".into(), AttributeValue::S(event.clone()));
         }
         item
     }
@@ -198,10 +207,13 @@ impl DynamoInventory {
         let mut item = Item::from(r);
         item.insert("pk".into(), AttributeValue::S(order_key(order_id)));
         item.insert("orderId".into(), AttributeValue::S(order_id.to_owned()));
+        // The item that is there already comes back with the cancellation: a tombstone
+        // (`CANCELLED`) is told apart from an order recorded before.
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)");
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         Ok(TransactWriteItem::builder()
             .put(built(put.build())?)
             .build())
@@ -245,6 +257,7 @@ impl DynamoInventory {
             status: ReservationStatus::Rejected,
             lines: BTreeMap::new(),
             reason: Some(reason.clone()),
+            cancelled_by: None,
         };
         let actions = vec![
             self.order_put(order_id, &rejection)?,
@@ -264,6 +277,102 @@ impl DynamoInventory {
             Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
         }
     }
+    /// Records an order cancelled before it was placed: a tombstone, with the event that
+    /// cancelled it, written only if the order has no item yet.
+    async fn record_tombstone(
+        &self,
+        event_key: &str,
+        order_id: &str,
+    ) -> Result<ReleaseOutcome, EffectError> {
+        let tombstone = Reservation {
+            status: ReservationStatus::Cancelled,
+            lines: BTreeMap::new(),
+            reason: None,
+            cancelled_by: Some(event_key.to_owned()),
+        };
+        let actions = vec![
+            self.order_put(order_id, &tombstone)?,
+            self.marker_put(event_key)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(ReleaseOutcome::CancelledFirst),
+            Err(e) => match cancellation_reasons(&e) {
+                // This event was applied before.
+                Some([_, marker]) if is_condition_failure(marker) => {
+                    Ok(ReleaseOutcome::AlreadyReleased)
+                }
+                // The order was placed between our read and our write: retried, it is released.
+                Some([order, _]) if is_condition_failure(order) => Err(EffectError::new(
+                    ErrorClass::Retryable,
+                    "the order was recorded while its cancellation was written",
+                    Some(Box::new(e)),
+                )),
+                _ => Err(EffectError::from_sdk("TransactWriteItems", e)),
+            },
+        }
+    }
+
+    /// Rejects the placement of an order whose tombstone is there: the tombstone becomes the
+    /// rejection ("cancelled before it was placed"), and no stock is taken.
+    async fn reject_cancelled(
+        &self,
+        event_key: &str,
+        order_id: &str,
+    ) -> Result<ReserveOutcome, EffectError> {
+        let reject = Update::builder()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(order_key(order_id)))
+            .update_expression("SET #s = :rejected, reason = :reason")
+            .condition_expression("#s = :cancelled")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(
+                ":rejected",
+                AttributeValue::S(ReservationStatus::Rejected.as_str().into()),
+            )
+            .expression_attribute_values(
+                ":cancelled",
+                AttributeValue::S(ReservationStatus::Cancelled.as_str().into()),
+            )
+            .expression_attribute_values(
+                ":reason",
+                AttributeValue::S(CANCELLED_BEFORE_PLACED.into()),
+            );
+        let actions = vec![
+            TransactWriteItem::builder()
+                .update(built(reject.build())?)
+                .build(),
+            self.marker_put(event_key)?,
+        ];
+        match self.transact(actions).await {
+            Ok(()) => Ok(ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())),
+            // Another event of the order, or this one, got there first.
+            Err(e) if cancellation_reasons(&e).is_some_and(only_condition_failures) => {
+                Ok(ReserveOutcome::AlreadyRecorded)
+            }
+            Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
+        }
+    }
+
+    async fn transact(
+        &self,
+        actions: Vec<TransactWriteItem>,
+    ) -> Result<(), SdkError<TransactWriteItemsError, aws_smithy_runtime_api::http::Response>> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+            .map(drop)
+    }
+}
+
+/// Whether a cancelled action's item, returned with it, is an order's tombstone.
+fn is_tombstone(reason: &CancellationReason) -> bool {
+    reason
+        .item()
+        .and_then(|i| i.get("status"))
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|s| s == ReservationStatus::Cancelled.as_str())
 }
 
 impl InventoryStore for DynamoInventory {
@@ -285,6 +394,7 @@ impl InventoryStore for DynamoInventory {
                 .map(|(k, q)| ((*k).to_owned(), q.get()))
                 .collect(),
             reason: None,
+            cancelled_by: None,
         };
         let mut actions = Vec::with_capacity(lines.len() + 2);
         for (sku, q) in lines {
@@ -307,9 +417,15 @@ impl InventoryStore for DynamoInventory {
             return Err(EffectError::from_sdk("TransactWriteItems", err));
         };
         // The last two actions are the order's item and the event's marker: if either exists,
-        // this event, or another event of this order, was applied before.
-        if reasons.iter().rev().take(2).any(is_condition_failure) {
-            return Ok(ReserveOutcome::AlreadyRecorded);
+        // this event, or another event of this order, was applied before, unless the order's item
+        // is a tombstone: the order was cancelled before it was placed.
+        if let [.., order, marker] = reasons {
+            if is_condition_failure(order) && !is_condition_failure(marker) && is_tombstone(order) {
+                return self.reject_cancelled(event_key, order_id).await;
+            }
+            if is_condition_failure(order) || is_condition_failure(marker) {
+                return Ok(ReserveOutcome::AlreadyRecorded);
+            }
         }
         if let Some(class) = classify_reasons(reasons) {
             return Err(EffectError::new(
@@ -361,12 +477,14 @@ impl InventoryStore for DynamoInventory {
             .await
             .map_err(|e| EffectError::from_sdk("GetItem", e))?;
         let Some(item) = got.item() else {
-            return Ok(ReleaseOutcome::NothingReserved);
+            return self.record_tombstone(event_key, order_id).await;
         };
         let reservation = Reservation::try_from(item)?;
         match reservation.status {
             ReservationStatus::Rejected => return Ok(ReleaseOutcome::NothingReserved),
-            ReservationStatus::Released => return Ok(ReleaseOutcome::AlreadyReleased),
+            ReservationStatus::Released | ReservationStatus::Cancelled => {
+                return Ok(ReleaseOutcome::AlreadyReleased)
+            }
             ReservationStatus::Reserved => {}
         }
         let mut actions = Vec::with_capacity(reservation.lines.len() + 2);
@@ -750,6 +868,7 @@ mod tests {
                     status: ReservationStatus::Reserved,
                     lines: [("sku-a".to_owned(), 2)].into(),
                     reason: None,
+                    cancelled_by: None,
                 };
                 GetItemOutput::builder()
                     .set_item(Some(Item::from(&reservation)))

@@ -60,7 +60,7 @@ mod tests {
 
     use super::*;
     use crate::error::ErrorClass;
-    use crate::event::{Email, OrderId};
+    use crate::order::{Email, OrderId};
 
     fn confirmation_parts() -> (Email<'static>, OrderId<'static>) {
         (

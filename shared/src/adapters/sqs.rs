@@ -93,7 +93,7 @@ mod tests {
             sequence_number: Some("1".into()),
             sub_sequence_number: None,
             data: "bm90IGpzb24=".into(),
-            reason: "not an order event envelope".into(),
+            reason: "not an event envelope".into(),
             captured_at_ms: 1,
         }
     }
@@ -112,7 +112,7 @@ mod tests {
                     && body["partitionKey"] == "k"
                     && body["sequenceNumber"] == "1"
                     && body["shardId"] == "shardId-000000000000"
-                    && body["reason"] == "not an order event envelope"
+                    && body["reason"] == "not an event envelope"
                     && attrs["function"].string_value() == Some("email-notifier")
             })
             .then_output(|| SendMessageOutput::builder().message_id("m").build());
