@@ -5,6 +5,9 @@ delivers them (base64 data). Deterministic: run it again and the files do not ch
     python3 events/generate.py
 """
 import base64
+import datetime
+import decimal
+import hashlib
 import json
 import os
 
@@ -31,7 +34,9 @@ def order_event(event_id, event_type, order_id, user, items, total, minute=0, em
 
 def record(i, partition_key, data, raw=False):
     seq = str(SEQ0 + i)
-    if not raw:
+    if isinstance(data, bytes):  # already serialised, as a producer wrote it
+        data = base64.b64encode(data).decode()
+    elif not raw:
         data = base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
     return {
         "kinesis": {
@@ -49,6 +54,26 @@ def record(i, partition_key, data, raw=False):
         "awsRegion": "us-east-1",
         "eventSourceARN": STREAM,
     }
+
+
+class ArticleProducer:
+    """Serialises events as the article's Python producer does: `json.dumps(event, default=str)`
+    (spaces after `:` and `,`), no eventId, a naive `datetime.isoformat()` timestamp, a Decimal
+    total written as a string by `default=str`, quantities computed as floats, and a partition key
+    of `f"{user_id}#{md5 % shard_count}"`."""
+
+    SHARD_COUNT = 4
+    NOW = datetime.datetime(2026, 11, 21, 10, 0, 0, 123456)
+
+    def event(self, event_type, payload):
+        return json.dumps(
+            {"eventType": event_type, "timestamp": self.NOW.isoformat(), "payload": payload},
+            default=str,
+        ).encode()
+
+    def partition_key(self, user_id, order_id):
+        digest = int(hashlib.md5(order_id.encode()).hexdigest(), 16)
+        return f"{user_id}#{digest % self.SHARD_COUNT}"
 
 
 def write(name, records):
@@ -100,6 +125,50 @@ def main():
         r["kinesis"]["partitionKey"] = key
         poison.append(r)
     write("poison-batch.json", poison)
+
+    # Real producers: the article's Python producer, and cancellations that carry only what a
+    # cancellation needs. Every record is valid for the rule that reads it.
+    article = ArticleProducer()
+    created = {
+        "orderId": "order-5001",
+        "userId": "user-quinn",
+        "items": [
+            {"productId": "sku-apple", "quantity": 2.0},  # computed as a float
+            {"productId": "sku-pear", "quantity": 1},
+        ],
+        "status": "CREATED",
+        "total": decimal.Decimal("7.40"),  # written as "7.40" by default=str; no email
+    }
+    placed = {
+        "orderId": "order-5002",
+        "userId": "user-quinn",
+        "email": "user-quinn@example.com",
+        "items": [{"productId": "sku-plum", "quantity": 3.0}],
+        "status": "PLACED",
+        "total": decimal.Decimal("6.00"),
+    }
+    minimal_cancel = {"orderId": "order-5001", "userId": "user-quinn", "reason": "changed mind"}
+    key = article.partition_key("user-quinn", "order-5001")
+    write("real-producers.json", [
+        record(50, key, article.event("ORDER_CREATED", created)),
+        record(51, article.partition_key("user-quinn", "order-5002"),
+               article.event("ORDER_PLACED", placed)),
+        record(52, key, article.event("ORDER_CANCELLED", minimal_cancel)),
+    ])
+
+    # A cancellation that overtakes its order (here redriven ahead of it, under the same key):
+    # the cancellation is recorded, and the late placement takes no stock.
+    late = order_event("evt-6002", "ORDER_PLACED", "order-6001", "user-rae", [("sku-apple", 1)], "3.20", 2)
+    early_cancel = {
+        "eventId": "evt-6001",
+        "eventType": "ORDER_CANCELLED",
+        "timestamp": "2026-11-21T10:01:00Z",
+        "payload": {"orderId": "order-6001", "reason": "fraud check failed"},
+    }
+    write("cancel-before-order.json", [
+        record(60, "order-6001", early_cancel),
+        record(61, "order-6001", late),
+    ])
 
 
 if __name__ == "__main__":

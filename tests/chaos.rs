@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use shared::aws_config::timeout::TimeoutConfig;
 use shared::aws_lambda_events::event::streams::KinesisEventResponse;
 use shared::aws_sdk_dynamodb::types::AttributeValue;
-use shared::{BatchEngine, BatchStats, KinesisBatch, PoisonSink, RecordHandler};
+use shared::{BatchEngine, BatchStats, KinesisBatch, PoisonSink};
 
 const SKUS: usize = 20;
 const INITIAL_STOCK: i64 = 1_000_000;
@@ -193,7 +193,7 @@ struct Function<H, P> {
     crashes: AtomicU64,
 }
 
-impl<H: RecordHandler, P: PoisonSink> Consumer for Function<H, P> {
+impl<H: shared::Consumer, P: PoisonSink> Consumer for Function<H, P> {
     async fn invoke(&self, event: Vec<u8>) -> Result<KinesisEventResponse, String> {
         let batch = KinesisBatch::from_slice(&event).map_err(|e| e.to_string())?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -121,7 +121,9 @@ impl<'a> RawPayload<'a> {
             event_type: self.event_type.to_string(),
             why,
         };
-        let raw = self.raw.ok_or_else(|| malformed("missing field `payload`".into()))?;
+        let raw = self
+            .raw
+            .ok_or_else(|| malformed("missing field `payload`".into()))?;
         serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))
     }
 }
@@ -202,7 +204,9 @@ struct EventTypeName<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for EventTypeName<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(TextVisitor("a string")).map(EventTypeName)
+        deserializer
+            .deserialize_str(TextVisitor("a string"))
+            .map(EventTypeName)
     }
 }
 
@@ -352,7 +356,10 @@ mod tests {
             r#"{"payload":{"orderId":"o"},"eventType":"ORDER_CANCELLED"}"#,
             r#"{"eventType":"ORDER_\u0043ANCELLED"}"#,
         ] {
-            assert!(matches!(read(text), Ok(Read::Unwanted(t)) if t == "ORDER_CANCELLED"), "{text}");
+            assert!(
+                matches!(read(text), Ok(Read::Unwanted(t)) if t == "ORDER_CANCELLED"),
+                "{text}"
+            );
         }
         // Broken before its type: not an envelope.
         let broken = r#"{"payload":{"orderId":,"eventType":"ORDER_CANCELLED"}"#;
@@ -375,7 +382,13 @@ mod tests {
 
     #[test]
     fn not_envelopes() {
-        for text in ["", "[1,2]", r#"{"hello":"world"}"#, r#"{"eventType":7}"#, "\u{ff}"] {
+        for text in [
+            "",
+            "[1,2]",
+            r#"{"hello":"world"}"#,
+            r#"{"eventType":7}"#,
+            "\u{ff}",
+        ] {
             assert!(matches!(read(text), Err(Malformed::Envelope(_))), "{text}");
         }
     }
@@ -394,7 +407,10 @@ mod tests {
         };
         assert!(payload(r#"{"orderId":"o-1","reason":"changed mind"}"#).is_ok());
         let err = payload(r#"{"reason":"x"}"#).unwrap_err().to_string();
-        assert!(err.contains("ORDER_CANCELLED") && err.contains("orderId"), "{err}");
+        assert!(
+            err.contains("ORDER_CANCELLED") && err.contains("orderId"),
+            "{err}"
+        );
         let err = payload(r#"{"orderId":" "}"#).unwrap_err().to_string();
         assert!(err.contains("orderId is empty"), "{err}");
         let missing = RawPayload::new("ORDER_CANCELLED", None).read::<Cancel<'_>>();

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::engine::{PoisonRecord, PoisonSink};
 use crate::error::{EffectError, ErrorClass};
-use crate::order::{OrderId, Quantity};
 use crate::idempotency::{Claim, IdempotencyStore, Lease, Mark};
+use crate::order::{OrderId, Quantity};
 use crate::ports::{
     Confirmation, EmailSender, InventoryStore, ReleaseOutcome, Reservation, ReservationStatus,
     ReserveOutcome, CANCELLED_BEFORE_PLACED,

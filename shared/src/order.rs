@@ -332,20 +332,33 @@ mod tests {
         for bad in ["2.5", "0", "-1", "1000001", "1e7", "\"2\"", "null"] {
             let text = format!(r#"{{"items":[{{"productId":"p","quantity":{bad}}}],"total":1}}"#);
             let err = read(&text).unwrap_err();
-            assert!(err.contains("quantity") || err.contains("whole number"), "{bad}: {err}");
+            assert!(
+                err.contains("quantity") || err.contains("whole number"),
+                "{bad}: {err}"
+            );
         }
     }
 
     #[test]
     fn money_is_taken_as_written() {
         let total = |raw: &str| {
-            read(&format!(r#"{{"items":[{{"productId":"p","quantity":1}}],"total":{raw}}}"#))
-                .map(|l| l.total.as_str().to_owned())
+            read(&format!(
+                r#"{{"items":[{{"productId":"p","quantity":1}}],"total":{raw}}}"#
+            ))
+            .map(|l| l.total.as_str().to_owned())
         };
         assert_eq!(total(r#""12.50""#).unwrap(), "12.50");
         assert_eq!(total("12.50").unwrap(), "12.50");
         assert_eq!(total(r#""1\u0032.5""#).unwrap(), "12.5");
-        for bad in [r#""12a""#, r#""-1""#, r#""""#, "-1", r#""1.2.3""#, "1e3", "null"] {
+        for bad in [
+            r#""12a""#,
+            r#""-1""#,
+            r#""""#,
+            "-1",
+            r#""1.2.3""#,
+            "1e3",
+            "null",
+        ] {
             assert!(total(bad).is_err(), "{bad}");
         }
     }
@@ -380,7 +393,9 @@ mod tests {
         assert!(id(&"x".repeat(257)).is_err());
         let email = |s: &str| Email::parse(Cow::Borrowed(s)).is_ok();
         assert!(email("ada@example.com"));
-        for bad in ["", "ada", "@x.co", "a@b", "a@.co", "a@co.", "a b@c.co", "a@b@c.co"] {
+        for bad in [
+            "", "ada", "@x.co", "a@b", "a@.co", "a@co.", "a b@c.co", "a@b@c.co",
+        ] {
             assert!(!email(bad), "{bad}");
         }
         assert_eq!(

@@ -173,10 +173,7 @@ fn bad_envelopes_and_payloads() {
         envelope(b"\xff\xfe not json"),
         Err(Malformed::Envelope(_))
     ));
-    assert!(matches!(
-        envelope(b"[1,2]"),
-        Err(Malformed::Envelope(_))
-    ));
+    assert!(matches!(envelope(b"[1,2]"), Err(Malformed::Envelope(_))));
     assert!(matches!(
         envelope(br#"{"hello":"world"}"#),
         Err(Malformed::Envelope(_))

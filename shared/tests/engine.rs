@@ -399,7 +399,10 @@ async fn idempotency_key_falls_back_to_the_record() {
         fn read<'a>(&self, payload: RawPayload<'a>) -> Result<TestOrder<'a>, Malformed> {
             read_order(payload)
         }
-        async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+        async fn handle(
+            &self,
+            event: &Event<'_, Self::Payload<'_>>,
+        ) -> Result<Outcome, EffectError> {
             self.0
                 .lock()
                 .unwrap()

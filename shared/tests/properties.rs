@@ -12,8 +12,8 @@ use shared::batch::compare_sequence_numbers;
 use shared::fakes::FakePoisonSink;
 use shared::kpl;
 use shared::{
-    BatchEngine, Consumer, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch,
-    Malformed, Outcome, RawPayload,
+    BatchEngine, Consumer, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch, Malformed,
+    Outcome, RawPayload,
 };
 use support::*;
 

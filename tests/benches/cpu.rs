@@ -15,10 +15,10 @@ use std::time::Instant;
 
 use serde_json::json;
 use shared::engine::{PoisonRecord, PoisonSink};
-use shared::event::{OrderId, Quantity};
 use shared::idempotency::{Claim, IdempotencyStore, Lease, Mark};
+use shared::order::{OrderId, Quantity};
 use shared::ports::{Confirmation, EmailSender, InventoryStore, ReleaseOutcome, ReserveOutcome};
-use shared::{BatchEngine, EffectError, Env, KinesisBatch, RecordHandler};
+use shared::{BatchEngine, Consumer, EffectError, Env, KinesisBatch};
 
 /// Every port, doing nothing and succeeding.
 struct Noop;
@@ -140,7 +140,7 @@ fn decode_by_runtime(bytes: &[u8]) -> KinesisBatch {
 }
 
 /// Event bytes to response bytes: what `lambda_runtime` and the engine do per invocation.
-fn path<H: RecordHandler, P: PoisonSink>(
+fn path<H: Consumer, P: PoisonSink>(
     rt: &tokio::runtime::Runtime,
     engine: &BatchEngine<H, P>,
     bytes: &[u8],

@@ -192,7 +192,8 @@ mod tests {
     fn template_data_shows_the_order() {
         let text = r#"{"orderId":"o-\"1","userId":"u-1","email":"a@b.co","items":[{"productId":"p","quantity":2},{"productId":"q","quantity":3.0}],"total":12.50}"#;
         let order: PlacedOrder<'_> = serde_json::from_str(text).unwrap();
-        let data: serde_json::Value = serde_json::from_str(&template_data(&order).unwrap()).unwrap();
+        let data: serde_json::Value =
+            serde_json::from_str(&template_data(&order).unwrap()).unwrap();
         assert_eq!(
             data,
             serde_json::json!({

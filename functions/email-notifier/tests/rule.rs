@@ -192,3 +192,54 @@ fn missing_settings_are_named() {
     let err = Config::from_env(&env).unwrap_err();
     assert!(err.to_string().contains("EVENT_TYPES"), "{err}");
 }
+
+/// The article's Python producer: spaces, no eventId, a naive timestamp, a string total and float
+/// quantities. Its placed order is confirmed (keyed by the record, as it has no eventId); its
+/// created order and its cancellation are not this function's.
+#[tokio::test]
+async fn real_producers_are_read() {
+    let engine = engine(&[]);
+    let out = engine.process(&sample("real-producers.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(
+        (out.stats.applied, out.stats.poison),
+        (1, 0),
+        "{:?}",
+        out.stats
+    );
+    let sent = engine.consumer().sender().sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "user-quinn@example.com");
+    let data: Value = serde_json::from_str(&sent[0].template_data).unwrap();
+    assert_eq!(data["orderId"], "order-5002");
+    assert_eq!(data["items"][0]["quantity"], 3);
+    assert_eq!(data["total"], "6.00");
+    let skipped: Vec<&str> = out.stats.skipped.keys().map(String::as_str).collect();
+    assert_eq!(skipped, ["ORDER_CANCELLED", "ORDER_CREATED"]);
+}
+
+/// email-notifier reads everything a confirmation shows: a placed order without an address is
+/// poison, and the reason names the field.
+#[tokio::test]
+async fn its_schema_requires_the_address() {
+    use base64::Engine as _;
+    let data = r#"{"eventType": "ORDER_PLACED", "payload": {"orderId": "o-1", "userId": "u-1", "items": [{"productId": "p", "quantity": 1}], "total": "1.00"}}"#;
+    let body = serde_json::json!({"Records": [{
+        "kinesis": {
+            "partitionKey": "o-1",
+            "sequenceNumber": "1",
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+        },
+        "eventID": "shardId-000000000000:1",
+    }]});
+    let engine = engine(&[]);
+    let out = engine
+        .process(
+            &KinesisBatch::from_slice(body.to_string().as_bytes()).unwrap(),
+            None,
+        )
+        .await;
+    assert_eq!(out.stats.poison, 1);
+    let reason = &engine.poison_sink().captured()[0].reason;
+    assert!(reason.contains("missing field `email`"), "{reason}");
+}

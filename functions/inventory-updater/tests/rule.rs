@@ -224,3 +224,128 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .unwrap()
         .0
 }
+
+/// The article's Python producer (spaces, no eventId, a naive timestamp, a string total, float
+/// quantities, no email) and a cancellation that carries only the order: every event is applied.
+#[tokio::test]
+async fn real_producers_are_read() {
+    let engine = engine();
+    let store = engine.consumer().store();
+    let out = engine.process(&sample("real-producers.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(
+        (out.stats.applied, out.stats.poison),
+        (3, 0),
+        "{:?}",
+        out.stats
+    );
+    assert!(engine.poison_sink().captured().is_empty());
+    // order-5001 was created (apple 2.0, pear 1), then cancelled; order-5002 holds plum 3.0.
+    assert_eq!(
+        store.reservation("order-5001").unwrap().status,
+        ReservationStatus::Released
+    );
+    assert_eq!(
+        (store.stock("sku-apple"), store.stock("sku-pear")),
+        (Some(10), Some(5))
+    );
+    assert_eq!(store.stock("sku-plum"), Some(5));
+}
+
+/// A cancellation that overtakes its order is recorded as a tombstone, and the late placement
+/// takes no stock; delivered again, nothing changes.
+#[tokio::test]
+async fn cancellation_before_its_order() {
+    let engine = engine();
+    let store = engine.consumer().store();
+    let out = engine
+        .process(&sample("cancel-before-order.json"), None)
+        .await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!((out.stats.no_effect, out.stats.rejected), (1, 1));
+    let order = store.reservation("order-6001").unwrap();
+    assert_eq!(order.status, ReservationStatus::Rejected);
+    assert_eq!(
+        order.reason.as_deref(),
+        Some("cancelled before it was placed")
+    );
+    assert_eq!(order.cancelled_by.as_deref(), Some("evt-6001"));
+    assert_eq!(store.stock("sku-apple"), Some(10));
+
+    let out = engine
+        .process(&sample("cancel-before-order.json"), None)
+        .await;
+    assert_eq!(out.stats.duplicates, 2, "{:?}", out.stats);
+    assert_eq!(store.stock("sku-apple"), Some(10));
+}
+
+/// A schema per event type: a placement needs its order and lines, a cancellation only its order;
+/// what breaks the type's schema is poison, and the reason names the field.
+#[tokio::test]
+async fn each_type_is_checked_by_its_own_schema() {
+    use base64::Engine as _;
+    let record = |i: u64, data: &str| {
+        serde_json::json!({
+            "kinesis": {
+                "partitionKey": format!("k{i}"),
+                "sequenceNumber": format!("{i:030}"),
+                "data": base64::engine::general_purpose::STANDARD.encode(data),
+            },
+            "eventID": format!("shardId-000000000000:{i:030}"),
+        })
+    };
+    let records = vec![
+        // Valid: the email is neither required nor checked here.
+        record(
+            1,
+            r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"o-1","email":"not an address","items":[{"productId":"sku-apple","quantity":1}]}}"#,
+        ),
+        record(
+            2,
+            r#"{"eventType":"ORDER_CANCELLED","payload":{"orderId":"o-2"}}"#,
+        ),
+        // Poison: each names its field.
+        record(
+            3,
+            r#"{"eventType":"ORDER_CREATED","payload":{"orderId":"o-3","items":[{"productId":"sku-apple","quantity":2.5}]}}"#,
+        ),
+        record(
+            4,
+            r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"o-4"}}"#,
+        ),
+        record(
+            5,
+            r#"{"eventType":"ORDER_CANCELLED","payload":{"reason":"no order"}}"#,
+        ),
+    ];
+    let body = serde_json::json!({ "Records": records }).to_string();
+    let engine = engine();
+    let out = engine
+        .process(&KinesisBatch::from_slice(body.as_bytes()).unwrap(), None)
+        .await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(
+        (out.stats.applied, out.stats.no_effect, out.stats.poison),
+        (1, 1, 3)
+    );
+    let reasons: Vec<String> = engine
+        .poison_sink()
+        .captured()
+        .into_iter()
+        .map(|p| p.reason)
+        .collect();
+    for expected in [
+        "quantity 2.5",
+        "missing field `items`",
+        "missing field `orderId`",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{expected}: {reasons:?}"
+        );
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("ORDER_CANCELLED")),
+        "{reasons:?}"
+    );
+}

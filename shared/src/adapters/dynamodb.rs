@@ -31,10 +31,10 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use crate::error::{EffectError, ErrorClass};
-use crate::order::{OrderId, Quantity};
 use crate::idempotency::{
     epoch_seconds, ledger_key, Claim, IdempotencyConfig, IdempotencyStore, Lease, Mark,
 };
+use crate::order::{OrderId, Quantity};
 use crate::ports::{
     InventoryStore, ReleaseOutcome, Reservation, ReservationStatus, ReserveOutcome,
     CANCELLED_BEFORE_PLACED,

@@ -1,0 +1,218 @@
+//! The order's lifecycle in inventory, every transition of the README's table, over the
+//! in-memory store and over the DynamoDB adapter against the local AWS-API server.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use integration_tests::{local_env, LocalAws};
+use shared::adapters::DynamoInventory;
+use shared::fakes::FakeInventory;
+use shared::order::{OrderId, Quantity};
+use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
+
+/// What one step does to an order.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// `ORDER_PLACED` or `ORDER_CREATED` of one apple, under this event key.
+    Reserve(&'static str),
+    /// `ORDER_PLACED` of more apples than there are, under this event key.
+    ReserveTooMany(&'static str),
+    /// `ORDER_CANCELLED`, under this event key.
+    Release(&'static str),
+}
+
+/// What a step came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Reserve(ReserveOutcome),
+    Release(ReleaseOutcome),
+}
+
+/// One row of the table: the steps before (from no record of the order), the step, what it comes
+/// to, and the order's status after it.
+type Row = (&'static [Step], Step, Seen, &'static str);
+
+fn rows() -> Vec<Row> {
+    use Step::*;
+    let cancelled_first = || ReserveOutcome::Rejected("cancelled before it was placed".into());
+    vec![
+        (
+            &[],
+            Reserve("e1"),
+            Seen::Reserve(ReserveOutcome::Reserved),
+            "RESERVED",
+        ),
+        (
+            &[],
+            Release("e1"),
+            Seen::Release(ReleaseOutcome::CancelledFirst),
+            "CANCELLED",
+        ),
+        // Created, then placed: reserved once.
+        (
+            &[Reserve("e1")],
+            Reserve("e2"),
+            Seen::Reserve(ReserveOutcome::AlreadyRecorded),
+            "RESERVED",
+        ),
+        (
+            &[Reserve("e1")],
+            Reserve("e1"),
+            Seen::Reserve(ReserveOutcome::AlreadyRecorded),
+            "RESERVED",
+        ),
+        (
+            &[Reserve("e1")],
+            Release("e2"),
+            Seen::Release(ReleaseOutcome::Released),
+            "RELEASED",
+        ),
+        // Releasing is idempotent: the same event, or another cancellation.
+        (
+            &[Reserve("e1"), Release("e2")],
+            Release("e2"),
+            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            "RELEASED",
+        ),
+        (
+            &[Reserve("e1"), Release("e2")],
+            Release("e3"),
+            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            "RELEASED",
+        ),
+        (
+            &[Reserve("e1"), Release("e2")],
+            Reserve("e3"),
+            Seen::Reserve(ReserveOutcome::AlreadyRecorded),
+            "RELEASED",
+        ),
+        // A cancellation that overtook its order: the placement takes no stock.
+        (
+            &[Release("e1")],
+            Reserve("e2"),
+            Seen::Reserve(cancelled_first()),
+            "REJECTED",
+        ),
+        (
+            &[Release("e1")],
+            Release("e1"),
+            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            "CANCELLED",
+        ),
+        (
+            &[Release("e1")],
+            Release("e2"),
+            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            "CANCELLED",
+        ),
+        (
+            &[Release("e1"), Reserve("e2")],
+            Reserve("e3"),
+            Seen::Reserve(ReserveOutcome::AlreadyRecorded),
+            "REJECTED",
+        ),
+        (
+            &[Release("e1"), Reserve("e2")],
+            Release("e3"),
+            Seen::Release(ReleaseOutcome::NothingReserved),
+            "REJECTED",
+        ),
+        // Rejected for want of stock: nothing to release.
+        (
+            &[ReserveTooMany("e1")],
+            Release("e2"),
+            Seen::Release(ReleaseOutcome::NothingReserved),
+            "REJECTED",
+        ),
+    ]
+}
+
+async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
+    let order_id = OrderId::parse(order.into()).unwrap();
+    let lines = |q: u64| BTreeMap::from([("sku-apple", Quantity::new(q).unwrap())]);
+    // Event keys are per order, as event ids are.
+    let key = |e: &str| format!("{order}-{e}");
+    match step {
+        Step::Reserve(e) => {
+            Seen::Reserve(store.reserve(&key(e), &order_id, &lines(1)).await.unwrap())
+        }
+        Step::ReserveTooMany(e) => Seen::Reserve(
+            store
+                .reserve(&key(e), &order_id, &lines(Quantity::MAX))
+                .await
+                .unwrap(),
+        ),
+        Step::Release(e) => Seen::Release(store.release(&key(e), &order_id).await.unwrap()),
+    }
+}
+
+/// Walks every row over `store`, each on its own order, then checks that the stock of apples is
+/// what the orders still hold says it is.
+async fn walk<S, F, Fut>(store: &S, status: F, apples: impl AsyncFn() -> i64)
+where
+    S: InventoryStore,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Option<String>>,
+{
+    let start = apples().await;
+    let mut held = 0;
+    for (i, (before, step, seen, after)) in rows().into_iter().enumerate() {
+        let order = format!("order-lc-{i}");
+        for &b in before {
+            apply(store, &order, b).await;
+        }
+        assert_eq!(
+            apply(store, &order, step).await,
+            seen,
+            "row {i}: {before:?} then {step:?}"
+        );
+        assert_eq!(
+            status(order.clone()).await.as_deref(),
+            Some(after),
+            "row {i}"
+        );
+        if after == "RESERVED" {
+            held += 1;
+        }
+    }
+    assert_eq!(
+        apples().await,
+        start - held,
+        "stock: only the reserved orders hold apples"
+    );
+}
+
+/// Every transition over the in-memory store.
+#[tokio::test]
+async fn lifecycle_over_the_fake() {
+    let store = FakeInventory::with_stock([("sku-apple", 10)]);
+    let status = |order: String| {
+        let status = store
+            .reservation(&order)
+            .map(|r| r.status.as_str().to_owned());
+        async move { status }
+    };
+    walk(&store, status, async || {
+        store.stock("sku-apple").unwrap_or(0) as i64
+    })
+    .await;
+}
+
+/// Every transition over DynamoDB, against the local server.
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_over_dynamodb() {
+    let aws = LocalAws::start();
+    let config = inventory_updater::Config::from_env(&local_env(&[])).unwrap();
+    let sdk = LocalAws::sdk_config(&aws.endpoint()).await;
+    let store = DynamoInventory::new(
+        shared::aws_sdk_dynamodb::Client::new(&sdk),
+        config.table,
+        config.common.idempotency,
+        config.common.function,
+    );
+    let status = |order: String| {
+        let aws = &aws;
+        async move { aws.reservation(&order).await.map(|(status, _)| status) }
+    };
+    walk(&store, status, async || aws.stock().await["sku-apple"]).await;
+}
