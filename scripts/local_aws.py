@@ -112,6 +112,7 @@ def snapshot(endpoint):
                     "status": item["status"]["S"],
                     "lines": {k: int(v["N"]) for k, v in item.get("lines", {}).get("M", {}).items()},
                     "reason": item.get("reason", {}).get("S"),
+                    "cancelledBy": item.get("cancelledBy", {}).get("S"),
                 }
     ledger = {}
     for page in ddb.get_paginator("scan").paginate(TableName=env["IDEMPOTENCY_TABLE"], ConsistentRead=True):
@@ -166,6 +167,8 @@ def report(before, after, invocations):
     for order, r in after["reservations"].items():
         lines = ", ".join(f"{v} {k}" for k, v in r["lines"].items())
         extra = f"  reason: {r['reason']}" if r.get("reason") else ""
+        if r.get("cancelledBy"):
+            extra += f"  (cancelled first by {r['cancelledBy']})"
         print(f"  {order:<12} {r['status']:<9} {lines}{extra}")
 
     print("\n== Idempotency ledger ==")

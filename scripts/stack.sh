@@ -85,7 +85,7 @@ demo() {
   : >"$STATE/invocations.jsonl"
   local fn event response logged stats
   for fn in email-notifier inventory-updater; do
-    for event in order-placed mixed-batch poison-batch order-cancelled order-placed; do
+    for event in order-placed mixed-batch poison-batch real-producers cancel-before-order order-cancelled order-placed; do
       logged=$(wc -l <"$STATE/watch.log")
       response=$(invoke "$fn" "$event.json")
       # The function's own summary line of this invocation (JSON logs).

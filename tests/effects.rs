@@ -193,13 +193,14 @@ async fn poison_records_are_kept_in_the_dlq() {
     let aws = LocalAws::start();
     let out = run_inventory(&aws.endpoint(), "poison-batch.json").await;
     assert!(out.response.batch_item_failures.is_empty());
-    assert_eq!((out.stats.applied, out.stats.poison), (2, 6));
+    // Inventory reads no address: the order with a bad one is reserved, not poison.
+    assert_eq!((out.stats.applied, out.stats.poison), (3, 5));
     let original: serde_json::Value = serde_json::from_slice(
         &std::fs::read(integration_tests::root().join("events/poison-batch.json")).unwrap(),
     )
     .unwrap();
     let messages = aws.dlq_messages().await;
-    assert_eq!(messages.len(), 6);
+    assert_eq!(messages.len(), 5);
     for m in &messages {
         let seq = m["sequenceNumber"].as_str().unwrap();
         let rec = original["Records"]
@@ -229,7 +230,7 @@ async fn poison_is_retried_when_the_dlq_fails() {
     assert_eq!(out.stats.poison, 0);
     assert_eq!(
         out.response.batch_item_failures.len(),
-        6,
+        5,
         "{:?}",
         out.response
     );

@@ -169,8 +169,8 @@ mod tests {
         let cfg = EngineConfig::from_env(&Env::from_pairs([]), "f", &placed, &placed).unwrap();
         assert_eq!(cfg.max_concurrency, 64);
         assert_eq!(cfg.deadline_margin, Duration::from_millis(1000));
-        assert!(cfg.event_types.contains(&crate::order::ORDER_PLACED));
-        assert!(!cfg.event_types.contains(&crate::order::ORDER_CANCELLED));
+        assert!(cfg.event_types.contains(crate::order::ORDER_PLACED));
+        assert!(!cfg.event_types.contains(crate::order::ORDER_CANCELLED));
         assert_eq!(cfg.function, "f");
     }
 
@@ -188,9 +188,9 @@ mod tests {
             ("MAX_CONCURRENCY", "4"),
         ]);
         let cfg = EngineConfig::from_env(&env, "f", &supported[..1], &supported).unwrap();
-        assert!(cfg.event_types.contains(&crate::order::ORDER_CANCELLED));
-        assert!(cfg.event_types.contains(&crate::order::ORDER_CREATED));
-        assert!(!cfg.event_types.contains(&crate::order::ORDER_PLACED));
+        assert!(cfg.event_types.contains(crate::order::ORDER_CANCELLED));
+        assert!(cfg.event_types.contains(crate::order::ORDER_CREATED));
+        assert!(!cfg.event_types.contains(crate::order::ORDER_PLACED));
         assert_eq!(cfg.max_concurrency, 4);
 
         let env = Env::from_pairs([("EVENT_TYPES", "ORDER_SHIPPED")]);

@@ -506,7 +506,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         &self,
         batch: &KinesisBatch,
         unit: &Unit<'_>,
-        reason: &dyn std::fmt::Display,
+        reason: &(dyn std::fmt::Display + Sync),
     ) -> Step {
         let data = match (unit.sub_sequence_number, unit.data) {
             (Some(_), Ok(user_data)) => base64_simd::STANDARD.encode_to_string(user_data),

@@ -1,4 +1,17 @@
 //! The Lambda entry point every function shares.
+//!
+//! Invocations are served with `lambda_runtime`'s `run_concurrent`: one at a time on classic
+//! Lambda, several in one process on Lambda Managed Instances (`AWS_LAMBDA_MAX_CONCURRENCY` > 1).
+//! Everything an invocation holds (its batch, its deadline, its counts) is its own.
+//!
+//! **Why the body is read by a layer.** `lambda_runtime` 1.5 hands a handler only a deserialised
+//! event, and deserialises every body through `serde_path_to_error`, which wraps each of the
+//! ~80,000 calls a full batch makes so that an error can name its path: on a 6,000-record batch
+//! that costs more than all of our own work, and even the cheapest type (one borrowed raw value)
+//! costs a whole extra scan of the body. So [`ReadBatchLayer`] reads each body's bytes into a
+//! [`KinesisBatch`] before the runtime would, leaves it for the handler under the invocation's
+//! request id, and hands the runtime the body `null`. `tests/runtime.rs` runs this against a local
+//! Runtime API, so a `lambda_runtime` upgrade that breaks it fails there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,39 +23,41 @@ use lambda_runtime::{layers, service_fn, Context, Diagnostic, LambdaEvent, Lambd
 use serde::de::{Deserialize, Deserializer, IgnoredAny};
 
 use crate::adapters::{DynamoLedger, SqsPoisonSink};
-use crate::batch::KinesisBatch;
+use crate::batch::{InvalidEvent, KinesisBatch};
 use crate::engine::{deadline_from_runtime_ms, BatchEngine, Consumer, PoisonSink};
 use crate::idempotency::OncePoisonSink;
 
 /// Serves invocations with the engine until the runtime shuts down.
-///
-/// The runtime is `lambda_runtime`'s, with its tracing layer, plus [`ReadBatchLayer`]: each body
-/// is read into a [`KinesisBatch`] by the batch's own reader, from the bytes, before the runtime's
-/// deserializer would read it (see [`ReadBatchLayer`] for why).
-pub async fn run<H, P>(engine: BatchEngine<H, P>) -> Result<(), lambda_runtime::Error>
+pub async fn run<C, P>(engine: BatchEngine<C, P>) -> Result<(), lambda_runtime::Error>
 where
-    H: Consumer,
-    P: PoisonSink,
+    C: Consumer + Send + 'static,
+    P: PoisonSink + Send + 'static,
 {
-    let engine = &engine;
-    let inbox = Inbox::default();
+    let engine = Arc::new(engine);
+    let batches = Batches::default();
     let handler = {
-        let inbox = inbox.clone();
+        let batches = batches.clone();
         service_fn(move |event: LambdaEvent<ReadElsewhere>| {
-            let batch = inbox.take(&event.context.request_id);
+            let (engine, batches) = (engine.clone(), batches.clone());
             async move {
-                match batch {
-                    Some(Ok(batch)) => Ok(handle(engine, &batch, &event.context).await),
-                    Some(Err(why)) => Err(unreadable(why)),
+                let request_id = &event.context.request_id;
+                let batch = batches.take(request_id);
+                let response = match &batch {
+                    Some(Ok(batch)) => Ok(handle(&engine, batch, &event.context).await),
+                    Some(Err(why)) => Err(unreadable(why.to_string())),
                     None => Err(unreadable("the body was not read".into())),
+                };
+                if let Some(Ok(batch)) = batch {
+                    batches.give_back(batch);
                 }
+                response
             }
         })
     };
     lambda_runtime::Runtime::new(handler)
-        .layer(ReadBatchLayer { inbox })
+        .layer(ReadBatchLayer { batches })
         .layer(layers::TracingLayer::new())
-        .run()
+        .run_concurrent()
         .await
 }
 
@@ -52,37 +67,54 @@ fn unreadable(why: String) -> Diagnostic {
     tracing::error!(error = %why, "the invocation's body is not a Lambda Kinesis event");
     Diagnostic {
         error_type: "InvalidKinesisEvent".into(),
-        error_message: format!("the invocation's body is not a Lambda Kinesis event: {why}"),
+        error_message: format!("the invocation's body is {why}"),
     }
 }
 
-/// The batches [`ReadBatch`] has read, by request id, until the handler takes them.
+/// The batches [`ReadBatch`] has read, by request id, until the handler takes them; and the
+/// batches handled, whose buffers the next bodies are read into (a warm Lambda handles one batch
+/// after another: reusing the arenas spares the allocator some megabytes of fresh pages).
 #[derive(Debug, Clone, Default)]
-struct Inbox(Arc<Mutex<HashMap<String, Result<KinesisBatch, String>>>>);
+struct Batches {
+    read: Arc<Mutex<HashMap<String, Result<KinesisBatch, InvalidEvent>>>>,
+    spare: Arc<Mutex<Vec<KinesisBatch>>>,
+}
 
-impl Inbox {
-    fn put(&self, request_id: String, batch: Result<KinesisBatch, String>) {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.insert(request_id, batch);
+/// Spare batches kept: one per invocation that may run at once is plenty.
+const MAX_SPARE: usize = 16;
+
+impl Batches {
+    /// Reads a body into a spare batch (or a new one), and leaves it for the handler.
+    fn read(&self, request_id: String, body: &[u8]) {
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut batch = spare.unwrap_or_default();
+        let read = batch.read(body).map(|()| batch);
+        let mut read_batches = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        read_batches.insert(request_id, read);
     }
 
-    fn take(&self, request_id: &str) -> Option<Result<KinesisBatch, String>> {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.remove(request_id)
+    fn take(&self, request_id: &str) -> Option<Result<KinesisBatch, InvalidEvent>> {
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        read.remove(request_id)
+    }
+
+    fn give_back(&self, batch: KinesisBatch) {
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < MAX_SPARE {
+            spare.push(batch);
+        }
     }
 }
 
-/// A `lambda_runtime` layer that reads each invocation's body into a [`KinesisBatch`], puts it
-/// where the handler takes it, and hands the runtime the body `null` instead.
-///
-/// `lambda_runtime` deserialises every body through `serde_path_to_error`, which wraps each of the
-/// ~80,000 calls a full batch makes (and copies every field name) so that an error can name its
-/// path: on a 6,000-record batch that costs more than all of our own work. The batch's reader works
-/// on the bytes (`KinesisBatch::from_slice`) in one pass, with its own error messages, so the body
-/// is read here, and the runtime only deserialises `null`.
+/// A `lambda_runtime` layer that reads each invocation's body into a [`KinesisBatch`], leaves it
+/// for the handler, and hands the runtime the body `null` instead (see the module's doc for why).
 #[derive(Debug, Clone)]
 struct ReadBatchLayer {
-    inbox: Inbox,
+    batches: Batches,
 }
 
 impl<S> Layer<S> for ReadBatchLayer {
@@ -90,7 +122,7 @@ impl<S> Layer<S> for ReadBatchLayer {
     fn layer(&self, inner: S) -> ReadBatch<S> {
         ReadBatch {
             inner,
-            inbox: self.inbox.clone(),
+            batches: self.batches.clone(),
         }
     }
 }
@@ -99,7 +131,7 @@ impl<S> Layer<S> for ReadBatchLayer {
 #[derive(Debug, Clone)]
 struct ReadBatch<S> {
     inner: S,
-    inbox: Inbox,
+    batches: Batches,
 }
 
 impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for ReadBatch<S> {
@@ -112,8 +144,8 @@ impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for ReadBatch<S> {
     }
 
     fn call(&mut self, mut invocation: LambdaInvocation) -> S::Future {
-        let batch = KinesisBatch::from_slice(&invocation.body).map_err(|e| e.to_string());
-        self.inbox.put(invocation.context.request_id.clone(), batch);
+        let request_id = invocation.context.request_id.clone();
+        self.batches.read(request_id, &invocation.body);
         invocation.body = (&b"null"[..]).into();
         self.inner.call(invocation)
     }
@@ -131,13 +163,13 @@ impl<'de> Deserialize<'de> for ReadElsewhere {
 
 /// Handles one invocation: processes the batch before the deadline, logs what happened and
 /// writes its metrics (see [`crate::metrics`]).
-pub async fn handle<H, P>(
-    engine: &BatchEngine<H, P>,
+pub async fn handle<C, P>(
+    engine: &BatchEngine<C, P>,
     batch: &KinesisBatch,
     context: &Context,
 ) -> KinesisEventResponse
 where
-    H: Consumer,
+    C: Consumer,
     P: PoisonSink,
 {
     let deadline = deadline_from_runtime_ms(context.deadline);

@@ -107,7 +107,9 @@ fn main() {
             let mut child = spawn(&bootstrap, function, &api, &aws, &home);
             let ApiEvent::Poll(invoked) = next(&mut api).await else { panic!("no poll") };
             let (answered, body) = match next(&mut api).await {
-                ApiEvent::Response { at, ok: true, body } => (at, body),
+                ApiEvent::Response {
+                    at, ok: true, body, ..
+                } => (at, body),
                 other => panic!("{function} did not answer: {other:?}"),
             };
             // The next poll: the invocation is over.

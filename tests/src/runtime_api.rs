@@ -23,6 +23,8 @@ pub enum ApiEvent {
     Response {
         /// When the answer arrived.
         at: Instant,
+        /// The invocation's request id (`request-<n>`, n its position in the list given).
+        request_id: String,
         /// Whether it was a response, not an error.
         ok: bool,
         /// The answer's body.
@@ -111,8 +113,11 @@ async fn serve(
             let event = if path.ends_with("/init/error") {
                 ApiEvent::InitError(body)
             } else {
+                // `/2018-06-01/runtime/invocation/<request id>/response` (or `/error`)
+                let request_id = path.rsplit('/').nth(1).unwrap_or_default().to_owned();
                 ApiEvent::Response {
                     at,
+                    request_id,
                     ok: path.ends_with("/response"),
                     body,
                 }
