@@ -1,4 +1,4 @@
-//! Configuration, read once at start-up into typed structs. A missing or invalid setting stops
+//! Configuration: every setting the library reads, read once at start-up into typed structs. A missing or invalid setting stops
 //! start-up with a message that names it.
 
 use std::collections::HashMap;
@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::engine::{EngineConfig, EventTypeSet};
+use crate::idempotency::IdempotencyConfig;
 
 /// A setting that is missing or wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,6 +159,57 @@ impl EngineConfig {
     }
 }
 
+/// The settings every function shares, read once at start-up: the engine's, the dead-letter
+/// queue (`DLQ_URL`) and the idempotency table (`IDEMPOTENCY_*`).
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// The function's name: the crate name, which scopes its idempotency entries.
+    pub function: &'static str,
+    /// The engine's settings.
+    pub engine: EngineConfig,
+    /// `DLQ_URL`: the SQS queue that keeps poison records with their payload.
+    pub dlq_url: String,
+    /// The idempotency table.
+    pub idempotency: IdempotencyConfig,
+}
+
+impl CommonConfig {
+    /// Reads the shared settings of `function`; a missing one is named in the error.
+    pub fn from_env(
+        env: &Env,
+        function: &'static str,
+        default_types: &[&str],
+        supported: &[&str],
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            function,
+            engine: EngineConfig::from_env(env, function, default_types, supported)?,
+            dlq_url: env.required("DLQ_URL")?,
+            idempotency: IdempotencyConfig::from_env(env)?,
+        })
+    }
+}
+
+impl IdempotencyConfig {
+    /// Reads the settings.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let ttl: u64 = env.parse_or("IDEMPOTENCY_TTL_SECONDS", 8 * 24 * 3600)?;
+        let lease: u64 = env.parse_or("IDEMPOTENCY_LEASE_SECONDS", 60)?;
+        if lease == 0 || lease >= ttl {
+            return Err(ConfigError::Invalid {
+                name: "IDEMPOTENCY_LEASE_SECONDS",
+                value: lease.to_string(),
+                reason: "must be at least 1 and shorter than IDEMPOTENCY_TTL_SECONDS".into(),
+            });
+        }
+        Ok(Self {
+            table: env.required("IDEMPOTENCY_TABLE")?,
+            ttl: Duration::from_secs(ttl),
+            lease: Duration::from_secs(lease),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +264,21 @@ mod tests {
         let err = env.required("SENDER_ADDRESS").unwrap_err();
         assert_eq!(err, ConfigError::Missing("SENDER_ADDRESS"));
         assert!(err.to_string().contains("SENDER_ADDRESS"));
+    }
+
+    /// The settings: the table is required, the lease must be shorter than the TTL.
+    #[test]
+    fn idempotency_settings() {
+        let err = IdempotencyConfig::from_env(&Env::from_pairs([])).unwrap_err();
+        assert!(err.to_string().contains("IDEMPOTENCY_TABLE"));
+        let env = Env::from_pairs([
+            ("IDEMPOTENCY_TABLE", "t"),
+            ("IDEMPOTENCY_LEASE_SECONDS", "0"),
+        ]);
+        assert!(IdempotencyConfig::from_env(&env).is_err());
+        let cfg =
+            IdempotencyConfig::from_env(&Env::from_pairs([("IDEMPOTENCY_TABLE", "t")])).unwrap();
+        assert_eq!(cfg.ttl, Duration::from_secs(691_200));
+        assert_eq!(cfg.lease, Duration::from_secs(60));
     }
 }

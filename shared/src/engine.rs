@@ -19,7 +19,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -30,9 +29,10 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
-use crate::error::{EffectError, ErrorClass};
-use crate::event::{Envelope, Malformed, RawPayload, Read};
+use crate::error::ErrorClass;
+use crate::event::{Envelope, Malformed, Read};
 use crate::kpl::{self, UserRecord};
+use crate::ports::{Consumer, PoisonRecord, PoisonSink};
 
 /// What a rule did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,61 +86,6 @@ impl<P> Event<'_, P> {
             (_, Some(sub)) => Cow::Owned(format!("{shard}:{}:{sub}", self.record.sequence_number)),
         }
     }
-}
-
-/// A consumer: the event types it reads, the schema of each one's payload, and its rule. The
-/// engine brings everything else (decoding, KPL, ordering, poison capture, the deadline).
-///
-/// Which types reach it is the engine's [`EngineConfig::event_types`]: the others are skipped,
-/// read no further than their type.
-pub trait Consumer: Sync {
-    /// A wanted event's payload as this consumer reads it: usually an enum with one variant per
-    /// event type, each a `#[derive(Deserialize)]` struct borrowing from the record's data.
-    type Payload<'a>: Send + Sync;
-
-    /// Reads the payload of a wanted event by its type's schema (`payload.event_type()`), usually
-    /// with [`RawPayload::read`]. An error makes the record poison, with the error as its reason.
-    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<Self::Payload<'a>, Malformed>;
-
-    /// Performs the event's effect.
-    fn handle(
-        &self,
-        event: &Event<'_, Self::Payload<'_>>,
-    ) -> impl Future<Output = Result<Outcome, EffectError>> + Send;
-}
-
-/// A record that can never succeed, with everything needed to look at it or replay it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PoisonRecord {
-    /// The function that gave up on it.
-    pub function: String,
-    /// The stream's ARN, when the event named it.
-    pub event_source_arn: Option<String>,
-    /// The shard.
-    pub shard_id: Option<String>,
-    /// The partition key.
-    pub partition_key: Option<String>,
-    /// The sequence number.
-    pub sequence_number: Option<String>,
-    /// For a user record of a KPL aggregate, its position in the aggregate.
-    pub sub_sequence_number: Option<u64>,
-    /// The record's data, base64, exactly as it was delivered (for a KPL user record: its own
-    /// data, which redriving puts back on the stream as a plain record).
-    pub data: String,
-    /// Why it can never succeed.
-    pub reason: String,
-    /// When it was captured, in milliseconds since the Unix epoch.
-    pub captured_at_ms: u64,
-}
-
-/// Where poison records go. A record counts as handled only once the sink has accepted it.
-pub trait PoisonSink: Sync {
-    /// Keeps the record. An error means it was not kept, and the record is reported for retry.
-    fn capture(
-        &self,
-        record: &PoisonRecord,
-    ) -> impl Future<Output = Result<(), EffectError>> + Send;
 }
 
 /// The set of event types a function handles, by wire name.

@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::engine::{PoisonRecord, PoisonSink};
 use crate::error::{EffectError, ErrorClass};
-use crate::idempotency::{Claim, IdempotencyStore, Lease, Mark};
+use crate::idempotency::Lease;
 use crate::order::{OrderId, Quantity};
+use crate::ports::{Claim, IdempotencyStore, Mark};
 use crate::ports::{
     Confirmation, EmailSender, InventoryStore, ReleaseOutcome, Reservation, ReservationStatus,
     ReserveOutcome, CANCELLED_BEFORE_PLACED,
 };
+use crate::ports::{PoisonRecord, PoisonSink};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

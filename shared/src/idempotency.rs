@@ -27,9 +27,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ConfigError, Env};
-use crate::engine::{Outcome, PoisonRecord, PoisonSink};
+use crate::engine::Outcome;
 use crate::error::{EffectError, ErrorClass};
+use crate::ports::{Claim, IdempotencyStore, Mark, PoisonRecord, PoisonSink};
 
 /// The ledger's settings.
 ///
@@ -46,26 +46,6 @@ pub struct IdempotencyConfig {
     pub ttl: Duration,
     /// How long a claim holds.
     pub lease: Duration,
-}
-
-impl IdempotencyConfig {
-    /// Reads the settings.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let ttl: u64 = env.parse_or("IDEMPOTENCY_TTL_SECONDS", 8 * 24 * 3600)?;
-        let lease: u64 = env.parse_or("IDEMPOTENCY_LEASE_SECONDS", 60)?;
-        if lease == 0 || lease >= ttl {
-            return Err(ConfigError::Invalid {
-                name: "IDEMPOTENCY_LEASE_SECONDS",
-                value: lease.to_string(),
-                reason: "must be at least 1 and shorter than IDEMPOTENCY_TTL_SECONDS".into(),
-            });
-        }
-        Ok(Self {
-            table: env.required("IDEMPOTENCY_TABLE")?,
-            ttl: Duration::from_secs(ttl),
-            lease: Duration::from_secs(lease),
-        })
-    }
 }
 
 /// The ledger key of an event for one effect: `<scope>#<event key>`, so two functions that handle
@@ -127,60 +107,6 @@ impl Default for Lease {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// What claiming an event came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The event is ours to perform.
-    Claimed(Lease),
-    /// The effect was already performed.
-    AlreadyDone,
-    /// Another delivery holds an unexpired claim: it may be performing the effect right now.
-    InProgress,
-}
-
-/// How a claim ends when its effect did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
-    /// The effect happened (`DONE`).
-    Done,
-    /// Nobody knows whether it happened: the request got no answer (`UNKNOWN`). It is not
-    /// repeated; the record goes to the dead-letter queue for a person to check.
-    Unknown,
-}
-
-impl Mark {
-    /// The stored status.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Mark::Done => "DONE",
-            Mark::Unknown => "UNKNOWN",
-        }
-    }
-}
-
-/// The ledger of claims around effects.
-pub trait IdempotencyStore: Sync {
-    /// Claims `key` with a new lease, unless it is done or held by an unexpired lease.
-    fn claim(&self, key: &str) -> impl Future<Output = Result<Claim, EffectError>> + Send;
-
-    /// Ends the claim on `key` with `mark` and a note (for example the message id), if `lease`
-    /// still holds it. Either mark makes later claims answer [`Claim::AlreadyDone`].
-    fn complete(
-        &self,
-        key: &str,
-        lease: &Lease,
-        mark: Mark,
-        note: &str,
-    ) -> impl Future<Output = Result<(), EffectError>> + Send;
-
-    /// Gives up the claim on `key` after a failed effect, so a retry can claim it at once.
-    fn release(
-        &self,
-        key: &str,
-        lease: &Lease,
-    ) -> impl Future<Output = Result<(), EffectError>> + Send;
 }
 
 /// Writes the mark that ends a claim whose effect may have happened. It must be written, or a
@@ -455,21 +381,5 @@ mod tests {
             2,
             "another user record of the aggregate"
         );
-    }
-
-    /// The settings: the table is required, the lease must be shorter than the TTL.
-    #[test]
-    fn config() {
-        let err = IdempotencyConfig::from_env(&Env::from_pairs([])).unwrap_err();
-        assert!(err.to_string().contains("IDEMPOTENCY_TABLE"));
-        let env = Env::from_pairs([
-            ("IDEMPOTENCY_TABLE", "t"),
-            ("IDEMPOTENCY_LEASE_SECONDS", "0"),
-        ]);
-        assert!(IdempotencyConfig::from_env(&env).is_err());
-        let cfg =
-            IdempotencyConfig::from_env(&Env::from_pairs([("IDEMPOTENCY_TABLE", "t")])).unwrap();
-        assert_eq!(cfg.ttl, Duration::from_secs(691_200));
-        assert_eq!(cfg.lease, Duration::from_secs(60));
     }
 }

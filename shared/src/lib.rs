@@ -6,8 +6,8 @@
 //! - [`order`]: the order domain both functions share (event types, validated values);
 //! - [`error`]: error classification (retryable or permanent), once for all;
 //! - [`idempotency`]: each effect once under at-least-once delivery;
-//! - [`ports`]: the traits the functions' effects go through; [`adapters`]: SES and DynamoDB;
-//!   [`fakes`]: in-memory versions for tests;
+//! - [`ports`]: every trait the engine and the functions go through; [`adapters`]: SES,
+//!   DynamoDB and SQS; `fakes`: in-memory versions, for tests (feature `fakes`);
 //! - [`config`], [`telemetry`], [`aws`], [`runtime`]: start-up and the Lambda entry point.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -19,6 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
 pub mod idempotency;
 pub mod json;
@@ -32,11 +33,11 @@ pub mod telemetry;
 pub use batch::KinesisBatch;
 pub use config::{ConfigError, Env};
 pub use engine::{
-    BatchEngine, BatchOutcome, BatchStats, Consumer, EngineConfig, Event, EventTypeSet, Outcome,
-    PoisonRecord, PoisonSink,
+    BatchEngine, BatchOutcome, BatchStats, EngineConfig, Event, EventTypeSet, Outcome,
 };
 pub use error::{EffectError, ErrorClass};
 pub use event::{Malformed, RawPayload};
+pub use ports::{Consumer, PoisonRecord, PoisonSink};
 
 /// Re-exported so the functions need no direct dependency on them.
 pub use {

@@ -1,11 +1,131 @@
-//! The ports: one small trait per capability a function uses. Each has a real adapter (in
-//! [`crate::adapters`]) and an in-memory fake (in [`crate::fakes`]).
+//! The ports: every trait the engine and the functions go through, one small trait per
+//! capability. Each has a real adapter (in [`crate::adapters`]) and an in-memory fake (in
+//! `crate::fakes`, compiled for tests).
+//!
+//! - [`Consumer`]: what a function reads and does (the engine calls it);
+//! - [`PoisonSink`]: where records that can never succeed go, with their payload;
+//! - [`IdempotencyStore`]: the ledger of claims around an effect;
+//! - [`EmailSender`], [`InventoryStore`]: the functions' effects.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use serde::Serialize;
+
+use crate::engine::{Event, Outcome};
 use crate::error::EffectError;
+use crate::event::{Malformed, RawPayload};
+use crate::idempotency::Lease;
 use crate::order::{Email, OrderId, Quantity};
+
+/// A consumer: the event types it reads, the schema of each one's payload, and its rule. The
+/// engine brings everything else (decoding, KPL, ordering, poison capture, the deadline).
+///
+/// Which types reach it is the engine's [`EngineConfig::event_types`]: the others are skipped,
+/// read no further than their type.
+pub trait Consumer: Sync {
+    /// A wanted event's payload as this consumer reads it: usually an enum with one variant per
+    /// event type, each a `#[derive(Deserialize)]` struct borrowing from the record's data.
+    type Payload<'a>: Send + Sync;
+
+    /// Reads the payload of a wanted event by its type's schema (`payload.event_type()`), usually
+    /// with [`RawPayload::read`]. An error makes the record poison, with the error as its reason.
+    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<Self::Payload<'a>, Malformed>;
+
+    /// Performs the event's effect.
+    fn handle(
+        &self,
+        event: &Event<'_, Self::Payload<'_>>,
+    ) -> impl Future<Output = Result<Outcome, EffectError>> + Send;
+}
+
+/// A record that can never succeed, with everything needed to look at it or replay it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoisonRecord {
+    /// The function that gave up on it.
+    pub function: String,
+    /// The stream's ARN, when the event named it.
+    pub event_source_arn: Option<String>,
+    /// The shard.
+    pub shard_id: Option<String>,
+    /// The partition key.
+    pub partition_key: Option<String>,
+    /// The sequence number.
+    pub sequence_number: Option<String>,
+    /// For a user record of a KPL aggregate, its position in the aggregate.
+    pub sub_sequence_number: Option<u64>,
+    /// The record's data, base64, exactly as it was delivered (for a KPL user record: its own
+    /// data, which redriving puts back on the stream as a plain record).
+    pub data: String,
+    /// Why it can never succeed.
+    pub reason: String,
+    /// When it was captured, in milliseconds since the Unix epoch.
+    pub captured_at_ms: u64,
+}
+
+/// Where poison records go. A record counts as handled only once the sink has accepted it.
+pub trait PoisonSink: Sync {
+    /// Keeps the record. An error means it was not kept, and the record is reported for retry.
+    fn capture(
+        &self,
+        record: &PoisonRecord,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
+}
+
+/// What claiming an event came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The event is ours to perform.
+    Claimed(Lease),
+    /// The effect was already performed.
+    AlreadyDone,
+    /// Another delivery holds an unexpired claim: it may be performing the effect right now.
+    InProgress,
+}
+
+/// How a claim ends when its effect did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The effect happened (`DONE`).
+    Done,
+    /// Nobody knows whether it happened: the request got no answer (`UNKNOWN`). It is not
+    /// repeated; the record goes to the dead-letter queue for a person to check.
+    Unknown,
+}
+
+impl Mark {
+    /// The stored status.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mark::Done => "DONE",
+            Mark::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The ledger of claims around effects.
+pub trait IdempotencyStore: Sync {
+    /// Claims `key` with a new lease, unless it is done or held by an unexpired lease.
+    fn claim(&self, key: &str) -> impl Future<Output = Result<Claim, EffectError>> + Send;
+
+    /// Ends the claim on `key` with `mark` and a note (for example the message id), if `lease`
+    /// still holds it. Either mark makes later claims answer [`Claim::AlreadyDone`].
+    fn complete(
+        &self,
+        key: &str,
+        lease: &Lease,
+        mark: Mark,
+        note: &str,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
+
+    /// Gives up the claim on `key` after a failed effect, so a retry can claim it at once.
+    fn release(
+        &self,
+        key: &str,
+        lease: &Lease,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
+}
 
 /// An order confirmation to send.
 #[derive(Debug, Clone, PartialEq)]

@@ -24,8 +24,10 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny};
 
 use crate::adapters::{DynamoLedger, SqsPoisonSink};
 use crate::batch::{InvalidEvent, KinesisBatch};
-use crate::engine::{deadline_from_runtime_ms, BatchEngine, Consumer, PoisonSink};
+use crate::config::CommonConfig;
+use crate::engine::{deadline_from_runtime_ms, BatchEngine};
 use crate::idempotency::OncePoisonSink;
+use crate::ports::{Consumer, PoisonSink};
 
 /// Serves invocations with the engine until the runtime shuts down.
 pub async fn run<C, P>(engine: BatchEngine<C, P>) -> Result<(), lambda_runtime::Error>
@@ -210,36 +212,7 @@ pub fn start_up<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, lamb
     })
 }
 
-/// The settings every function shares, read once at start-up: the engine's, the dead-letter
-/// queue (`DLQ_URL`) and the idempotency table (`IDEMPOTENCY_*`).
-#[derive(Debug, Clone)]
-pub struct CommonConfig {
-    /// The function's name: the crate name, which scopes its idempotency entries.
-    pub function: &'static str,
-    /// The engine's settings.
-    pub engine: crate::engine::EngineConfig,
-    /// `DLQ_URL`: the SQS queue that keeps poison records with their payload.
-    pub dlq_url: String,
-    /// The idempotency table.
-    pub idempotency: crate::idempotency::IdempotencyConfig,
-}
-
 impl CommonConfig {
-    /// Reads the shared settings of `function`; a missing one is named in the error.
-    pub fn from_env(
-        env: &crate::config::Env,
-        function: &'static str,
-        default_types: &[&str],
-        supported: &[&str],
-    ) -> Result<Self, crate::config::ConfigError> {
-        Ok(Self {
-            function,
-            engine: crate::engine::EngineConfig::from_env(env, function, default_types, supported)?,
-            dlq_url: env.required("DLQ_URL")?,
-            idempotency: crate::idempotency::IdempotencyConfig::from_env(env)?,
-        })
-    }
-
     /// The function's idempotency ledger.
     pub fn ledger(&self, dynamodb: &aws_sdk_dynamodb::Client) -> DynamoLedger {
         DynamoLedger::new(dynamodb.clone(), self.idempotency.clone(), self.function)

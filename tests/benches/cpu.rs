@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde_json::json;
-use shared::engine::{PoisonRecord, PoisonSink};
-use shared::idempotency::{Claim, IdempotencyStore, Lease, Mark};
+use shared::idempotency::Lease;
 use shared::order::{OrderId, Quantity};
+use shared::ports::{Claim, IdempotencyStore, Mark};
 use shared::ports::{Confirmation, EmailSender, InventoryStore, ReleaseOutcome, ReserveOutcome};
+use shared::ports::{PoisonRecord, PoisonSink};
 use shared::{BatchEngine, Consumer, EffectError, Env, KinesisBatch};
 
 /// Every port, doing nothing and succeeding.

@@ -7,11 +7,12 @@
 
 use serde::{Deserialize, Serialize};
 use shared::adapters::{DynamoLedger, SesEmailSender};
-use shared::config::{ConfigError, Env};
-use shared::idempotency::{once, IdempotencyStore};
+use shared::config::{CommonConfig, ConfigError, Env};
+use shared::idempotency::once;
 use shared::order::{Email, Money, OrderId, OrderLines, UserId, ORDER_CREATED, ORDER_PLACED};
+use shared::ports::IdempotencyStore;
 use shared::ports::{Confirmation, EmailSender};
-use shared::runtime::{CommonConfig, DeadLetterQueue};
+use shared::runtime::DeadLetterQueue;
 use shared::{BatchEngine, Consumer, EffectError, Event, Malformed, Outcome, RawPayload};
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise.

@@ -152,7 +152,7 @@ async fn claims_are_released_or_expire() {
     assert_eq!(out.stats.applied, 1);
 
     // A crash between claim and send: the claim stays, with its lease.
-    use shared::idempotency::{Claim, IdempotencyStore};
+    use shared::ports::{Claim, IdempotencyStore};
     let ledger = engine.consumer().ledger();
     assert!(matches!(
         ledger.claim("evt-1001").await.unwrap(),

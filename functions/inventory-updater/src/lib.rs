@@ -8,10 +8,10 @@
 
 use serde::Deserialize;
 use shared::adapters::DynamoInventory;
-use shared::config::{ConfigError, Env};
+use shared::config::{CommonConfig, ConfigError, Env};
 use shared::order::{OrderId, OrderLines, ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED};
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
-use shared::runtime::{CommonConfig, DeadLetterQueue};
+use shared::runtime::DeadLetterQueue;
 use shared::{BatchEngine, Consumer, EffectError, Event, Malformed, Outcome, RawPayload};
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise (all it supports).

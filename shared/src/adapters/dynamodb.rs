@@ -31,13 +31,11 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use crate::error::{EffectError, ErrorClass};
-use crate::idempotency::{
-    epoch_seconds, ledger_key, Claim, IdempotencyConfig, IdempotencyStore, Lease, Mark,
-};
+use crate::idempotency::{epoch_seconds, ledger_key, IdempotencyConfig, Lease};
 use crate::order::{OrderId, Quantity};
 use crate::ports::{
-    InventoryStore, ReleaseOutcome, Reservation, ReservationStatus, ReserveOutcome,
-    CANCELLED_BEFORE_PLACED,
+    Claim, IdempotencyStore, InventoryStore, Mark, ReleaseOutcome, Reservation, ReservationStatus,
+    ReserveOutcome, CANCELLED_BEFORE_PLACED,
 };
 
 /// The largest number of products in one order: a transaction holds at most 100 actions, and two

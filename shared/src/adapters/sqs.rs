@@ -10,8 +10,8 @@
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 
-use crate::engine::{PoisonRecord, PoisonSink};
 use crate::error::{EffectError, ErrorClass};
+use crate::ports::{PoisonRecord, PoisonSink};
 
 /// Sends poison records to an SQS queue.
 #[derive(Debug, Clone)]
