@@ -370,3 +370,28 @@ impl IdempotencyStore for FakeLedger {
         Ok(())
     }
 }
+
+/// A Lambda Kinesis event of one shard, as the event source mapping writes it: one record per
+/// item of `data`, in order, each under its own partition key (`k0`, `k1`, …), for tests.
+pub fn kinesis_event<'a>(data: impl IntoIterator<Item = &'a str>) -> crate::KinesisBatch {
+    let records: Vec<serde_json::Value> = data
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| {
+            let sequence_number = format!("{i:056}");
+            serde_json::json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": format!("k{i}"),
+                    "sequenceNumber": sequence_number,
+                    "data": base64_simd::STANDARD.encode_to_string(data),
+                },
+                "eventSource": "aws:kinesis",
+                "eventID": format!("shardId-000000000000:{sequence_number}"),
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/test",
+            })
+        })
+        .collect();
+    let body = serde_json::json!({ "Records": records }).to_string();
+    crate::KinesisBatch::from_slice(body.as_bytes()).unwrap_or_default()
+}

@@ -2,7 +2,7 @@
 
 use email_notifier::{Config, EmailRule};
 use serde_json::Value;
-use shared::fakes::{FakeEmailSender, FakeLedger, FakePoisonSink};
+use shared::fakes::{kinesis_event, FakeEmailSender, FakeLedger, FakePoisonSink};
 use shared::{BatchEngine, Env, ErrorClass, KinesisBatch};
 
 fn sample(name: &str) -> KinesisBatch {
@@ -222,23 +222,9 @@ async fn real_producers_are_read() {
 /// poison, and the reason names the field.
 #[tokio::test]
 async fn its_schema_requires_the_address() {
-    use base64::Engine as _;
     let data = r#"{"eventType": "ORDER_PLACED", "payload": {"orderId": "o-1", "userId": "u-1", "items": [{"productId": "p", "quantity": 1}], "total": "1.00"}}"#;
-    let body = serde_json::json!({"Records": [{
-        "kinesis": {
-            "partitionKey": "o-1",
-            "sequenceNumber": "1",
-            "data": base64::engine::general_purpose::STANDARD.encode(data),
-        },
-        "eventID": "shardId-000000000000:1",
-    }]});
     let engine = engine(&[]);
-    let out = engine
-        .process(
-            &KinesisBatch::from_slice(body.to_string().as_bytes()).unwrap(),
-            None,
-        )
-        .await;
+    let out = engine.process(&kinesis_event([data]), None).await;
     assert_eq!(out.stats.poison, 1);
     let reason = &engine.poison_sink().captured()[0].reason;
     assert!(reason.contains("missing field `email`"), "{reason}");

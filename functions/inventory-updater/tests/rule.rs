@@ -1,7 +1,7 @@
 //! The inventory rule over an in-memory store, on the `events/` samples.
 
 use inventory_updater::{Config, InventoryRule};
-use shared::fakes::{FakeInventory, FakePoisonSink};
+use shared::fakes::{kinesis_event, FakeInventory, FakePoisonSink};
 use shared::ports::ReservationStatus;
 use shared::{BatchEngine, Env, ErrorClass, KinesisBatch};
 
@@ -283,46 +283,17 @@ async fn cancellation_before_its_order() {
 /// what breaks the type's schema is poison, and the reason names the field.
 #[tokio::test]
 async fn each_type_is_checked_by_its_own_schema() {
-    use base64::Engine as _;
-    let record = |i: u64, data: &str| {
-        serde_json::json!({
-            "kinesis": {
-                "partitionKey": format!("k{i}"),
-                "sequenceNumber": format!("{i:030}"),
-                "data": base64::engine::general_purpose::STANDARD.encode(data),
-            },
-            "eventID": format!("shardId-000000000000:{i:030}"),
-        })
-    };
-    let records = vec![
+    let batch = kinesis_event([
         // Valid: the email is neither required nor checked here.
-        record(
-            1,
-            r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"o-1","email":"not an address","items":[{"productId":"sku-apple","quantity":1}]}}"#,
-        ),
-        record(
-            2,
-            r#"{"eventType":"ORDER_CANCELLED","payload":{"orderId":"o-2"}}"#,
-        ),
+        r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"o-1","email":"not an address","items":[{"productId":"sku-apple","quantity":1}]}}"#,
+        r#"{"eventType":"ORDER_CANCELLED","payload":{"orderId":"o-2"}}"#,
         // Poison: each names its field.
-        record(
-            3,
-            r#"{"eventType":"ORDER_CREATED","payload":{"orderId":"o-3","items":[{"productId":"sku-apple","quantity":2.5}]}}"#,
-        ),
-        record(
-            4,
-            r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"o-4"}}"#,
-        ),
-        record(
-            5,
-            r#"{"eventType":"ORDER_CANCELLED","payload":{"reason":"no order"}}"#,
-        ),
-    ];
-    let body = serde_json::json!({ "Records": records }).to_string();
+        r#"{"eventType":"ORDER_CREATED","payload":{"orderId":"o-3","items":[{"productId":"sku-apple","quantity":2.5}]}}"#,
+        r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"o-4"}}"#,
+        r#"{"eventType":"ORDER_CANCELLED","payload":{"reason":"no order"}}"#,
+    ]);
     let engine = engine();
-    let out = engine
-        .process(&KinesisBatch::from_slice(body.as_bytes()).unwrap(), None)
-        .await;
+    let out = engine.process(&batch, None).await;
     assert!(out.response.batch_item_failures.is_empty());
     assert_eq!(
         (out.stats.applied, out.stats.no_effect, out.stats.poison),

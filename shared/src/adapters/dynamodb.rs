@@ -244,6 +244,33 @@ impl DynamoInventory {
             .build())
     }
 
+    /// Moves the order's item from status `from` to `to` (with a reason), only if it is at `from`.
+    fn status_change(
+        &self,
+        order_id: &str,
+        from: ReservationStatus,
+        to: ReservationStatus,
+        reason: Option<&str>,
+    ) -> Result<TransactWriteItem, EffectError> {
+        let status = |s: ReservationStatus| AttributeValue::S(s.as_str().into());
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(order_key(order_id)))
+            .condition_expression("#s = :from")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":from", status(from))
+            .expression_attribute_values(":to", status(to));
+        let update = match reason {
+            Some(reason) => update
+                .update_expression("SET #s = :to, reason = :reason")
+                .expression_attribute_values(":reason", AttributeValue::S(reason.into())),
+            None => update.update_expression("SET #s = :to"),
+        };
+        Ok(TransactWriteItem::builder()
+            .update(built(update.build())?)
+            .build())
+    }
+
     /// Records that the order was rejected, unless something is already recorded for it.
     async fn record_rejection(
         &self,
@@ -317,30 +344,13 @@ impl DynamoInventory {
         event_key: &str,
         order_id: &str,
     ) -> Result<ReserveOutcome, EffectError> {
-        let reject = Update::builder()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(order_key(order_id)))
-            .update_expression("SET #s = :rejected, reason = :reason")
-            .condition_expression("#s = :cancelled")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(
-                ":rejected",
-                AttributeValue::S(ReservationStatus::Rejected.as_str().into()),
-            )
-            .expression_attribute_values(
-                ":cancelled",
-                AttributeValue::S(ReservationStatus::Cancelled.as_str().into()),
-            )
-            .expression_attribute_values(
-                ":reason",
-                AttributeValue::S(CANCELLED_BEFORE_PLACED.into()),
-            );
-        let actions = vec![
-            TransactWriteItem::builder()
-                .update(built(reject.build())?)
-                .build(),
-            self.marker_put(event_key)?,
-        ];
+        let reject = self.status_change(
+            order_id,
+            ReservationStatus::Cancelled,
+            ReservationStatus::Rejected,
+            Some(CANCELLED_BEFORE_PLACED),
+        )?;
+        let actions = vec![reject, self.marker_put(event_key)?];
         match self.transact(actions).await {
             Ok(()) => Ok(ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())),
             // Another event of the order, or this one, got there first.
@@ -489,25 +499,12 @@ impl InventoryStore for DynamoInventory {
         for (sku, q) in &reservation.lines {
             actions.push(self.stock_update(sku, *q, false)?);
         }
-        let mark = Update::builder()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(order_key(order_id)))
-            .update_expression("SET #s = :released")
-            .condition_expression("#s = :reserved")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(
-                ":released",
-                AttributeValue::S(ReservationStatus::Released.as_str().into()),
-            )
-            .expression_attribute_values(
-                ":reserved",
-                AttributeValue::S(ReservationStatus::Reserved.as_str().into()),
-            );
-        actions.push(
-            TransactWriteItem::builder()
-                .update(built(mark.build())?)
-                .build(),
-        );
+        actions.push(self.status_change(
+            order_id,
+            ReservationStatus::Reserved,
+            ReservationStatus::Released,
+            None,
+        )?);
         actions.push(self.marker_put(event_key)?);
 
         match self
@@ -826,6 +823,79 @@ mod tests {
         assert_eq!(out, ReserveOutcome::AlreadyRecorded);
     }
 
+    /// A placement that finds the order's tombstone (returned with the cancellation) turns it
+    /// into a rejection, conditioned on it still being the tombstone, with the event's marker.
+    #[tokio::test]
+    async fn a_placement_after_its_cancellation_is_rejected() {
+        let cancelled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"None"},{"Code":"ConditionalCheckFailed","Item":{"pk":{"S":"ORDER#o-1"},"status":{"S":"CANCELLED"},"cancelledBy":{"S":"evt-0"}}},{"Code":"None"}]}"#,
+        ));
+        let reject = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let items = r.transact_items();
+                let update = items[0].update().unwrap();
+                items.len() == 2
+                    && update.key().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
+                    && update.condition_expression() == Some("#s = :from")
+                    && update.update_expression() == "SET #s = :to, reason = :reason"
+                    && update.expression_attribute_values().is_some_and(|v| {
+                        v.get(":from") == Some(&AttributeValue::S("CANCELLED".into()))
+                            && v.get(":to") == Some(&AttributeValue::S("REJECTED".into()))
+                    })
+                    && items[1].put().is_some_and(|m| {
+                        m.item().get("pk")
+                            == Some(&AttributeValue::S("inventory-updater#evt-1".into()))
+                    })
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&cancelled, &reject],
+            no_retry
+        );
+        let out = inventory(client)
+            .reserve("evt-1", &order("o-1"), &lines(&[("sku-a", 1)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())
+        );
+        assert_eq!(reject.num_calls(), 1);
+    }
+
+    /// A cancellation of an order with no item writes its tombstone, only if there is still none,
+    /// with the event's marker.
+    #[tokio::test]
+    async fn a_cancellation_before_its_order_writes_a_tombstone() {
+        let get = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
+        let write = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let items = r.transact_items();
+                let put = items[0].put().unwrap();
+                items.len() == 2
+                    && put.item().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
+                    && put.item().get("status") == Some(&AttributeValue::S("CANCELLED".into()))
+                    && put.item().get("cancelledBy") == Some(&AttributeValue::S("evt-2".into()))
+                    && put.condition_expression() == Some("attribute_not_exists(pk)")
+                    && items[1].put().is_some_and(|m| {
+                        m.item().get("pk")
+                            == Some(&AttributeValue::S("inventory-updater#evt-2".into()))
+                    })
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&get, &write]);
+        assert_eq!(
+            inventory(client)
+                .release("evt-2", &order("o-1"))
+                .await
+                .unwrap(),
+            ReleaseOutcome::CancelledFirst
+        );
+        assert_eq!(write.num_calls(), 1);
+    }
+
     /// Throttling is retryable, and so is a transaction cancelled for throttling; a validation
     /// error is permanent.
     #[tokio::test]
@@ -887,7 +957,12 @@ mod tests {
                         .expression_attribute_values()
                         .and_then(|v| v.get(":q"))
                         == Some(&AttributeValue::N("2".into()))
-                    && mark.condition_expression() == Some("#s = :reserved")
+                    && mark.condition_expression() == Some("#s = :from")
+                    && mark.update_expression() == "SET #s = :to"
+                    && mark.expression_attribute_values().is_some_and(|v| {
+                        v.get(":from") == Some(&AttributeValue::S("RESERVED".into()))
+                            && v.get(":to") == Some(&AttributeValue::S("RELEASED".into()))
+                    })
                     && mark.key().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
