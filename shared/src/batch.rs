@@ -16,11 +16,12 @@
 //! The reader is hand-written (on [`crate::json::Cursor`]) because this is the one big, hot input:
 //! a full batch is 6 MB. The tests hold it to `serde_json` on generated events.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::json::Cursor;
+use crate::json::{has_control, Cursor};
 
 /// A span of one of the batch's arenas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -339,7 +340,7 @@ impl Reader<'_> {
             c.skip_value()?;
             return Some(Data::default());
         }
-        let v = c.string()?;
+        let v = c.long_string_unchecked()?;
         let bytes = &mut self.batch.bytes;
         // Grow by doubling: the decoder itself reserves exactly, which would copy the arena on
         // every record.
@@ -350,6 +351,9 @@ impl Reader<'_> {
             (Ok(()), Ok(start), Ok(end)) => Some(Data::Decoded(Span { start, end })),
             _ => {
                 bytes.truncate(start);
+                if matches!(&v, Cow::Borrowed(raw) if has_control(raw)) {
+                    return None; // a raw control character: not a JSON string at all
+                }
                 let raw = push_str(&mut self.batch.text, &v).unwrap_or_default();
                 Some(Data::Faulty(raw, DataFault::NotBase64))
             }

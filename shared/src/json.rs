@@ -61,20 +61,42 @@ impl<'a> Cursor<'a> {
     pub(crate) fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
         let start = self.pos;
+        let len = plain_len(self.bytes().get(start..)?);
+        self.finish_string(start, start + len)
+    }
+
+    /// A long string whose content the caller checks itself (base64 data, which its decoder
+    /// refuses when it holds anything outside its alphabet, control characters included): its end
+    /// is found with a SIMD search, and a string without escapes is not scanned for control
+    /// characters; the caller asks [`has_control`] when it needs to know.
+    pub(crate) fn long_string_unchecked(&mut self) -> Option<Cow<'a, str>> {
+        self.eat(b'"')?;
+        let start = self.pos;
         let end = start + memchr::memchr2(b'"', b'\\', self.bytes().get(start..)?)?;
+        if self.bytes()[end] == b'\\' && has_control(self.bytes().get(start..end)?) {
+            return None;
+        }
+        self.finish_string(start, end)
+    }
+
+    /// The string from `start`, whose plain run ends at `end` (a quote, an escape, or a control
+    /// character, which is refused).
+    fn finish_string(&mut self, start: usize, end: usize) -> Option<Cow<'a, str>> {
         let plain = self.text.get(start..end)?;
-        if plain.bytes().any(|b| b < 0x20) {
-            return None; // a raw control character
+        match *self.bytes().get(end)? {
+            b'"' => {
+                self.pos = end + 1;
+                Some(Cow::Borrowed(plain))
+            }
+            b'\\' => {
+                self.pos = end;
+                let mut out = String::with_capacity(plain.len() + 16);
+                out.push_str(plain);
+                self.unescape_rest(&mut out)?;
+                Some(Cow::Owned(out))
+            }
+            _ => None, // a raw control character
         }
-        self.pos = end + 1;
-        if self.bytes()[end] == b'"' {
-            return Some(Cow::Borrowed(plain));
-        }
-        self.pos = end;
-        let mut out = String::with_capacity(plain.len() + 16);
-        out.push_str(plain);
-        self.unescape_rest(&mut out)?;
-        Some(Cow::Owned(out))
     }
 
     /// The rest of a string from an escape on, appended to `out`; the cursor ends after its quote.
@@ -108,7 +130,7 @@ impl<'a> Cursor<'a> {
                     let rest = self.bytes().get(self.pos..)?;
                     let run = memchr::memchr2(b'"', b'\\', rest)?;
                     let chunk = self.text.get(self.pos..self.pos + run)?;
-                    if chunk.bytes().any(|b| b < 0x20) {
+                    if has_control(chunk) {
                         return None;
                     }
                     out.push_str(chunk);
@@ -248,6 +270,28 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The length of the plain run at the start of `s`: the bytes before the first quote, escape or
+/// control character (which a JSON string may not hold raw), or all of them. Both searches run many bytes at a time: the end with
+/// `memchr`, and the check for control characters without an early exit, which the compiler
+/// turns into SIMD; only a string that holds one is searched again, byte by byte. Tested against
+/// the byte-by-byte `position`.
+fn plain_len(s: &[u8]) -> usize {
+    let end = memchr::memchr2(b'"', b'\\', s).unwrap_or(s.len());
+    if has_control(&s[..end]) {
+        s.iter().position(|&b| b < 0x20).unwrap_or(end)
+    } else {
+        end
+    }
+}
+
+/// Whether `s` holds a control character (below U+0020), which a JSON string may not hold raw.
+/// (Written without an early exit, so the compiler checks many bytes at a time.)
+pub(crate) fn has_control(s: impl AsRef<[u8]>) -> bool {
+    s.as_ref()
+        .iter()
+        .fold(false, |found, &b| found | (b < 0x20))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +378,21 @@ mod tests {
         }
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
         assert_eq!(strings(&deep), None);
+    }
+
+    proptest! {
+        /// The plain run is what a byte-by-byte search finds.
+        #[test]
+        fn plain_runs_end_where_a_byte_search_says(s in prop::collection::vec(
+            prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20, 1 => 0x80u8..=0xff],
+            0..70,
+        )) {
+            let simple = s
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .unwrap_or(s.len());
+            prop_assert_eq!(plain_len(&s), simple);
+        }
     }
 
     #[test]
