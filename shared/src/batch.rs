@@ -84,7 +84,11 @@ pub struct InvalidEvent {
 pub struct KinesisBatch {
     records: Vec<RawRecord>,
     text: String,
+    /// The byte arena while it is filled, and after, when it is not all UTF-8.
     bytes: Vec<u8>,
+    /// The byte arena, when it is all UTF-8 (checked at once, far faster than record by record):
+    /// each record's data is then text at no further cost.
+    utf8: String,
     event_source_arn: Option<Span>,
 }
 
@@ -120,8 +124,16 @@ impl<'a> RecordView<'a> {
     /// The decoded data, or what is wrong with it.
     pub fn data(&self) -> Result<&'a [u8], DataFault> {
         match self.raw.data {
-            Data::Decoded(span) => Ok(&self.batch.bytes[span.range()]),
+            Data::Decoded(span) => Ok(&self.batch.arena()[span.range()]),
             Data::Faulty(_, fault) => Err(fault),
+        }
+    }
+
+    /// The decoded data as text, when the batch's data is all UTF-8 (and the record's own is).
+    pub fn data_str(&self) -> Option<&'a str> {
+        match self.raw.data {
+            Data::Decoded(span) => self.batch.utf8.get(span.range()),
+            Data::Faulty(..) => None,
         }
     }
 
@@ -134,7 +146,7 @@ impl<'a> RecordView<'a> {
     pub fn data_base64(&self) -> String {
         match self.raw.data {
             Data::Decoded(span) => {
-                base64_simd::STANDARD.encode_to_string(&self.batch.bytes[span.range()])
+                base64_simd::STANDARD.encode_to_string(&self.batch.arena()[span.range()])
             }
             Data::Faulty(span, _) => self.batch.text(span).to_owned(),
         }
@@ -190,6 +202,10 @@ impl KinesisBatch {
     pub fn read(&mut self, json: &[u8]) -> Result<(), InvalidEvent> {
         self.records.clear();
         self.text.clear();
+        if self.utf8.capacity() > self.bytes.capacity() {
+            self.bytes = std::mem::take(&mut self.utf8).into_bytes();
+        }
+        self.utf8.clear();
         self.bytes.clear();
         self.event_source_arn = None;
         // The body is mostly base64: its UTF-8 is checked once, with SIMD.
@@ -210,7 +226,20 @@ impl KinesisBatch {
                 at: c.position(),
             });
         }
+        match String::from_utf8(std::mem::take(&mut self.bytes)) {
+            Ok(text) => self.utf8 = text,
+            Err(not_text) => self.bytes = not_text.into_bytes(),
+        }
         Ok(())
+    }
+
+    /// The byte arena, wherever it is.
+    fn arena(&self) -> &[u8] {
+        if self.utf8.is_empty() {
+            &self.bytes
+        } else {
+            self.utf8.as_bytes()
+        }
     }
 
     fn text(&self, span: Span) -> &str {

@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
 use crate::error::ErrorClass;
-use crate::event::{Envelope, Malformed, Read};
+use crate::event::{Envelope, Malformed, Read, RecordData};
 use crate::kpl::{self, UserRecord};
 use crate::ports::{Consumer, PoisonRecord, PoisonSink};
 
@@ -195,6 +195,8 @@ fn count_skipped(stats: &mut BatchStats, event_type: Cow<'_, str>) {
 /// What processing one record came to.
 enum Step {
     Done(Outcome),
+    /// Of a type the function does not handle, found only when the record was read whole.
+    Skipped(String),
     Poisoned,
     Failed,
 }
@@ -210,10 +212,6 @@ pub struct BatchEngine<C, P> {
     poison: P,
     config: EngineConfig,
 }
-
-/// A unit's envelope as the first pass left it for its key's turn: `None` when it was settled
-/// there (an unwanted type), else the envelope or why the unit cannot be read (it is captured).
-type FirstRead<'a> = Option<Result<Envelope<'a>, Malformed>>;
 
 impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
     /// An engine for this consumer and poison sink.
@@ -254,19 +252,14 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             received: batch.len() as u64,
             ..BatchStats::default()
         };
-        // Every envelope is read first, in batch order; events of types the function does not
-        // handle are settled here, read no further than their type, and never wait for their key.
-        let mut reads: Vec<FirstRead<'_>> = Vec::with_capacity(units.len());
+        // Every event's type is read first, in batch order, and no further; events of types the
+        // function does not handle are settled here, and never wait for their key. The rest are
+        // read whole in their key's turn.
         for (unit, state) in units.iter().zip(&mut state) {
-            reads.push(match self.first_read(unit) {
-                Ok(Read::Unwanted(event_type)) => {
-                    count_skipped(&mut stats, event_type);
-                    *state = State::Done;
-                    None
-                }
-                Ok(Read::Wanted(envelope)) => Some(Ok(envelope)),
-                Err(why) => Some(Err(why)),
-            });
+            if let Some(event_type) = self.unwanted_type(unit) {
+                count_skipped(&mut stats, event_type);
+                *state = State::Done;
+            }
         }
         // Longest keys first: with more keys than slots, a long key started last would finish
         // alone after all the others (the makespan of list scheduling).
@@ -279,7 +272,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         });
 
         let run_all = stream::iter(groups)
-            .map(|group| self.run_key(batch, &units, &reads, group, &tally, cutoff))
+            .map(|group| self.run_key(batch, &units, group, &tally, cutoff))
             .buffer_unordered(self.config.max_concurrency)
             .for_each(|()| async {});
         let cut_short = match cutoff {
@@ -324,7 +317,6 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         &self,
         batch: &KinesisBatch,
         units: &[Unit<'_>],
-        reads: &[FirstRead<'_>],
         group: Vec<usize>,
         tally: &Mutex<Tally>,
         cutoff: Option<Instant>,
@@ -335,11 +327,9 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             if cutoff.is_some_and(|c| Instant::now() >= c) {
                 return; // the rest stay Pending, and are reported
             }
-            let (unit, Some(read)) = (&units[index], &reads[index]) else {
-                continue; // settled in the first pass (never grouped)
-            };
+            let unit = &units[index];
             lock().state[index] = State::InFlight;
-            let step = self.run_unit(batch, unit, read).await;
+            let step = self.run_unit(batch, unit).await;
             let mut t = lock();
             match step {
                 Step::Done(outcome) => {
@@ -353,6 +343,10 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
                 }
                 Step::Poisoned => {
                     t.stats.poison += 1;
+                    t.state[index] = State::Done;
+                }
+                Step::Skipped(event_type) => {
+                    count_skipped(&mut t.stats, Cow::Owned(event_type));
                     t.state[index] = State::Done;
                 }
                 Step::Failed => {
@@ -370,7 +364,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
 
     /// The record's span: its context on every line logged while it is handled or captured.
     /// Skipped records log nothing, so they get none (a span per record costs on a full batch).
-    fn span(unit: &Unit<'_>, envelope: Option<&Envelope<'_>>) -> tracing::Span {
+    fn span<T>(unit: &Unit<'_>, envelope: Option<&Envelope<'_, T>>) -> tracing::Span {
         tracing::info_span!(
             "record",
             sequence_number = unit.sequence_number,
@@ -381,8 +375,21 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         )
     }
 
-    /// The unit's envelope, read no further than its type when the function does not handle it.
-    fn first_read<'u>(&self, unit: &Unit<'u>) -> Result<Read<'u>, Malformed> {
+    /// Whether the function handles the type.
+    fn wanted(&self, event_type: &str) -> bool {
+        self.config.event_types.contains(event_type)
+    }
+
+    /// The unit's event type, read no further, when the function does not handle it. `None` for
+    /// every other unit, even one that cannot be read: it is read whole, and captured, in its
+    /// key's turn.
+    fn unwanted_type<'u>(&self, unit: &Unit<'u>) -> Option<Cow<'u, str>> {
+        unit.partition_key.and(unit.sequence_number)?;
+        Envelope::event_type(unit.record_data().ok()?).filter(|t| !self.wanted(t))
+    }
+
+    /// The unit's envelope and payload, read whole.
+    fn read<'u>(&self, unit: &Unit<'u>) -> Result<Read<'u, C::Payload<'u>>, Malformed> {
         let (Some(_), Some(_)) = (unit.partition_key, unit.sequence_number) else {
             let why = if unit.view.is_object() {
                 "no partitionKey or sequenceNumber"
@@ -391,34 +398,26 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             };
             return Err(Malformed::Record(why.into()));
         };
-        Envelope::read(unit.data?, |t| self.config.event_types.contains(t))
+        Envelope::read(unit.record_data()?, &self.consumer, |t| self.wanted(t))
     }
 
-    async fn run_unit(
-        &self,
-        batch: &KinesisBatch,
-        unit: &Unit<'_>,
-        read: &Result<Envelope<'_>, Malformed>,
-    ) -> Step {
-        let envelope = match read {
-            Ok(envelope) => envelope,
+    async fn run_unit(&self, batch: &KinesisBatch, unit: &Unit<'_>) -> Step {
+        let envelope = match self.read(unit) {
+            Ok(Read::Wanted(envelope)) => envelope,
+            Ok(Read::Unwanted(event_type)) => return Step::Skipped(event_type.into_owned()),
             // Until the envelope is read, a bad record is captured under its stream identity.
             Err(why) => {
                 return self
-                    .capture(batch, unit, why)
-                    .instrument(Self::span(unit, None))
+                    .capture(batch, unit, &why)
+                    .instrument(Self::span::<()>(unit, None))
                     .await
             }
         };
-        let span = Self::span(unit, Some(envelope));
-        let payload = match self.consumer.read(envelope.payload()) {
-            Ok(payload) => payload,
-            Err(why) => return self.capture(batch, unit, &why).instrument(span).await,
-        };
+        let span = Self::span(unit, Some(&envelope));
         let event = Event {
             event_type: &envelope.event_type,
             event_id: envelope.event_id.as_deref(),
-            payload,
+            payload: envelope.payload,
             record: RecordContext {
                 partition_key: unit.partition_key.unwrap_or_default(),
                 sequence_number: unit.sequence_number.unwrap_or_default(),
@@ -495,6 +494,18 @@ struct Unit<'a> {
     sequence_number: Option<&'a str>,
     sub_sequence_number: Option<u64>,
     data: Result<&'a [u8], DataFault>,
+    /// The data, when the batch already knows it for UTF-8.
+    text: Option<&'a str>,
+}
+
+impl<'a> Unit<'a> {
+    /// The data, as text when the batch knows it for UTF-8 (it is not checked again).
+    fn record_data(&self) -> Result<RecordData<'a>, DataFault> {
+        match self.text {
+            Some(text) => Ok(RecordData::Text(text)),
+            None => self.data.map(RecordData::Bytes),
+        }
+    }
 }
 
 /// The batch's units, in delivery order (an aggregate's user records in their own order).
@@ -508,6 +519,7 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
             sequence_number: view.sequence_number(),
             sub_sequence_number: None,
             data: view.data(),
+            text: view.data_str(),
         };
         match aggregate {
             // Without a sequence number the parent cannot be reported: keep it whole, as poison.
@@ -516,6 +528,7 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
                     partition_key: Some(u.partition_key.as_str()),
                     sub_sequence_number: Some(u.sub_sequence_number),
                     data: Ok(u.data.as_slice()),
+                    text: None,
                     ..plain
                 }))
             }

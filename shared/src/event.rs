@@ -1,12 +1,13 @@
 //! The envelope every producer writes, `{eventId, eventType, timestamp, payload}`, and its one
 //! reader.
 //!
-//! The envelope is generic: it knows event types by name and leaves the payload raw. Each consumer
-//! reads the payload of the types it handles with its own derived schema ([`RawPayload::read`]).
+//! The envelope is generic: it knows event types by name, and hands the payload to the consumer,
+//! which reads it with its own derived schema for that type ([`Consumer::read`]). When the type
+//! comes before the payload, as producers write it, the payload is read in the same pass.
 //!
-//! The reader stops at an event type the consumer does not handle: producers write `eventType`
-//! before the payload, so such a record is read no further than its type (and a broken payload of
-//! a type this function does not handle is left to the function that handles it).
+//! The reader can stop right after the event type ([`Envelope::event_type`]): the engine settles
+//! the types a function does not handle that way, reading no further (so a broken payload of a
+//! type this function does not handle is left to the function that handles it).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -14,7 +15,10 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::error::Category;
 use serde_json::value::RawValue;
+
+use crate::ports::Consumer;
 
 /// Why a record can never be processed. Such a record is poison: it is captured, not retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,10 +32,6 @@ pub enum Malformed {
     /// The data is not JSON, or not the `{eventId, eventType, timestamp, payload}` envelope.
     #[error("not an event envelope: {0}")]
     Envelope(String),
-    /// The function has no rule for the event's type (its configuration lists a type its code does
-    /// not read).
-    #[error("this function has no rule for {0}")]
-    NoRule(String),
     /// The payload does not follow its event type's schema.
     #[error("the {event_type} payload violates its schema: {why}")]
     Payload {
@@ -42,103 +42,170 @@ pub enum Malformed {
     },
 }
 
-/// An event's envelope, borrowed from the record's decoded data.
-#[derive(Debug, Clone)]
-pub struct Envelope<'a> {
+/// A record's decoded data: text when the batch knows it for UTF-8 (it is not checked again),
+/// else bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordData<'a> {
+    /// Data known to be UTF-8.
+    Text(&'a str),
+    /// Data not checked yet.
+    Bytes(&'a [u8]),
+}
+
+/// A wanted event's envelope, borrowed from the record's data, with its payload as the consumer
+/// read it.
+#[derive(Debug)]
+pub struct Envelope<'a, P> {
     /// The producer's id of the event, the natural idempotency key. Optional on the wire; a
     /// number is taken as its text.
     pub event_id: Option<Cow<'a, str>>,
     /// The event type's wire name.
     pub event_type: Cow<'a, str>,
-    /// The payload, left raw for the consumer's schema of this type.
-    pub payload: Option<&'a RawValue>,
+    /// The payload, read by the consumer's schema for this type.
+    pub payload: P,
 }
 
 /// What reading an envelope came to.
 #[derive(Debug)]
-pub enum Read<'a> {
-    /// The event's type is not wanted; nothing after it was read.
+pub enum Read<'a, P> {
+    /// The event's type is not wanted; its payload was not read.
     Unwanted(Cow<'a, str>),
-    /// A wanted event's envelope, read whole.
-    Wanted(Envelope<'a>),
+    /// A wanted event, read whole.
+    Wanted(Envelope<'a, P>),
 }
 
-impl<'a> Envelope<'a> {
-    /// Reads the envelope from a record's data, stopping at an event type that `wanted` does not
-    /// hold for. `timestamp` is not read (producers write it in any form, or not at all), and
-    /// unknown fields are skipped.
-    pub fn read(data: &'a [u8], wanted: impl Fn(&str) -> bool) -> Result<Read<'a>, Malformed> {
+impl<'a> Envelope<'a, ()> {
+    /// The event's type, read no further: `None` when the data is not an envelope up to its type
+    /// (reading it whole says why).
+    pub fn event_type(data: RecordData<'a>) -> Option<Cow<'a, str>> {
+        let found = RefCell::new(None);
+        let seed = EnvelopeSeed {
+            reader: &TypeOnly,
+            wanted: &|_: &str| false,
+            unwanted: &found,
+            payload_error: &RefCell::new(None),
+        };
+        let _ = deserialize(data, seed);
+        found.into_inner()
+    }
+}
+
+impl<'a, P> Envelope<'a, P> {
+    /// Reads the envelope from a record's data, and its payload with `consumer` when `wanted`
+    /// holds for its type; an unwanted type's payload is not read. `timestamp` is not read
+    /// (producers write it in any form, or not at all), and unknown fields are skipped.
+    pub fn read<C>(
+        data: RecordData<'a>,
+        consumer: &C,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Read<'a, P>, Malformed>
+    where
+        C: Consumer<Payload<'a> = P>,
+    {
         let unwanted = RefCell::new(None);
-        let mut de = serde_json::Deserializer::from_slice(data);
-        let read = EnvelopeSeed {
+        let payload_error = RefCell::new(None);
+        let seed = EnvelopeSeed {
+            reader: consumer,
             wanted: &wanted,
             unwanted: &unwanted,
-        }
-        .deserialize(&mut de)
-        .and_then(|envelope| de.end().map(|()| envelope));
-        match (read, unwanted.into_inner()) {
-            (_, Some(event_type)) => Ok(Read::Unwanted(event_type)),
-            (Ok(envelope), None) => Ok(Read::Wanted(envelope)),
-            (Err(e), None) => Err(Malformed::Envelope(e.to_string())),
-        }
-    }
-
-    /// The payload, for reading by the schema of this event's type.
-    pub fn payload(&self) -> RawPayload<'a> {
-        RawPayload {
-            event_type: self.event_type.clone(),
-            raw: self.payload,
-        }
-    }
-}
-
-/// An event's raw payload, with its type: what a consumer reads with its schema for that type.
-#[derive(Debug, Clone)]
-pub struct RawPayload<'a> {
-    event_type: Cow<'a, str>,
-    raw: Option<&'a RawValue>,
-}
-
-impl<'a> RawPayload<'a> {
-    /// A payload of `event_type` from its JSON text (`None`: the envelope had none).
-    pub fn new(event_type: &'a str, raw: Option<&'a RawValue>) -> Self {
-        Self {
-            event_type: Cow::Borrowed(event_type),
-            raw,
-        }
-    }
-
-    /// The event type.
-    pub fn event_type(&self) -> &str {
-        &self.event_type
-    }
-
-    /// Reads the payload into `T`, the schema of this event type (a derived struct, borrowing
-    /// its strings where it can). A payload that breaks it is [`Malformed::Payload`], naming the
-    /// field.
-    pub fn read<T: Deserialize<'a>>(&self) -> Result<T, Malformed> {
-        let malformed = |why: String| Malformed::Payload {
-            event_type: self.event_type.to_string(),
-            why,
+            payload_error: &payload_error,
         };
-        let raw = self
-            .raw
-            .ok_or_else(|| malformed("missing field `payload`".into()))?;
-        serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))
+        let read = deserialize(data, seed);
+        match (read, unwanted.into_inner(), payload_error.into_inner()) {
+            (_, Some(event_type), _) => Ok(Read::Unwanted(event_type)),
+            (Ok(envelope), None, _) => Ok(Read::Wanted(envelope)),
+            // A payload that is JSON but not of its type's schema; JSON broken anywhere, the
+            // payload included, is not an envelope.
+            (Err(e), None, Some(payload_error)) if e.classify() == Category::Data => {
+                Err(payload_error)
+            }
+            (Err(e), None, _) => Err(Malformed::Envelope(e.to_string())),
+        }
     }
 }
 
-/// The one reader of the envelope: a map visitor that stops at an unwanted type.
-struct EnvelopeSeed<'s, 'a, W> {
+/// Runs the envelope's seed over the data, which must hold nothing after the envelope.
+fn deserialize<'a, T>(
+    data: RecordData<'a>,
+    seed: impl DeserializeSeed<'a, Value = T>,
+) -> Result<T, serde_json::Error> {
+    fn whole<'a, R: serde_json::de::Read<'a>, T>(
+        mut de: serde_json::Deserializer<R>,
+        seed: impl DeserializeSeed<'a, Value = T>,
+    ) -> Result<T, serde_json::Error> {
+        let value = seed.deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+    match data {
+        RecordData::Text(text) => whole(serde_json::Deserializer::from_str(text), seed),
+        RecordData::Bytes(bytes) => whole(serde_json::Deserializer::from_slice(bytes), seed),
+    }
+}
+
+/// What reads a wanted event's payload: a consumer, or nothing when only the type is read.
+trait PayloadReader<'a> {
+    /// The payload as read.
+    type Value;
+    /// Reads the payload of `event_type`.
+    fn read<D: Deserializer<'a>>(
+        &self,
+        event_type: &str,
+        payload: D,
+    ) -> Result<Self::Value, D::Error>;
+}
+
+impl<'a, C: Consumer> PayloadReader<'a> for C {
+    type Value = C::Payload<'a>;
+    fn read<D: Deserializer<'a>>(
+        &self,
+        event_type: &str,
+        payload: D,
+    ) -> Result<C::Payload<'a>, D::Error> {
+        Consumer::read(self, event_type, payload)
+    }
+}
+
+/// The reader of [`Envelope::event_type`], which stops at the type, before any payload.
+struct TypeOnly;
+
+impl<'a> PayloadReader<'a> for TypeOnly {
+    type Value = ();
+    fn read<D: Deserializer<'a>>(&self, _: &str, payload: D) -> Result<(), D::Error> {
+        IgnoredAny::deserialize(payload).map(drop)
+    }
+}
+
+/// The one reader of the envelope: a map visitor that stops at a type `wanted` does not hold for,
+/// and reads a wanted type's payload with `reader`: in place when the type came first, else from
+/// its text once the type is known.
+struct EnvelopeSeed<'s, 'a, R, W> {
+    reader: &'s R,
     wanted: &'s W,
     /// Where the reader leaves an unwanted type before it stops (with an error, the only way to
     /// leave a `serde_json` map early).
     unwanted: &'s RefCell<Option<Cow<'a, str>>>,
+    /// Where the reader leaves what is wrong with the payload, told apart from the envelope.
+    payload_error: &'s RefCell<Option<Malformed>>,
 }
 
-impl<'de, W: Fn(&str) -> bool> DeserializeSeed<'de> for EnvelopeSeed<'_, 'de, W> {
-    type Value = Envelope<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Envelope<'de>, D::Error> {
+impl<'a, R: PayloadReader<'a>, W: Fn(&str) -> bool> EnvelopeSeed<'_, 'a, R, W> {
+    /// Keeps what is wrong with the payload of `event_type`, and answers `error`, which stops the
+    /// envelope.
+    fn payload_failed<E: fmt::Display>(&self, event_type: &str, error: E) -> E {
+        *self.payload_error.borrow_mut() = Some(Malformed::Payload {
+            event_type: event_type.to_owned(),
+            why: error.to_string(),
+        });
+        error
+    }
+}
+
+impl<'a, R: PayloadReader<'a>, W: Fn(&str) -> bool> DeserializeSeed<'a>
+    for EnvelopeSeed<'_, 'a, R, W>
+{
+    type Value = Envelope<'a, R::Value>;
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
 }
@@ -156,26 +223,50 @@ enum Field {
     Other,
 }
 
-impl<'de, W: Fn(&str) -> bool> Visitor<'de> for EnvelopeSeed<'_, 'de, W> {
-    type Value = Envelope<'de>;
+/// A wanted event's payload, read in place by the reader.
+struct PayloadSeed<'s, 'a, R, W> {
+    envelope: &'s EnvelopeSeed<'s, 'a, R, W>,
+    event_type: &'s str,
+}
+
+impl<'a, R: PayloadReader<'a>, W: Fn(&str) -> bool> DeserializeSeed<'a>
+    for PayloadSeed<'_, 'a, R, W>
+{
+    type Value = R::Value;
+    fn deserialize<D: Deserializer<'a>>(self, payload: D) -> Result<R::Value, D::Error> {
+        self.envelope
+            .reader
+            .read(self.event_type, payload)
+            .map_err(|e| self.envelope.payload_failed(self.event_type, e))
+    }
+}
+
+/// The payload so far: read, or kept as text until the type is known.
+enum PayloadSoFar<'a, V> {
+    Read(V),
+    Raw(&'a RawValue),
+}
+
+impl<'a, R: PayloadReader<'a>, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'_, 'a, R, W> {
+    type Value = Envelope<'a, R::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object {eventId, eventType, timestamp, payload}")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut event_id, mut event_type, mut payload) = (None, None, None);
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::EventId if event_id.is_some() => {
                     return Err(de::Error::duplicate_field("eventId"))
                 }
-                Field::EventId => event_id = Some(map.next_value::<EventId<'de>>()?.0),
+                Field::EventId => event_id = Some(map.next_value::<EventId<'a>>()?.0),
                 Field::EventType if event_type.is_some() => {
                     return Err(de::Error::duplicate_field("eventType"))
                 }
                 Field::EventType => {
-                    let name = map.next_value::<EventTypeName<'de>>()?.0;
+                    let name = map.next_value::<EventTypeName<'a>>()?.0;
                     if !(self.wanted)(&name) {
                         *self.unwanted.borrow_mut() = Some(name);
                         return Err(de::Error::custom("unwanted event type"));
@@ -185,16 +276,39 @@ impl<'de, W: Fn(&str) -> bool> Visitor<'de> for EnvelopeSeed<'_, 'de, W> {
                 Field::Payload if payload.is_some() => {
                     return Err(de::Error::duplicate_field("payload"))
                 }
-                Field::Payload => payload = Some(map.next_value::<Option<&'de RawValue>>()?),
+                Field::Payload => {
+                    payload = Some(match &event_type {
+                        Some(t) => PayloadSoFar::Read(map.next_value_seed(PayloadSeed {
+                            envelope: &self,
+                            event_type: t,
+                        })?),
+                        None => PayloadSoFar::Raw(map.next_value::<&'a RawValue>()?),
+                    })
+                }
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
+        let event_type = event_type.ok_or_else(|| de::Error::missing_field("eventType"))?;
+        let payload = match payload {
+            Some(PayloadSoFar::Read(payload)) => payload,
+            Some(PayloadSoFar::Raw(raw)) => {
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                self.reader
+                    .read(&event_type, &mut de)
+                    .and_then(|p| de.end().map(|()| p))
+                    .map_err(|e| de::Error::custom(self.payload_failed(&event_type, e)))?
+            }
+            None => {
+                let missing = de::Error::missing_field("payload");
+                return Err(self.payload_failed(&event_type, missing));
+            }
+        };
         Ok(Envelope {
             event_id: event_id.flatten(),
-            event_type: event_type.ok_or_else(|| de::Error::missing_field("eventType"))?,
-            payload: payload.flatten(),
+            event_type,
+            payload,
         })
     }
 }
@@ -260,14 +374,55 @@ impl<'de> Visitor<'de> for TextVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{Event, Outcome};
+    use crate::error::EffectError;
     use proptest::prelude::*;
+
+    /// A consumer that reads any payload as its raw JSON, or as a cancellation.
+    struct Raw;
+
+    impl Consumer for Raw {
+        type Payload<'a> = &'a RawValue;
+        fn read<'a, D: Deserializer<'a>>(&self, _: &str, p: D) -> Result<&'a RawValue, D::Error> {
+            <&RawValue>::deserialize(p)
+        }
+        async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+            Ok(Outcome::Applied)
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Cancel<'a> {
+        #[serde(rename = "orderId", borrow)]
+        order_id: crate::order::OrderId<'a>,
+    }
+
+    struct Cancels;
+
+    impl Consumer for Cancels {
+        type Payload<'a> = Cancel<'a>;
+        fn read<'a, D: Deserializer<'a>>(&self, t: &str, p: D) -> Result<Cancel<'a>, D::Error> {
+            match t {
+                "ORDER_CANCELLED" => Cancel::deserialize(p),
+                other => Err(crate::ports::no_rule(other)),
+            }
+        }
+        async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+            Ok(Outcome::Applied)
+        }
+    }
 
     fn wanted(t: &str) -> bool {
         t == "ORDER_PLACED"
     }
 
-    fn read(text: &str) -> Result<Read<'_>, Malformed> {
-        Envelope::read(text.as_bytes(), wanted)
+    fn read(text: &str) -> Result<Read<'_, &RawValue>, Malformed> {
+        Envelope::read(RecordData::Bytes(text.as_bytes()), &Raw, wanted)
+    }
+
+    fn event_type(text: &str) -> Option<Cow<'_, str>> {
+        Envelope::event_type(RecordData::Text(text))
     }
 
     /// The reference reading of an envelope: its fields taken in order, each value read by
@@ -275,7 +430,7 @@ mod tests {
     #[derive(Debug, PartialEq)]
     enum Reference {
         Unwanted(String),
-        Wanted(Option<String>, String, Option<String>),
+        Wanted(Option<String>, String, String),
         Invalid,
     }
 
@@ -303,13 +458,13 @@ mod tests {
                     _ => return Reference::Invalid,
                 },
                 "payload" if payload.is_some() => return Reference::Invalid,
-                "payload" => payload = Some((!value.is_null()).then(|| value.to_string())),
+                "payload" => payload = Some(value.to_string()),
                 _ => {}
             }
         }
-        match ty {
-            Some(t) => Reference::Wanted(id.flatten(), t, payload.flatten()),
-            None => Reference::Invalid,
+        match (ty, payload) {
+            (Some(t), Some(payload)) => Reference::Wanted(id.flatten(), t, payload),
+            _ => Reference::Invalid,
         }
     }
 
@@ -320,11 +475,9 @@ mod tests {
                 e.event_id.map(Cow::into_owned),
                 e.event_type.into_owned(),
                 // Compared as values: the raw text keeps the producer's spacing.
-                e.payload.map(|p| {
-                    serde_json::from_str::<serde_json::Value>(p.get())
-                        .unwrap()
-                        .to_string()
-                }),
+                serde_json::from_str::<serde_json::Value>(e.payload.get())
+                    .unwrap()
+                    .to_string(),
             ),
             Err(_) => Reference::Invalid,
         }
@@ -338,44 +491,57 @@ mod tests {
         };
         assert_eq!(e.event_id, None);
         assert_eq!(e.event_type, "ORDER_PLACED");
-        assert_eq!(e.payload.unwrap().get(), r#"{"orderId": "o-1"}"#);
-        let Read::Wanted(e) = read(r#"{"eventId":42,"eventType":"ORDER_PLACED"}"#).unwrap() else {
+        assert_eq!(e.payload.get(), r#"{"orderId": "o-1"}"#);
+        let text = r#"{"payload":[1],"eventId":42,"eventType":"ORDER_PLACED"}"#;
+        let Read::Wanted(e) = read(text).unwrap() else {
             panic!("wanted")
         };
         assert_eq!(e.event_id.as_deref(), Some("42"));
-        assert!(e.payload.is_none());
+        assert_eq!(e.payload.get(), "[1]");
     }
 
     #[test]
-    fn unwanted_types_are_read_no_further_than_their_type() {
+    fn the_type_is_read_no_further() {
         // The type comes first: what follows is not read, even when it is broken.
         let broken_after = r#"{"eventId":"e","eventType":"PAYMENT_CAPTURED","payload":{"orderId":"#;
+        assert_eq!(
+            event_type(broken_after).as_deref(),
+            Some("PAYMENT_CAPTURED")
+        );
         assert!(matches!(read(broken_after), Ok(Read::Unwanted(t)) if t == "PAYMENT_CAPTURED"));
         // The type after the payload, or escaped: still found.
         for text in [
             r#"{"payload":{"orderId":"o"},"eventType":"ORDER_CANCELLED"}"#,
             r#"{"eventType":"ORDER_\u0043ANCELLED"}"#,
         ] {
+            assert_eq!(
+                event_type(text).as_deref(),
+                Some("ORDER_CANCELLED"),
+                "{text}"
+            );
             assert!(
                 matches!(read(text), Ok(Read::Unwanted(t)) if t == "ORDER_CANCELLED"),
                 "{text}"
             );
         }
-        // Broken before its type: not an envelope.
+        // Broken before its type: no type, and not an envelope.
         let broken = r#"{"payload":{"orderId":,"eventType":"ORDER_CANCELLED"}"#;
+        assert_eq!(event_type(broken), None);
         assert!(matches!(read(broken), Err(Malformed::Envelope(_))));
         // A wanted type is read whole, and checked whole.
         for text in [
             r#"{"eventType":"ORDER_PLACED","payload":{"orderId":"#,
-            r#"{"eventType":"ORDER_PLACED","eventType":"ORDER_PLACED"}"#,
-            r#"{"eventType":"ORDER_PLACED"} trailing"#,
-            r#"{"eventType":"ORDER_PLACED","eventId":true}"#,
+            r#"{"eventType":"ORDER_PLACED","eventType":"ORDER_PLACED","payload":1}"#,
+            r#"{"eventType":"ORDER_PLACED","payload":1} trailing"#,
+            r#"{"eventType":"ORDER_PLACED","eventId":true,"payload":1}"#,
         ] {
+            assert_eq!(event_type(text).as_deref(), Some("ORDER_PLACED"), "{text}");
             assert!(matches!(read(text), Err(Malformed::Envelope(_))), "{text}");
         }
         // Not UTF-8 in a field that is skipped: read by bytes, the type still found.
+        let bytes = b"{\"eventType\":\"X\",\"n\":\"\xff\"}";
         assert!(matches!(
-            Envelope::read(b"{\"eventType\":\"X\",\"n\":\"\xff\"}", wanted),
+            Envelope::read(RecordData::Bytes(bytes), &Raw, wanted),
             Ok(Read::Unwanted(t)) if t == "X"
         ));
     }
@@ -390,31 +556,40 @@ mod tests {
             "\u{ff}",
         ] {
             assert!(matches!(read(text), Err(Malformed::Envelope(_))), "{text}");
+            assert_eq!(event_type(text), None, "{text}");
         }
     }
 
     #[test]
     fn payloads_name_the_field_that_breaks_the_schema() {
-        #[derive(Debug, Deserialize)]
-        #[allow(dead_code)]
-        struct Cancel<'a> {
-            #[serde(rename = "orderId", borrow)]
-            order_id: crate::order::OrderId<'a>,
-        }
-        let payload = |raw: &'static str| {
-            let raw: &RawValue = serde_json::from_str(raw).unwrap();
-            RawPayload::new("ORDER_CANCELLED", Some(raw)).read::<Cancel<'_>>()
+        let read = |text: &'static str| {
+            Envelope::read(RecordData::Text(text), &Cancels, |t| t == "ORDER_CANCELLED")
         };
-        assert!(payload(r#"{"orderId":"o-1","reason":"changed mind"}"#).is_ok());
-        let err = payload(r#"{"reason":"x"}"#).unwrap_err().to_string();
+        let ok = r#"{"eventType":"ORDER_CANCELLED","payload":{"orderId":"o-1","reason":"changed mind"}}"#;
+        assert!(matches!(read(ok), Ok(Read::Wanted(_))));
+        // In place (the type first), and after the type (the payload first): the same answer.
+        for text in [
+            r#"{"eventType":"ORDER_CANCELLED","payload":{"reason":"x"}}"#,
+            r#"{"payload":{"reason":"x"},"eventType":"ORDER_CANCELLED"}"#,
+        ] {
+            let err = read(text).unwrap_err();
+            assert!(
+                matches!(&err, Malformed::Payload { event_type, why }
+                if event_type == "ORDER_CANCELLED" && why.contains("missing field `orderId`")),
+                "{err}"
+            );
+        }
+        let err = read(r#"{"eventType":"ORDER_CANCELLED","payload":{"orderId":" "}}"#).unwrap_err();
+        assert!(err.to_string().contains("orderId is empty"), "{err}");
+        let missing = read(r#"{"eventType":"ORDER_CANCELLED"}"#).unwrap_err();
         assert!(
-            err.contains("ORDER_CANCELLED") && err.contains("orderId"),
-            "{err}"
+            missing.to_string().contains("missing field `payload`"),
+            "{missing}"
         );
-        let err = payload(r#"{"orderId":" "}"#).unwrap_err().to_string();
-        assert!(err.contains("orderId is empty"), "{err}");
-        let missing = RawPayload::new("ORDER_CANCELLED", None).read::<Cancel<'_>>();
-        assert!(missing.unwrap_err().to_string().contains("payload"));
+        // A broken payload of a wanted type is a payload fault; JSON broken after it is not.
+        let err =
+            read(r#"{"eventType":"ORDER_CANCELLED","payload":{"orderId":"o"}} x"#).unwrap_err();
+        assert!(matches!(err, Malformed::Envelope(_)), "{err}");
     }
 
     fn value() -> impl Strategy<Value = String> {
@@ -437,7 +612,8 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
         /// Envelopes of any fields, in any order and spacing: the reader answers what the
-        /// reference reading of the same fields says.
+        /// reference reading of the same fields says, and reading only the type finds the type
+        /// the reference meets first.
         #[test]
         fn the_reader_agrees_with_serde(
             fields in prop::collection::vec(
@@ -455,7 +631,14 @@ mod tests {
             let sep = if spaced { ", " } else { "," };
             let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
             let text = format!("{{{}}}", body.join(sep));
-            prop_assert_eq!(ours(&text), reference(&fields), "{}", text);
+            let reference = reference(&fields);
+            prop_assert_eq!(ours(&text), reference, "{}", text);
+            // The type-only reading: `None` only when the text breaks before the first type.
+            if let Some(t) = event_type(&text) {
+                let first = fields.iter().find(|(k, _)| *k == "eventType").map(|(_, v)| v);
+                prop_assert_eq!(Some(serde_json::Value::String(t.into_owned())),
+                    first.and_then(|v| serde_json::from_str(v).ok()), "{}", text);
+            }
         }
     }
 }

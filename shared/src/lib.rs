@@ -36,8 +36,8 @@ pub use engine::{
     BatchEngine, BatchOutcome, BatchStats, EngineConfig, Event, EventTypeSet, Outcome,
 };
 pub use error::{EffectError, ErrorClass};
-pub use event::{Malformed, RawPayload};
-pub use ports::{Consumer, PoisonRecord, PoisonSink};
+pub use event::Malformed;
+pub use ports::{no_rule, Consumer, PoisonRecord, PoisonSink};
 
 /// Re-exported so the functions need no direct dependency on them.
 pub use {

@@ -10,11 +10,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use serde::Serialize;
+use serde::{Deserializer, Serialize};
 
 use crate::engine::{Event, Outcome};
 use crate::error::EffectError;
-use crate::event::{Malformed, RawPayload};
 use crate::idempotency::Lease;
 use crate::order::{Email, OrderId, Quantity};
 
@@ -28,15 +27,27 @@ pub trait Consumer: Sync {
     /// event type, each a `#[derive(Deserialize)]` struct borrowing from the record's data.
     type Payload<'a>: Send + Sync;
 
-    /// Reads the payload of a wanted event by its type's schema (`payload.event_type()`), usually
-    /// with [`RawPayload::read`]. An error makes the record poison, with the error as its reason.
-    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<Self::Payload<'a>, Malformed>;
+    /// Reads the payload of a wanted event of `event_type` by that type's schema, from any serde
+    /// deserializer at the payload: usually `PlacedOrder::deserialize(payload)` for a derived
+    /// `PlacedOrder`, and `Err(serde::de::Error::custom(..))` for a type it has no rule for. An
+    /// error makes the record poison, with the error (naming the field) as its reason.
+    fn read<'a, D: Deserializer<'a>>(
+        &self,
+        event_type: &str,
+        payload: D,
+    ) -> Result<Self::Payload<'a>, D::Error>;
 
     /// Performs the event's effect.
     fn handle(
         &self,
         event: &Event<'_, Self::Payload<'_>>,
     ) -> impl Future<Output = Result<Outcome, EffectError>> + Send;
+}
+
+/// The error a [`Consumer::read`] answers for an event type it has no rule for (its
+/// configuration names a type its code does not read): the record is poison, and says so.
+pub fn no_rule<E: serde::de::Error>(event_type: &str) -> E {
+    E::custom(format!("this function has no rule for {event_type}"))
 }
 
 /// A record that can never succeed, with everything needed to look at it or replay it.

@@ -6,10 +6,10 @@ mod support;
 use std::borrow::Cow;
 use std::sync::Mutex;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use shared::fakes::FakePoisonSink;
 use shared::{BatchEngine, Consumer, EffectError, EngineConfig, Event, EventTypeSet};
-use shared::{KinesisBatch, Malformed, Outcome, RawPayload};
+use shared::{KinesisBatch, Outcome};
 
 /// The payload of `PAYMENT_CAPTURED`, borrowed from the record's data (a `Cow` is copied only
 /// when the producer escaped something in it).
@@ -28,8 +28,8 @@ struct Ledger(Mutex<Vec<(String, String, u64)>>);
 impl Consumer for Ledger {
     type Payload<'a> = PaymentCaptured<'a>;
 
-    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<PaymentCaptured<'a>, Malformed> {
-        payload.read()
+    fn read<'a, D: Deserializer<'a>>(&self, _: &str, p: D) -> Result<Self::Payload<'a>, D::Error> {
+        PaymentCaptured::deserialize(p)
     }
 
     async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {

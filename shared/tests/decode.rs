@@ -2,11 +2,12 @@
 
 mod support;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use shared::batch::{compare_sequence_numbers, DataFault, KinesisBatch};
-use shared::event::{Envelope, Malformed, Read};
+use shared::event::{Envelope, Malformed, Read, RecordData};
 use shared::order::{Email, Money, OrderId, OrderLines, UserId};
+use shared::{Consumer, EffectError, Event, Outcome};
 use support::*;
 
 /// An order as a consumer that reads all of it would derive it.
@@ -25,9 +26,22 @@ struct Order<'a> {
     total: Money<'a>,
 }
 
-/// The envelope of data whose every type is wanted.
-fn envelope(data: &[u8]) -> Result<Envelope<'_>, Malformed> {
-    match Envelope::read(data, |_| true)? {
+/// A consumer that reads every type as an [`Order`].
+struct Orders;
+
+impl Consumer for Orders {
+    type Payload<'a> = Order<'a>;
+    fn read<'a, D: Deserializer<'a>>(&self, _: &str, payload: D) -> Result<Order<'a>, D::Error> {
+        Order::deserialize(payload)
+    }
+    async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+        Ok(Outcome::Applied)
+    }
+}
+
+/// The envelope of data whose every type is wanted, with its order.
+fn envelope(data: &[u8]) -> Result<Envelope<'_, Order<'_>>, Malformed> {
+    match Envelope::read(RecordData::Bytes(data), &Orders, |_| true)? {
         Read::Wanted(envelope) => Ok(envelope),
         Read::Unwanted(t) => panic!("{t} is wanted"),
     }
@@ -35,7 +49,7 @@ fn envelope(data: &[u8]) -> Result<Envelope<'_>, Malformed> {
 
 /// The order in an envelope's data.
 fn order(data: &[u8]) -> Result<Order<'_>, Malformed> {
-    envelope(data)?.payload().read()
+    envelope(data).map(|e| e.payload)
 }
 
 /// A good record decodes: metadata, data, envelope and the validated order.

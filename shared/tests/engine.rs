@@ -11,7 +11,7 @@ use serde_json::json;
 use shared::fakes::FakePoisonSink;
 use shared::{
     BatchEngine, Consumer, EffectError, EngineConfig, ErrorClass, Event, EventTypeSet,
-    KinesisBatch, Malformed, Outcome, RawPayload,
+    KinesisBatch, Outcome,
 };
 use support::*;
 use tokio::time::Instant;
@@ -42,7 +42,11 @@ impl Recorder {
 impl Consumer for Recorder {
     type Payload<'a> = TestOrder<'a>;
 
-    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<TestOrder<'a>, Malformed> {
+    fn read<'a, D: serde::Deserializer<'a>>(
+        &self,
+        _: &str,
+        payload: D,
+    ) -> Result<TestOrder<'a>, D::Error> {
         read_order(payload)
     }
 
@@ -396,7 +400,11 @@ async fn idempotency_key_falls_back_to_the_record() {
     struct Keys(Mutex<Vec<String>>);
     impl Consumer for Keys {
         type Payload<'a> = TestOrder<'a>;
-        fn read<'a>(&self, payload: RawPayload<'a>) -> Result<TestOrder<'a>, Malformed> {
+        fn read<'a, D: serde::Deserializer<'a>>(
+            &self,
+            _: &str,
+            payload: D,
+        ) -> Result<TestOrder<'a>, D::Error> {
             read_order(payload)
         }
         async fn handle(

@@ -12,8 +12,7 @@ use shared::batch::compare_sequence_numbers;
 use shared::fakes::FakePoisonSink;
 use shared::kpl;
 use shared::{
-    BatchEngine, Consumer, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch, Malformed,
-    Outcome, RawPayload,
+    BatchEngine, Consumer, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch, Outcome,
 };
 use support::*;
 
@@ -26,7 +25,11 @@ struct Rule {
 impl Consumer for Rule {
     type Payload<'a> = TestOrder<'a>;
 
-    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<TestOrder<'a>, Malformed> {
+    fn read<'a, D: serde::Deserializer<'a>>(
+        &self,
+        _: &str,
+        payload: D,
+    ) -> Result<TestOrder<'a>, D::Error> {
         read_order(payload)
     }
 

@@ -5,7 +5,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use shared::adapters::{DynamoLedger, SesEmailSender};
 use shared::config::{CommonConfig, ConfigError, Env};
 use shared::idempotency::once;
@@ -13,7 +13,7 @@ use shared::order::{Email, Money, OrderId, OrderLines, UserId, ORDER_CREATED, OR
 use shared::ports::IdempotencyStore;
 use shared::ports::{Confirmation, EmailSender};
 use shared::runtime::DeadLetterQueue;
-use shared::{BatchEngine, Consumer, EffectError, Event, Malformed, Outcome, RawPayload};
+use shared::{no_rule, BatchEngine, Consumer, EffectError, Event, Outcome};
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise.
 pub const DEFAULT_EVENT_TYPES: &[&str] = &[ORDER_PLACED];
@@ -144,10 +144,14 @@ pub fn template_data(order: &PlacedOrder<'_>) -> Result<String, EffectError> {
 impl<S: EmailSender, L: IdempotencyStore> Consumer for EmailRule<S, L> {
     type Payload<'a> = PlacedOrder<'a>;
 
-    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<PlacedOrder<'a>, Malformed> {
-        match payload.event_type() {
-            ORDER_PLACED | ORDER_CREATED => payload.read(),
-            other => Err(Malformed::NoRule(other.into())),
+    fn read<'a, D: Deserializer<'a>>(
+        &self,
+        event_type: &str,
+        payload: D,
+    ) -> Result<PlacedOrder<'a>, D::Error> {
+        match event_type {
+            ORDER_PLACED | ORDER_CREATED => PlacedOrder::deserialize(payload),
+            other => Err(no_rule(other)),
         }
     }
 

@@ -6,13 +6,13 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use shared::adapters::DynamoInventory;
 use shared::config::{CommonConfig, ConfigError, Env};
 use shared::order::{OrderId, OrderLines, ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED};
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 use shared::runtime::DeadLetterQueue;
-use shared::{BatchEngine, Consumer, EffectError, Event, Malformed, Outcome, RawPayload};
+use shared::{no_rule, BatchEngine, Consumer, EffectError, Event, Outcome};
 
 /// The event types this function handles unless `EVENT_TYPES` says otherwise (all it supports).
 pub const DEFAULT_EVENT_TYPES: &[&str] = &[ORDER_PLACED, ORDER_CREATED, ORDER_CANCELLED];
@@ -95,11 +95,17 @@ impl<S: InventoryStore> InventoryRule<S> {
 impl<S: InventoryStore> Consumer for InventoryRule<S> {
     type Payload<'a> = InventoryEvent<'a>;
 
-    fn read<'a>(&self, payload: RawPayload<'a>) -> Result<InventoryEvent<'a>, Malformed> {
-        match payload.event_type() {
-            ORDER_PLACED | ORDER_CREATED => payload.read().map(InventoryEvent::Reserve),
-            ORDER_CANCELLED => payload.read().map(InventoryEvent::Release),
-            other => Err(Malformed::NoRule(other.into())),
+    fn read<'a, D: Deserializer<'a>>(
+        &self,
+        event_type: &str,
+        payload: D,
+    ) -> Result<InventoryEvent<'a>, D::Error> {
+        match event_type {
+            ORDER_PLACED | ORDER_CREATED => {
+                Deserialize::deserialize(payload).map(InventoryEvent::Reserve)
+            }
+            ORDER_CANCELLED => Deserialize::deserialize(payload).map(InventoryEvent::Release),
+            other => Err(no_rule(other)),
         }
     }
 

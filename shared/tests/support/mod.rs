@@ -7,7 +7,6 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::order::{Email, OrderId, OrderLines};
-use shared::{Malformed, RawPayload};
 
 /// The payload the tests' consumers read, of every type they want: an order's id, address and
 /// lines (so a bad address or no lines is poison).
@@ -25,8 +24,8 @@ pub struct TestOrder<'a> {
 }
 
 /// Reads a [`TestOrder`] of any type.
-pub fn read_order(payload: RawPayload<'_>) -> Result<TestOrder<'_>, Malformed> {
-    payload.read()
+pub fn read_order<'a, D: serde::Deserializer<'a>>(payload: D) -> Result<TestOrder<'a>, D::Error> {
+    TestOrder::deserialize(payload)
 }
 
 /// The sequence number of the `i`th record: 56 digits, like Kinesis's.
