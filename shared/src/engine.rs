@@ -193,10 +193,10 @@ fn count_skipped(stats: &mut BatchStats, event_type: Cow<'_, str>) {
 }
 
 /// What processing one record came to.
-enum Step {
+enum Step<'a> {
     Done(Outcome),
-    /// Of a type the function does not handle, found only when the record was read whole.
-    Skipped(String),
+    /// Of a type the function does not handle.
+    Skipped(Cow<'a, str>),
     Poisoned,
     Failed,
 }
@@ -247,23 +247,14 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             .map(|r| r.data().ok().and_then(kpl::deaggregate))
             .collect();
         let units = units(batch, &aggregates);
-        let mut state = vec![State::Pending; units.len()];
-        let mut stats = BatchStats {
+        let state = vec![State::Pending; units.len()];
+        let stats = BatchStats {
             received: batch.len() as u64,
             ..BatchStats::default()
         };
-        // Every event's type is read first, in batch order, and no further; events of types the
-        // function does not handle are settled here, and never wait for their key. The rest are
-        // read whole in their key's turn.
-        for (unit, state) in units.iter().zip(&mut state) {
-            if let Some(event_type) = self.unwanted_type(unit) {
-                count_skipped(&mut stats, event_type);
-                *state = State::Done;
-            }
-        }
         // Longest keys first: with more keys than slots, a long key started last would finish
         // alone after all the others (the makespan of list scheduling).
-        let mut groups = group_by_key(&units, |i| state[i] == State::Pending);
+        let mut groups = group_by_key(&units);
         groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
         let tally = Mutex::new(Tally { state, stats });
         let cutoff = deadline.map(|d| {
@@ -346,7 +337,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
                     t.state[index] = State::Done;
                 }
                 Step::Skipped(event_type) => {
-                    count_skipped(&mut t.stats, Cow::Owned(event_type));
+                    count_skipped(&mut t.stats, event_type);
                     t.state[index] = State::Done;
                 }
                 Step::Failed => {
@@ -380,15 +371,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         self.config.event_types.contains(event_type)
     }
 
-    /// The unit's event type, read no further, when the function does not handle it. `None` for
-    /// every other unit, even one that cannot be read: it is read whole, and captured, in its
-    /// key's turn.
-    fn unwanted_type<'u>(&self, unit: &Unit<'u>) -> Option<Cow<'u, str>> {
-        unit.partition_key.and(unit.sequence_number)?;
-        Envelope::event_type(unit.record_data().ok()?).filter(|t| !self.wanted(t))
-    }
-
-    /// The unit's envelope and payload, read whole.
+    /// The unit's envelope and, of a type the function handles, its payload.
     fn read<'u>(&self, unit: &Unit<'u>) -> Result<Read<'u, C::Payload<'u>>, Malformed> {
         let (Some(_), Some(_)) = (unit.partition_key, unit.sequence_number) else {
             let why = if unit.view.is_object() {
@@ -401,10 +384,10 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         Envelope::read(unit.record_data()?, &self.consumer, |t| self.wanted(t))
     }
 
-    async fn run_unit(&self, batch: &KinesisBatch, unit: &Unit<'_>) -> Step {
+    async fn run_unit<'u>(&self, batch: &KinesisBatch, unit: &Unit<'u>) -> Step<'u> {
         let envelope = match self.read(unit) {
             Ok(Read::Wanted(envelope)) => envelope,
-            Ok(Read::Unwanted(event_type)) => return Step::Skipped(event_type.into_owned()),
+            Ok(Read::Unwanted(event_type)) => return Step::Skipped(event_type),
             // Until the envelope is read, a bad record is captured under its stream identity.
             Err(why) => {
                 return self
@@ -451,7 +434,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         batch: &KinesisBatch,
         unit: &Unit<'_>,
         reason: &(dyn std::fmt::Display + Sync),
-    ) -> Step {
+    ) -> Step<'static> {
         let data = match (unit.sub_sequence_number, unit.data) {
             (Some(_), Ok(user_data)) => base64_simd::STANDARD.encode_to_string(user_data),
             _ => unit.view.data_base64(),
@@ -538,16 +521,15 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
     units
 }
 
-/// Groups the units that `keep` holds for by partition key, each group in sequence order. A unit
-/// with no partition key or sequence number forms a group of its own: it will be captured as
-/// poison.
-fn group_by_key(units: &[Unit<'_>], keep: impl Fn(usize) -> bool) -> Vec<Vec<usize>> {
+/// Groups the units by partition key, each group in sequence order. A unit with no partition key
+/// or sequence number forms a group of its own: it will be captured as poison.
+fn group_by_key(units: &[Unit<'_>]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     // foldhash: randomly seeded (a producer cannot pick colliding keys), and far cheaper than
     // SipHash on short keys.
     let mut by_key: HashMap<&str, usize, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(units.len().min(1024), Default::default());
-    for (index, unit) in units.iter().enumerate().filter(|(i, _)| keep(*i)) {
+    for (index, unit) in units.iter().enumerate() {
         match (unit.partition_key, unit.sequence_number) {
             (Some(key), Some(_)) => {
                 let next = groups.len();

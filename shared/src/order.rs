@@ -55,6 +55,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// Whether a char of `s` is one `test` holds for; ASCII text (the common case) is tested a byte at
+/// a time, without decoding UTF-8 (an ASCII byte is its char).
+fn any_char(s: &str, test: impl Fn(char) -> bool) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| test(char::from(b)))
+    } else {
+        s.chars().any(test)
+    }
+}
+
 /// A value that is text checked by `parse`, as it is deserialised.
 macro_rules! deserialize_via_parse {
     ($name:ident) => {
@@ -79,7 +89,7 @@ macro_rules! non_empty_id {
                 if s.trim().is_empty() {
                     return Err(concat!($field, " is empty").into());
                 }
-                if s.len() > 256 || s.chars().any(char::is_control) {
+                if s.len() > 256 || any_char(&s, char::is_control) {
                     return Err(concat!($field, " is too long or has control characters").into());
                 }
                 Ok(Self(s))
@@ -133,7 +143,7 @@ impl<'a> Email<'a> {
                     && domain.contains('.')
                     && !domain.starts_with('.')
                     && !domain.ends_with('.')
-                    && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+                    && !any_char(&s, |c| c.is_whitespace() || c.is_control())
             }
             None => false,
         };
