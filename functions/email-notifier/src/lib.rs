@@ -103,16 +103,28 @@ impl<S: EmailSender, L: IdempotencyStore> EmailRule<S, L> {
 struct TemplateData<'a> {
     order_id: &'a str,
     user_id: &'a str,
-    items: Vec<TemplateItem<'a>>,
+    items: TemplateItems<'a>,
     item_count: u64,
     total: &'a str,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TemplateItem<'a> {
-    product_id: &'a str,
-    quantity: u64,
+/// The order's lines as `[{"productId", "quantity"}]`, written straight from the order.
+#[derive(Debug)]
+struct TemplateItems<'a>(&'a OrderLines<'a>);
+
+impl Serialize for TemplateItems<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Item<'a> {
+            product_id: &'a str,
+            quantity: u64,
+        }
+        serializer.collect_seq(self.0.iter().map(|l| Item {
+            product_id: l.sku.as_str(),
+            quantity: l.quantity.get(),
+        }))
+    }
 }
 
 /// The template's data, as JSON: `{"orderId", "userId", "items": [{"productId", "quantity"}],
@@ -127,14 +139,7 @@ pub fn template_data(order: &PlacedOrder<'_>) -> Result<String, EffectError> {
     let data = TemplateData {
         order_id: order.order_id.as_str(),
         user_id: order.user_id.as_str(),
-        items: order
-            .items
-            .iter()
-            .map(|l| TemplateItem {
-                product_id: l.sku.as_str(),
-                quantity: l.quantity.get(),
-            })
-            .collect(),
+        items: TemplateItems(&order.items),
         item_count,
         total: order.total.as_str(),
     };
