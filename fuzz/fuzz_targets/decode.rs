@@ -5,14 +5,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use shared::event::{Envelope, Read};
+use shared::event::{Envelope, Read, RecordData};
 use shared::order::{Email, Money, OrderId, OrderLines};
-use shared::{kpl, KinesisBatch};
+use shared::{kpl, Consumer, EffectError, Event, KinesisBatch, Outcome};
 
 /// An order as a consumer would derive it.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[allow(dead_code)]
 struct Order<'a> {
     #[serde(rename = "orderId", borrow)]
@@ -25,13 +25,30 @@ struct Order<'a> {
     total: Option<Money<'a>>,
 }
 
+/// A consumer that reads every type as an [`Order`].
+struct Orders;
+
+impl Consumer for Orders {
+    type Payload<'a> = Order<'a>;
+    fn read<'a, D: Deserializer<'a>>(&self, _: &str, payload: D) -> Result<Order<'a>, D::Error> {
+        Order::deserialize(payload)
+    }
+    async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+        Ok(Outcome::Applied)
+    }
+}
+
 fn payload(data: &[u8]) {
-    // Every type wanted, none wanted, and the type first with the rest only when wanted.
+    let text = std::str::from_utf8(data).ok();
+    // Every type wanted, none wanted, and some; as bytes and, when it is, as text.
     for wanted in [|_: &str| true, |_: &str| false, |t: &str| t.len() % 2 == 0] {
-        if let Ok(Read::Wanted(envelope)) = Envelope::read(data, wanted) {
-            if let Ok(order) = envelope.payload().read::<Order<'_>>() {
-                let _ = order.items.quantities();
-            }
+        let bytes = Envelope::read(RecordData::Bytes(data), &Orders, wanted);
+        if let Ok(Read::Wanted(envelope)) = &bytes {
+            let _ = envelope.payload.items.quantities();
+        }
+        if let Some(text) = text {
+            let text = Envelope::read(RecordData::Text(text), &Orders, wanted);
+            assert_eq!(format!("{bytes:?}"), format!("{text:?}"));
         }
     }
 }

@@ -37,7 +37,9 @@ pub trait Consumer: Sync {
         payload: D,
     ) -> Result<Self::Payload<'a>, D::Error>;
 
-    /// Performs the event's effect.
+    /// Performs the event's effect. (Implementations write the parameter as
+    /// `&Event<'_, Self::Payload<'_>>`, as here: naming the payload's type instead does not match
+    /// the trait's lifetimes.)
     fn handle(
         &self,
         event: &Event<'_, Self::Payload<'_>>,
