@@ -209,10 +209,19 @@ impl KinesisBatch {
         self.bytes.clear();
         self.event_source_arn = None;
         // The body is mostly base64: its UTF-8 is checked once, with SIMD.
-        let text = simdutf8::compat::from_utf8(json).map_err(|e| InvalidEvent {
-            what: "the body is not UTF-8",
-            at: e.valid_up_to(),
-        })?;
+        let text = match simdutf8::basic::from_utf8(json) {
+            Ok(text) => text,
+            // Checked again only to say where.
+            Err(_) => {
+                let at = std::str::from_utf8(json)
+                    .err()
+                    .map_or(0, |e| e.valid_up_to());
+                return Err(InvalidEvent {
+                    what: "the body is not UTF-8",
+                    at,
+                });
+            }
+        };
         let mut c = Cursor::new(text);
         let read = Reader {
             batch: self,
@@ -481,14 +490,17 @@ impl Reader<'_> {
 
     /// `eventID` is `shardId-000000000006:<sequence number>`: keeps the shard.
     fn shard(&mut self, event_id: &str) -> Option<Span> {
-        let shard = event_id
-            .split_once(':')
-            .map_or(event_id, |(shard, _)| shard);
+        // Most likely the shard of the record before: then no search for the colon.
         if let Some(last) = self.last_shard {
-            if self.batch.text(last) == shard {
+            let shard = self.batch.text(last);
+            if event_id.as_bytes().get(shard.len()) == Some(&b':') && event_id.starts_with(shard) {
                 return Some(last);
             }
         }
+        let shard = match memchr::memchr(b':', event_id.as_bytes()) {
+            Some(colon) => event_id.get(..colon)?,
+            None => event_id,
+        };
         self.last_shard = push_str(&mut self.batch.text, shard);
         self.last_shard
     }
