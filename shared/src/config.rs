@@ -159,6 +159,31 @@ impl EngineConfig {
     }
 }
 
+/// How the functions log, as Lambda sets it: `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else
+/// `info`; JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// The level (or `tracing` filter).
+    pub level: String,
+    /// Whether lines are JSON.
+    pub json: bool,
+}
+
+impl LogSettings {
+    /// Reads the settings.
+    pub fn from_env(env: &Env) -> Self {
+        Self {
+            level: env
+                .optional("AWS_LAMBDA_LOG_LEVEL")
+                .or_else(|| env.optional("RUST_LOG"))
+                .unwrap_or_else(|| "info".to_owned()),
+            json: env
+                .optional("AWS_LAMBDA_LOG_FORMAT")
+                .is_some_and(|f| f.eq_ignore_ascii_case("json")),
+        }
+    }
+}
+
 /// The settings every function shares, read once at start-up: the engine's, the dead-letter
 /// queue (`DLQ_URL`) and the idempotency table (`IDEMPOTENCY_*`).
 #[derive(Debug, Clone)]
@@ -264,6 +289,32 @@ mod tests {
         let err = env.required("SENDER_ADDRESS").unwrap_err();
         assert_eq!(err, ConfigError::Missing("SENDER_ADDRESS"));
         assert!(err.to_string().contains("SENDER_ADDRESS"));
+    }
+
+    /// Lambda's log settings, with `RUST_LOG` and `info` behind them.
+    #[test]
+    fn log_settings() {
+        let read = |pairs: &[(&str, &str)]| LogSettings::from_env(&Env::from_pairs(pairs.to_vec()));
+        assert_eq!(
+            read(&[]),
+            LogSettings {
+                level: "info".into(),
+                json: false
+            }
+        );
+        let set = read(&[
+            ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
+            ("RUST_LOG", "warn"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ]);
+        assert_eq!(
+            set,
+            LogSettings {
+                level: "DEBUG".into(),
+                json: true
+            }
+        );
+        assert_eq!(read(&[("RUST_LOG", "warn")]).level, "warn");
     }
 
     /// The settings: the table is required, the lease must be shorter than the TTL.

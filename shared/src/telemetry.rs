@@ -1,6 +1,6 @@
 //! Logging: structured, JSON when Lambda's log format is JSON, and never an email address.
 //!
-//! The order's address is an [`Email`](crate::Email), whose `Debug` and `Display` hide it. That
+//! The order's address is an [`Email`](crate::order::Email), whose `Debug` and `Display` hide it. That
 //! does not cover text we do not write: an AWS error message ("MessageRejected: ... the following
 //! identities failed the check: someone@example.com"), or the SDK's own debug logs of a request.
 //! So every formatted line also passes through [`redact_emails`] on its way out.
@@ -13,16 +13,13 @@ use tracing_subscriber::EnvFilter;
 /// What replaces an email address in a log line.
 pub const REDACTED: &str = "<redacted-email>";
 
-/// Installs the global subscriber on stdout. The level comes from `AWS_LAMBDA_LOG_LEVEL`, else
-/// `RUST_LOG`, else `info`; the format is JSON when `AWS_LAMBDA_LOG_FORMAT=JSON`. Calling it twice
-/// is harmless.
+/// Installs the global subscriber on stdout, as [`LogSettings`](crate::config::LogSettings) say.
+/// Calling it twice is harmless.
 pub fn init() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let settings = crate::config::LogSettings::from_env(&crate::config::Env::process());
+    let subscriber = subscriber(&settings.level, settings.json, io::stdout);
     // An error means a subscriber is already installed, which is fine.
-    let _ = tracing::subscriber::set_global_default(subscriber(&level, json, io::stdout));
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 /// The subscriber [`init`] installs, writing to `writer`: every line goes through
