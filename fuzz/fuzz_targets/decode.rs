@@ -1,53 +1,26 @@
 //! Any bytes as a Lambda Kinesis event: the one reader, held to serde_json (it accepts an event
 //! exactly when serde_json reads the same bytes as an object whose `Records` is absent or an
-//! array), then every record's data through KPL deaggregation, the envelope and a payload schema.
+//! array), then every record's data through KPL deaggregation, the envelope and the order schema of
+//! the fakes' consumer.
 //! Nothing may panic or allocate without bound.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use shared::event::{Envelope, Read, RecordData};
-use shared::order::{Email, Money, OrderId, OrderLines};
-use shared::{kpl, Consumer, EffectError, Event, KinesisBatch, Outcome};
-
-/// An order as a consumer would derive it.
-#[derive(Debug, Deserialize)]
-#[allow(dead_code)]
-struct Order<'a> {
-    #[serde(rename = "orderId", borrow)]
-    order_id: OrderId<'a>,
-    #[serde(borrow)]
-    email: Option<Email<'a>>,
-    #[serde(borrow)]
-    items: OrderLines<'a>,
-    #[serde(borrow)]
-    total: Option<Money<'a>>,
-}
-
-/// A consumer that reads every type as an [`Order`].
-struct Orders;
-
-impl Consumer for Orders {
-    type Payload<'a> = Order<'a>;
-    fn read<'a, D: Deserializer<'a>>(&self, _: &str, payload: D) -> Result<Order<'a>, D::Error> {
-        Order::deserialize(payload)
-    }
-    async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
-        Ok(Outcome::Applied)
-    }
-}
+use shared::fakes::Orders;
+use shared::{kpl, KinesisBatch};
 
 fn payload(data: &[u8]) {
     let text = std::str::from_utf8(data).ok();
     // Every type wanted, none wanted, and some; as bytes and, when it is, as text.
     for wanted in [|_: &str| true, |_: &str| false, |t: &str| t.len() % 2 == 0] {
-        let bytes = Envelope::read(RecordData::Bytes(data), &Orders, wanted);
+        let bytes = Envelope::read(RecordData::Bytes(data), &Orders(()), wanted);
         if let Ok(Read::Wanted(envelope)) = &bytes {
             let _ = envelope.payload.items.quantities();
         }
         if let Some(text) = text {
-            let text = Envelope::read(RecordData::Text(text), &Orders, wanted);
+            let text = Envelope::read(RecordData::Text(text), &Orders(()), wanted);
             assert_eq!(format!("{bytes:?}"), format!("{text:?}"));
         }
     }

@@ -2,12 +2,17 @@
 //! delays that tests can plan.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer};
+
+use crate::engine::{Event, Outcome};
 use crate::error::{EffectError, ErrorClass};
 use crate::idempotency::Lease;
-use crate::order::{OrderId, Quantity};
+use crate::order::{Email, Money, OrderId, OrderLines, Quantity, UserId};
+use crate::ports::Consumer;
 use crate::ports::{Claim, IdempotencyStore, Mark};
 use crate::ports::{
     Confirmation, EmailSender, InventoryStore, ReleaseOutcome, Reservation, ReservationStatus,
@@ -394,4 +399,65 @@ pub fn kinesis_event<'a>(data: impl IntoIterator<Item = &'a str>) -> crate::Kine
         .collect();
     let body = serde_json::json!({ "Records": records }).to_string();
     crate::KinesisBatch::from_slice(body.as_bytes()).unwrap_or_default()
+}
+
+/// An order event's payload as the tests' consumers read it, of every type: the whole order,
+/// each value checking itself.
+#[derive(Debug, Deserialize)]
+pub struct Order<'a> {
+    /// The order.
+    #[serde(rename = "orderId", borrow)]
+    pub order_id: OrderId<'a>,
+    /// The customer.
+    #[serde(rename = "userId", borrow)]
+    pub user_id: UserId<'a>,
+    /// Where a confirmation would go.
+    #[serde(borrow)]
+    pub email: Email<'a>,
+    /// The lines.
+    #[serde(borrow)]
+    pub items: OrderLines<'a>,
+    /// The total.
+    #[serde(borrow)]
+    pub total: Money<'a>,
+}
+
+/// What a test does with each order event: the rule of an [`Orders`] consumer.
+pub trait OrderRule: Sync {
+    /// The effect of one event.
+    fn apply(
+        &self,
+        event: &Event<'_, Order<'_>>,
+    ) -> impl Future<Output = Result<Outcome, EffectError>> + Send;
+}
+
+/// Every event applied, with no effect.
+impl OrderRule for () {
+    async fn apply(&self, _: &Event<'_, Order<'_>>) -> Result<Outcome, EffectError> {
+        Ok(Outcome::Applied)
+    }
+}
+
+/// A consumer that reads every wanted type as an [`Order`] and hands it to its rule (which it
+/// derefs to, for the tests to look at).
+#[derive(Debug, Default)]
+pub struct Orders<R>(pub R);
+
+impl<R> std::ops::Deref for Orders<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.0
+    }
+}
+
+impl<R: OrderRule> Consumer for Orders<R> {
+    type Payload<'a> = Order<'a>;
+
+    fn read<'a, D: Deserializer<'a>>(&self, _: &str, payload: D) -> Result<Order<'a>, D::Error> {
+        Order::deserialize(payload)
+    }
+
+    async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+        self.0.apply(event).await
+    }
 }

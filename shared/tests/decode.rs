@@ -2,46 +2,15 @@
 
 mod support;
 
-use serde::{Deserialize, Deserializer};
 use serde_json::json;
 use shared::batch::{compare_sequence_numbers, DataFault, KinesisBatch};
 use shared::event::{Envelope, Malformed, Read, RecordData};
-use shared::order::{Email, Money, OrderId, OrderLines, UserId};
-use shared::{Consumer, EffectError, Event, Outcome};
+use shared::fakes::{Order, Orders};
 use support::*;
-
-/// An order as a consumer that reads all of it would derive it.
-#[derive(Debug, Deserialize)]
-#[allow(dead_code)]
-struct Order<'a> {
-    #[serde(rename = "orderId", borrow)]
-    order_id: OrderId<'a>,
-    #[serde(rename = "userId", borrow)]
-    user_id: UserId<'a>,
-    #[serde(borrow)]
-    email: Email<'a>,
-    #[serde(borrow)]
-    items: OrderLines<'a>,
-    #[serde(borrow)]
-    total: Money<'a>,
-}
-
-/// A consumer that reads every type as an [`Order`].
-struct Orders;
-
-impl Consumer for Orders {
-    type Payload<'a> = Order<'a>;
-    fn read<'a, D: Deserializer<'a>>(&self, _: &str, payload: D) -> Result<Order<'a>, D::Error> {
-        Order::deserialize(payload)
-    }
-    async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
-        Ok(Outcome::Applied)
-    }
-}
 
 /// The envelope of data whose every type is wanted, with its order.
 fn envelope(data: &[u8]) -> Result<Envelope<'_, Order<'_>>, Malformed> {
-    match Envelope::read(RecordData::Bytes(data), &Orders, |_| true)? {
+    match Envelope::read(RecordData::Bytes(data), &Orders(()), |_| true)? {
         Read::Wanted(envelope) => Ok(envelope),
         Read::Unwanted(t) => panic!("{t} is wanted"),
     }

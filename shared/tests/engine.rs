@@ -8,10 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::fakes::FakePoisonSink;
+use shared::fakes::{FakePoisonSink, Order, OrderRule, Orders};
 use shared::{
-    BatchEngine, Consumer, EffectError, EngineConfig, ErrorClass, Event, EventTypeSet,
-    KinesisBatch, Outcome,
+    BatchEngine, EffectError, EngineConfig, ErrorClass, Event, EventTypeSet, KinesisBatch, Outcome,
 };
 use support::*;
 use tokio::time::Instant;
@@ -39,18 +38,8 @@ impl Recorder {
     }
 }
 
-impl Consumer for Recorder {
-    type Payload<'a> = TestOrder<'a>;
-
-    fn read<'a, D: serde::Deserializer<'a>>(
-        &self,
-        _: &str,
-        payload: D,
-    ) -> Result<TestOrder<'a>, D::Error> {
-        read_order(payload)
-    }
-
-    async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+impl OrderRule for Recorder {
+    async fn apply(&self, event: &Event<'_, Order<'_>>) -> Result<Outcome, EffectError> {
         let order = event.payload.order_id.as_str().to_owned();
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -88,8 +77,14 @@ fn config(max_concurrency: usize) -> EngineConfig {
     }
 }
 
-fn engine(rule: Recorder, max_concurrency: usize) -> BatchEngine<Recorder, FakePoisonSink> {
-    BatchEngine::new(rule, FakePoisonSink::default(), config(max_concurrency))
+type Engine = BatchEngine<Orders<Recorder>, FakePoisonSink>;
+
+fn engine(rule: Recorder, max_concurrency: usize) -> Engine {
+    BatchEngine::new(
+        Orders(rule),
+        FakePoisonSink::default(),
+        config(max_concurrency),
+    )
 }
 
 fn placed(key: &str, i: u64, order: &str) -> serde_json::Value {
@@ -268,7 +263,7 @@ async fn poison_records_are_captured_and_skipped() {
     }
 }
 
-fn engine_poison(engine: &BatchEngine<Recorder, FakePoisonSink>) -> Vec<shared::PoisonRecord> {
+fn engine_poison(engine: &Engine) -> Vec<shared::PoisonRecord> {
     engine.poison_sink().captured()
 }
 
@@ -398,19 +393,8 @@ async fn all_fail_batch() {
 async fn idempotency_key_falls_back_to_the_record() {
     #[derive(Default)]
     struct Keys(Mutex<Vec<String>>);
-    impl Consumer for Keys {
-        type Payload<'a> = TestOrder<'a>;
-        fn read<'a, D: serde::Deserializer<'a>>(
-            &self,
-            _: &str,
-            payload: D,
-        ) -> Result<TestOrder<'a>, D::Error> {
-            read_order(payload)
-        }
-        async fn handle(
-            &self,
-            event: &Event<'_, Self::Payload<'_>>,
-        ) -> Result<Outcome, EffectError> {
+    impl OrderRule for Keys {
+        async fn apply(&self, event: &Event<'_, Order<'_>>) -> Result<Outcome, EffectError> {
             self.0
                 .lock()
                 .unwrap()
@@ -421,11 +405,15 @@ async fn idempotency_key_falls_back_to_the_record() {
     let mut anonymous = order_event("ORDER_PLACED", "o2");
     anonymous.as_object_mut().unwrap().remove("eventId");
     let records = vec![placed("A", 1, "o1"), record("A", 2, &anonymous)];
-    let engine = BatchEngine::new(Keys::default(), FakePoisonSink::default(), config(1));
+    let engine = BatchEngine::new(
+        Orders(Keys::default()),
+        FakePoisonSink::default(),
+        config(1),
+    );
     engine
         .process(&KinesisBatch::from_slice(&event(records)).unwrap(), None)
         .await;
-    let keys = engine.consumer().0.lock().unwrap().clone();
+    let keys = engine.consumer().0 .0.lock().unwrap().clone();
     assert_eq!(
         keys,
         vec![

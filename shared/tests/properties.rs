@@ -9,11 +9,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use proptest::prelude::*;
 use shared::batch::compare_sequence_numbers;
-use shared::fakes::FakePoisonSink;
+use shared::fakes::{FakePoisonSink, Order, OrderRule, Orders};
 use shared::kpl;
-use shared::{
-    BatchEngine, Consumer, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch, Outcome,
-};
+use shared::{BatchEngine, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch, Outcome};
 use support::*;
 
 /// Records every call as (partition key, order id); fails the orders it is told to.
@@ -22,18 +20,8 @@ struct Rule {
     fail: HashSet<String>,
 }
 
-impl Consumer for Rule {
-    type Payload<'a> = TestOrder<'a>;
-
-    fn read<'a, D: serde::Deserializer<'a>>(
-        &self,
-        _: &str,
-        payload: D,
-    ) -> Result<TestOrder<'a>, D::Error> {
-        read_order(payload)
-    }
-
-    async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
+impl OrderRule for Rule {
+    async fn apply(&self, event: &Event<'_, Order<'_>>) -> Result<Outcome, EffectError> {
         let order = event.payload.order_id.as_str().to_owned();
         // Yield, so keys interleave as they would on real I/O.
         tokio::time::sleep(Duration::from_micros(order.len() as u64 % 3)).await;
@@ -122,7 +110,7 @@ proptest! {
             deadline_margin: Duration::ZERO,
             metrics_namespace: "p".into(),
         };
-        let engine = BatchEngine::new(rule, FakePoisonSink::default(), config);
+        let engine = BatchEngine::new(Orders(rule), FakePoisonSink::default(), config);
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let out = rt.block_on(engine.process(&batch, None));
         let calls = engine.consumer().calls.lock().unwrap().clone();

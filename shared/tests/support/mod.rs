@@ -4,29 +4,7 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use shared::order::{Email, OrderId, OrderLines};
-
-/// The payload the tests' consumers read, of every type they want: an order's id, address and
-/// lines (so a bad address or no lines is poison).
-#[derive(Debug, Deserialize)]
-pub struct TestOrder<'a> {
-    /// The order.
-    #[serde(rename = "orderId", borrow)]
-    pub order_id: OrderId<'a>,
-    /// Where it goes.
-    #[serde(borrow)]
-    pub email: Email<'a>,
-    /// Its lines.
-    #[serde(borrow)]
-    pub items: OrderLines<'a>,
-}
-
-/// Reads a [`TestOrder`] of any type.
-pub fn read_order<'a, D: serde::Deserializer<'a>>(payload: D) -> Result<TestOrder<'a>, D::Error> {
-    TestOrder::deserialize(payload)
-}
 
 /// The sequence number of the `i`th record: 56 digits, like Kinesis's.
 pub fn seq(i: u64) -> String {
