@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 use crate::engine::{Event, Outcome};
 use crate::error::{EffectError, ErrorClass};
 use crate::idempotency::Lease;
-use crate::order::{Email, Money, OrderId, OrderLines, Quantity, UserId};
+use crate::order::{OrderId, PlacedOrder, Quantity};
 use crate::ports::Consumer;
 use crate::ports::{Claim, IdempotencyStore, Mark};
 use crate::ports::{
@@ -401,26 +401,8 @@ pub fn kinesis_event<'a>(data: impl IntoIterator<Item = &'a str>) -> crate::Kine
     crate::KinesisBatch::from_slice(body.as_bytes()).unwrap_or_default()
 }
 
-/// An order event's payload as the tests' consumers read it, of every type: the whole order,
-/// each value checking itself.
-#[derive(Debug, Deserialize)]
-pub struct Order<'a> {
-    /// The order.
-    #[serde(rename = "orderId", borrow)]
-    pub order_id: OrderId<'a>,
-    /// The customer.
-    #[serde(rename = "userId", borrow)]
-    pub user_id: UserId<'a>,
-    /// Where a confirmation would go.
-    #[serde(borrow)]
-    pub email: Email<'a>,
-    /// The lines.
-    #[serde(borrow)]
-    pub items: OrderLines<'a>,
-    /// The total.
-    #[serde(borrow)]
-    pub total: Money<'a>,
-}
+/// The payload the tests' consumers read, of every type: the whole order.
+pub type Order<'a> = PlacedOrder<'a>;
 
 /// What a test does with each order event: the rule of an [`Orders`] consumer.
 pub trait OrderRule: Sync {

@@ -319,6 +319,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Money<'a> {
     }
 }
 
+/// A whole order, as a placement carries it: every field, each checking itself.
+#[derive(Debug, Deserialize)]
+pub struct PlacedOrder<'a> {
+    /// The order.
+    #[serde(rename = "orderId", borrow)]
+    pub order_id: OrderId<'a>,
+    /// The customer.
+    #[serde(rename = "userId", borrow)]
+    pub user_id: UserId<'a>,
+    /// Where a confirmation goes.
+    #[serde(borrow)]
+    pub email: Email<'a>,
+    /// The ordered lines.
+    #[serde(borrow)]
+    pub items: OrderLines<'a>,
+    /// The order total, as the producer wrote it.
+    #[serde(borrow)]
+    pub total: Money<'a>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use shared::adapters::{DynamoLedger, SesEmailSender};
 use shared::config::{CommonConfig, ConfigError, Env};
 use shared::idempotency::once;
-use shared::order::{Email, Money, OrderId, OrderLines, UserId, ORDER_CREATED, ORDER_PLACED};
+use shared::order::{OrderLines, PlacedOrder, ORDER_CREATED, ORDER_PLACED};
 use shared::ports::IdempotencyStore;
 use shared::ports::{Confirmation, EmailSender};
 use shared::runtime::DeadLetterQueue;
@@ -18,28 +18,9 @@ use shared::{no_rule, BatchEngine, Consumer, EffectError, Event, Outcome};
 /// The event types this function handles unless `EVENT_TYPES` says otherwise.
 pub const DEFAULT_EVENT_TYPES: &[&str] = &[ORDER_PLACED];
 
-/// The event types this function has a rule for (both read as [`PlacedOrder`]).
+/// The event types this function has a rule for (both read as a whole [`PlacedOrder`]: a
+/// confirmation shows everything, and goes to its address).
 pub const SUPPORTED_EVENT_TYPES: &[&str] = &[ORDER_PLACED, ORDER_CREATED];
-
-/// What a confirmation needs of an order: everything it shows, and where it goes.
-#[derive(Debug, Deserialize)]
-pub struct PlacedOrder<'a> {
-    /// The order.
-    #[serde(rename = "orderId", borrow)]
-    pub order_id: OrderId<'a>,
-    /// The customer.
-    #[serde(rename = "userId", borrow)]
-    pub user_id: UserId<'a>,
-    /// Where the confirmation goes.
-    #[serde(borrow)]
-    pub email: Email<'a>,
-    /// The ordered lines.
-    #[serde(borrow)]
-    pub items: OrderLines<'a>,
-    /// The order total, as the producer wrote it.
-    #[serde(borrow)]
-    pub total: Money<'a>,
-}
 
 /// The function's settings, read once at start-up.
 #[derive(Debug, Clone)]
