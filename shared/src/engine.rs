@@ -524,11 +524,12 @@ fn units<'a>(batch: &'a KinesisBatch, aggregates: &'a [Option<Vec<UserRecord>>])
 /// Groups the units by partition key, each group in sequence order. A unit with no partition key
 /// or sequence number forms a group of its own: it will be captured as poison.
 fn group_by_key(units: &[Unit<'_>]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
+    // At most one group per unit: sized once, never grown (and copied) while filled.
+    let mut groups: Vec<Vec<usize>> = Vec::with_capacity(units.len());
     // foldhash: randomly seeded (a producer cannot pick colliding keys), and far cheaper than
     // SipHash on short keys.
     let mut by_key: HashMap<&str, usize, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(units.len().min(1024), Default::default());
+        HashMap::with_capacity_and_hasher(units.len(), Default::default());
     for (index, unit) in units.iter().enumerate() {
         match (unit.partition_key, unit.sequence_number) {
             (Some(key), Some(_)) => {

@@ -134,15 +134,18 @@ pub struct Email<'a>(Cow<'a, str>);
 impl<'a> Email<'a> {
     /// Validates the shape SES accepts: one `@`, a non-empty local part, a dotted domain, no spaces.
     pub fn parse(s: Cow<'a, str>) -> Result<Self, String> {
-        let valid = match s.split_once('@') {
-            Some((local, domain)) => {
+        // `@` and `.` are ASCII: found as bytes, they are the chars.
+        let bytes = s.as_bytes();
+        let valid = match bytes.iter().position(|&b| b == b'@') {
+            Some(at) => {
+                let (local, domain) = (&bytes[..at], &bytes[at + 1..]);
                 !local.is_empty()
                     && local.len() <= 64
-                    && s.len() <= 254
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
+                    && bytes.len() <= 254
+                    && !domain.contains(&b'@')
+                    && domain.contains(&b'.')
+                    && domain.first() != Some(&b'.')
+                    && domain.last() != Some(&b'.')
                     && !any_char(&s, |c| c.is_whitespace() || c.is_control())
             }
             None => false,
