@@ -17,6 +17,8 @@ enum Step {
     Reserve(&'static str),
     /// `ORDER_PLACED` of more apples than there are, under this event key.
     ReserveTooMany(&'static str),
+    /// `ORDER_PLACED` of more distinct products than one order may hold, under this event key.
+    ReserveTooManyLines(&'static str),
     /// `ORDER_CANCELLED`, under this event key.
     Release(&'static str),
 }
@@ -93,6 +95,13 @@ fn rows() -> Vec<Row> {
             Seen::Reserve(cancelled_first()),
             "REJECTED",
         ),
+        // Rejected as cancelled, also when it would be rejected for another reason.
+        (
+            &[Release("e1")],
+            ReserveTooManyLines("e2"),
+            Seen::Reserve(cancelled_first()),
+            "REJECTED",
+        ),
         (
             &[Release("e1")],
             Release("e1"),
@@ -142,6 +151,14 @@ async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
                 .await
                 .unwrap(),
         ),
+        Step::ReserveTooManyLines(e) => {
+            let skus: Vec<String> = (0..120).map(|i| format!("sku-{i:03}")).collect();
+            let lines = skus
+                .iter()
+                .map(|sku| (sku.as_str(), Quantity::new(1).unwrap()))
+                .collect();
+            Seen::Reserve(store.reserve(&key(e), &order_id, &lines).await.unwrap())
+        }
         Step::Release(e) => Seen::Release(store.release(&key(e), &order_id).await.unwrap()),
     }
 }

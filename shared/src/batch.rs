@@ -296,6 +296,7 @@ impl Reader<'_> {
                 return None;
             }
             self.batch.records.clear();
+            self.batch.event_source_arn = None;
             let mut shape = Shape::default();
             c.elements(|c| {
                 let record = self.record(c, &mut shape)?;
@@ -682,6 +683,7 @@ mod tests {
             r#"{"Records":{}}"#,
             r#"[]"#,
             r#"{"Records":[]} trailing"#,
+            r#"{"Records":[{"eventSourceARN":"a"}],"Records":[{"eventSourceARN":"b"}]}"#,
             "{\"Records\":[{\"kinesis\":{\"data\":\"\u{ff}\"}}]}",
         ] {
             assert_eq!(ours(json.as_bytes()), reference(json.as_bytes()), "{json}");

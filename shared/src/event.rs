@@ -56,8 +56,8 @@ pub enum RecordData<'a> {
 /// read it.
 #[derive(Debug)]
 pub struct Envelope<'a, P> {
-    /// The producer's id of the event, the natural idempotency key. Optional on the wire; a
-    /// number is taken as its text.
+    /// The producer's id of the event, the natural idempotency key. Optional on the wire; an
+    /// integer is taken as its text.
     pub event_id: Option<Cow<'a, str>>,
     /// The event type's wire name.
     pub event_type: Cow<'a, str>,
@@ -275,7 +275,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for EventTypeName<'a> {
     }
 }
 
-/// `eventId`: a string or a number, as text; `null` is no id.
+/// `eventId`: a string or an integer, as text; `null` is no id.
 struct EventId<'a>(Option<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for EventId<'a> {
@@ -284,7 +284,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for EventId<'a> {
         impl<'de> Visitor<'de> for V {
             type Value = Option<Cow<'de, str>>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, a number or null")
+                f.write_str("a string, an integer or null")
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(None)

@@ -9,7 +9,9 @@
 
 use std::borrow::Cow;
 
-/// Nesting deeper than this is refused (`serde_json`'s own limit is 128).
+/// Nesting deeper than this, below the value the cursor reads or skips, is refused. (serde_json
+/// refuses more than 127 levels in the whole document; the event's reader counts from each field
+/// it skips, so it may accept a few levels more, never fewer.)
 const MAX_DEPTH: usize = 128;
 
 /// A position in a JSON text. Every method answers `None` when the text at the cursor is not what

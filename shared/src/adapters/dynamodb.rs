@@ -288,19 +288,37 @@ impl DynamoInventory {
             self.order_put(order_id, &rejection)?,
             self.marker_put(event_key)?,
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(ReserveOutcome::Rejected(reason)),
-            Err(e) if cancellation_reasons(&e).is_some_and(only_condition_failures) => {
-                Ok(ReserveOutcome::AlreadyRecorded)
+        let err = match self.transact(actions).await {
+            Ok(()) => return Ok(ReserveOutcome::Rejected(reason)),
+            Err(err) => err,
+        };
+        if let Some(reasons) = cancellation_reasons(&err) {
+            if let Some(recorded) = self.recorded_before(reasons, event_key, order_id).await {
+                return recorded;
             }
-            Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
         }
+        Err(EffectError::from_sdk("TransactWriteItems", err))
+    }
+
+    /// What a placement comes to when its transaction, whose last two actions are the order's
+    /// item and the event's marker (each written only if absent), was cancelled by either: this
+    /// event, or another event of the order, was applied before; unless the order's item is a
+    /// tombstone, and the order is then rejected as cancelled before it was placed. `None` when
+    /// neither failed its condition.
+    async fn recorded_before(
+        &self,
+        reasons: &[CancellationReason],
+        event_key: &str,
+        order_id: &str,
+    ) -> Option<Result<ReserveOutcome, EffectError>> {
+        let [.., order, marker] = reasons else {
+            return None;
+        };
+        if is_condition_failure(order) && !is_condition_failure(marker) && is_tombstone(order) {
+            return Some(self.reject_cancelled(event_key, order_id).await);
+        }
+        (is_condition_failure(order) || is_condition_failure(marker))
+            .then_some(Ok(ReserveOutcome::AlreadyRecorded))
     }
     /// Records an order cancelled before it was placed: a tombstone, with the event that
     /// cancelled it, written only if the order has no item yet.
@@ -424,16 +442,8 @@ impl InventoryStore for DynamoInventory {
         let Some(reasons) = cancellation_reasons(&err) else {
             return Err(EffectError::from_sdk("TransactWriteItems", err));
         };
-        // The last two actions are the order's item and the event's marker: if either exists,
-        // this event, or another event of this order, was applied before, unless the order's item
-        // is a tombstone: the order was cancelled before it was placed.
-        if let [.., order, marker] = reasons {
-            if is_condition_failure(order) && !is_condition_failure(marker) && is_tombstone(order) {
-                return self.reject_cancelled(event_key, order_id).await;
-            }
-            if is_condition_failure(order) || is_condition_failure(marker) {
-                return Ok(ReserveOutcome::AlreadyRecorded);
-            }
+        if let Some(recorded) = self.recorded_before(reasons, event_key, order_id).await {
+            return recorded;
         }
         if let Some(class) = classify_reasons(reasons) {
             return Err(EffectError::new(
