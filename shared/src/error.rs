@@ -111,13 +111,24 @@ impl fmt::Debug for EffectError {
     // The whole cause chain, so a log line says why, not just what.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")?;
-        let mut cause = self.source.as_deref().map(|e| e as &dyn StdError);
-        while let Some(err) = cause {
-            write!(f, ": {err}")?;
-            cause = err.source();
+        if let Some(cause) = self.source.as_deref() {
+            write!(f, ": {}", chain(cause))?;
         }
         Ok(())
     }
+}
+
+/// An error and its `source()` chain on one line (`a: b: c`): the SDK's own message is only the
+/// top line ("service error", "dispatch failure").
+pub fn chain(err: &dyn StdError) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// Classifies any AWS SDK error by the table in this module's documentation.

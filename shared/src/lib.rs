@@ -8,7 +8,8 @@
 //! - [`idempotency`]: each effect once under at-least-once delivery;
 //! - [`ports`]: every trait the engine and the functions go through; [`adapters`]: SES,
 //!   DynamoDB and SQS; `fakes`: in-memory versions, for tests (feature `fakes`);
-//! - [`config`], [`telemetry`], [`aws`], [`runtime`]: start-up and the Lambda entry point.
+//! - [`config`], [`telemetry`], [`aws`], [`runtime`]: start-up and the Lambda entry point;
+//! - [`time`]: timestamps as AWS writes them.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -29,6 +30,7 @@ pub mod order;
 pub mod ports;
 pub mod runtime;
 pub mod telemetry;
+pub mod time;
 
 pub use batch::KinesisBatch;
 pub use config::{ConfigError, Env};
