@@ -13,12 +13,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_tests::esm::{drive, Consumer, EsmSettings, EsmStats, ShardRecord};
 use integration_tests::proxy::{Fault, FaultProxy};
 use integration_tests::{local_env, LocalAws, Rng};
-use serde_json::{json, Value};
+use local_esm::mapping::{
+    Function as Invoked, InvokeError, Mapper, NoDestination, Source, Stats as EsmStats,
+    StreamRecord,
+};
+use local_esm::template::Mapping;
+use producer::generate::Mix;
 use shared::aws_config::timeout::TimeoutConfig;
-use shared::aws_lambda_events::event::streams::KinesisEventResponse;
 use shared::aws_sdk_dynamodb::types::AttributeValue;
 use shared::{BatchEngine, BatchStats, KinesisBatch, PoisonSink};
 
@@ -39,41 +42,47 @@ struct Sent {
     kind: &'static str,
 
     order_id: String,
-    lines: Vec<(String, i64)>,
     /// Its position in its shard: (record index, sub-record index).
     position: (usize, usize),
     shard: usize,
 }
 
-/// A user record waiting to be written: its key, its data, and which event it is (none: poison).
+/// A user record waiting to be written: its key, its data, and which event it is (none: poison
+/// or a duplicate).
 type Pending = (String, Vec<u8>, Option<usize>);
 
 /// The stream: two shards of records (some KPL aggregates), and what each event was.
 struct Stream {
-    shards: Vec<Vec<ShardRecord>>,
+    shards: Vec<Vec<StreamRecord>>,
     events: Vec<Sent>,
     poison: usize,
+    duplicates: usize,
     aggregates: usize,
 }
 
-fn generate(n: usize, keys: u64, rng: &mut Rng) -> Stream {
-    let mut shards: Vec<Vec<ShardRecord>> = vec![Vec::new(), Vec::new()];
+/// The producer's realistic mix (`producer generate`), laid out in two shards as Kinesis would,
+/// about one record in ten a KPL aggregate of two to four user records.
+fn generate(n: usize, keys: u64, seed: u64, rng: &mut Rng) -> Stream {
+    let mix = Mix {
+        records: n,
+        keys: keys as usize,
+        skus: (0..SKUS).map(|s| format!("sku-{s:02}")).collect(),
+        seed,
+        ..Mix::default()
+    };
+    let mut shards: Vec<Vec<StreamRecord>> = vec![Vec::new(), Vec::new()];
     let mut events: Vec<Sent> = Vec::new();
-    let mut open: HashMap<String, Vec<usize>> = HashMap::new(); // key -> indexes of open orders
-    let mut poison = 0;
-    let mut aggregates = 0;
+    let (mut poison, mut duplicates, mut aggregates) = (0, 0, 0);
     let mut pending: Vec<Vec<Pending>> = vec![Vec::new(), Vec::new()];
-    let mut seq = [0u64; 2];
-    let mut flush = |shard: usize,
-                     pending: &mut Vec<Pending>,
-                     events: &mut Vec<Sent>,
-                     shards: &mut Vec<Vec<ShardRecord>>,
-                     aggregates: &mut usize| {
+    let flush = |shard: usize,
+                 pending: &mut Vec<Pending>,
+                 events: &mut Vec<Sent>,
+                 shards: &mut Vec<Vec<StreamRecord>>,
+                 aggregates: &mut usize| {
         if pending.is_empty() {
             return;
         }
-        seq[shard] += 1;
-        let sequence_number = format!("4959{shard}{:051}", seq[shard]);
+        let sequence_number = format!("4959{shard}{:051}", shards[shard].len() + 1);
         let index = shards[shard].len();
         let (key, data) = if pending.len() == 1 {
             (pending[0].0.clone(), pending[0].1.clone())
@@ -88,84 +97,39 @@ fn generate(n: usize, keys: u64, rng: &mut Rng) -> Stream {
                 events[*e].position = (index, sub);
             }
         }
-        shards[shard].push(ShardRecord {
+        shards[shard].push(StreamRecord {
             partition_key: key,
             sequence_number,
             data,
+            arrival: local_esm::mapping::epoch_now(),
         });
         pending.clear();
     };
-    for i in 0..n {
-        let key = format!("user-{:04}", rng.below(keys));
+    for generated in mix.generate() {
+        let key = generated.partition_key;
         // Keys map to shards, as Kinesis hashes them.
         let shard = (key.bytes().map(u64::from).sum::<u64>() % 2) as usize;
-        let roll = rng.below(100);
-        let entry = if roll < 3 {
-            poison += 1;
-            (
-                key.clone(),
-                format!("{{\"eventId\":\"evt-{i}\",\"truncated").into_bytes(),
-                None,
-            )
-        } else {
-            let (kind, order_index) = match roll {
-                3..=14 => ("PAYMENT_CAPTURED", None),
-                15..=29 if open.get(&key).is_some_and(|o| !o.is_empty()) => {
-                    let orders = open.get_mut(&key).unwrap();
-                    let o = orders.remove(rng.below(orders.len() as u64) as usize);
-                    ("ORDER_CANCELLED", Some(o))
-                }
-                30..=39 => ("ORDER_CREATED", None),
-                _ => ("ORDER_PLACED", None),
-            };
-            let (order_id, lines) = match order_index {
-                Some(o) => (events[o].order_id.clone(), events[o].lines.clone()),
-                None => {
-                    let unknown = rng.chance(0.02);
-                    let lines = (0..1 + rng.below(3))
-                        .map(|_| {
-                            let sku = if unknown {
-                                "sku-unknown".to_owned()
-                            } else {
-                                format!("sku-{:02}", rng.below(SKUS as u64))
-                            };
-                            (sku, 1 + rng.below(3) as i64)
-                        })
-                        .collect();
-                    (format!("order-{i:06}"), lines)
-                }
-            };
-            let items: Vec<Value> = lines
-                .iter()
-                .map(|(s, q)| json!({"productId": s, "quantity": q}))
-                .collect();
-            let body = json!({
-                "eventId": format!("evt-{i}"),
-                "eventType": kind,
-                "timestamp": "2026-11-21T10:00:00Z",
-                "payload": {"orderId": order_id, "userId": key, "email": format!("{key}@example.com"), "items": items, "total": "9.99"}
-            });
-            if matches!(kind, "ORDER_PLACED" | "ORDER_CREATED")
-                && !lines.iter().any(|(s, _)| s == "sku-unknown")
-            {
-                open.entry(key.clone()).or_default().push(events.len());
+        let event = match generated.event {
+            None => {
+                poison += 1;
+                None
             }
-            events.push(Sent {
-                event_id: format!("evt-{i}"),
-                kind,
-                order_id,
-                lines,
-                position: (0, 0),
-                shard,
-            });
-            (
-                key.clone(),
-                body.to_string().into_bytes(),
-                Some(events.len() - 1),
-            )
+            Some(e) if e.duplicate => {
+                duplicates += 1;
+                None
+            }
+            Some(e) => {
+                events.push(Sent {
+                    event_id: e.event_id,
+                    kind: e.event_type,
+                    order_id: e.order_id,
+                    position: (0, 0),
+                    shard,
+                });
+                Some(events.len() - 1)
+            }
         };
-        pending[shard].push(entry);
-        // About one record in ten is a KPL aggregate of two to four user records.
+        pending[shard].push((key, generated.data, event));
         if pending[shard].len() >= 4 || !rng.chance(0.25) {
             let mut p = std::mem::take(&mut pending[shard]);
             flush(shard, &mut p, &mut events, &mut shards, &mut aggregates);
@@ -179,6 +143,7 @@ fn generate(n: usize, keys: u64, rng: &mut Rng) -> Stream {
         shards,
         events,
         poison,
+        duplicates,
         aggregates,
     }
 }
@@ -193,9 +158,10 @@ struct Function<H, P> {
     crashes: AtomicU64,
 }
 
-impl<H: shared::Consumer, P: PoisonSink> Consumer for Function<H, P> {
-    async fn invoke(&self, event: Vec<u8>) -> Result<KinesisEventResponse, String> {
-        let batch = KinesisBatch::from_slice(&event).map_err(|e| e.to_string())?;
+impl<H: shared::Consumer + Send + Sync, P: PoisonSink + Send + Sync> Invoked for Function<H, P> {
+    async fn invoke(&self, event: Vec<u8>) -> Result<Vec<u8>, InvokeError> {
+        let batch =
+            KinesisBatch::from_slice(&event).map_err(|e| InvokeError::Function(e.to_string()))?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let out = self.engine.process(&batch, Some(deadline)).await;
         {
@@ -208,9 +174,27 @@ impl<H: shared::Consumer, P: PoisonSink> Consumer for Function<H, P> {
         }
         if self.crash.lock().unwrap().chance(self.crash_rate) {
             self.crashes.fetch_add(1, Ordering::Relaxed);
-            return Err("the invocation died after doing its work".into());
+            return Err(InvokeError::Function(
+                "the invocation died after doing its work".into(),
+            ));
         }
-        Ok(out.response)
+        serde_json::to_vec(&out.response).map_err(|e| InvokeError::Function(e.to_string()))
+    }
+}
+
+fn mapper<'a, F: Invoked>(
+    settings: &'a Mapping,
+    source: &'a Source,
+    function: &'a F,
+    stats: &'a Mutex<EsmStats>,
+) -> Mapper<'a, F, NoDestination> {
+    Mapper {
+        settings,
+        source,
+        function,
+        sink: &NoDestination,
+        retry_backoff: Duration::ZERO,
+        stats,
     }
 }
 
@@ -235,7 +219,7 @@ async fn chaos_replay() {
         shared::telemetry::init();
     }
     let mut rng = Rng::new(seed);
-    let stream = generate(n, keys, &mut rng);
+    let stream = generate(n, keys, seed, &mut rng);
 
     let aws = LocalAws::start();
     let sdk = LocalAws::sdk_config(&aws.endpoint()).await;
@@ -303,20 +287,41 @@ async fn chaos_replay() {
         seed + 2,
     );
 
-    let settings = |shard: usize| EsmSettings {
-        shard_id: format!("shardId-{shard:012}"),
-        batch_size: 100,
-        maximum_retry_attempts: 10_000,
+    // The mapping with a batch of 100 and retries enough that nothing is discarded. One batch per
+    // shard at a time: the server answers one request at a time, and more concurrent calls only
+    // make more of them pass the SDK's 1 s attempt timeout (ParallelizationFactor is tested in
+    // tools/local-esm and tests/local_esm.rs).
+    let mapping = Mapping {
         bisect_on_function_error: true,
+        maximum_retry_attempts: 10_000,
+        report_batch_item_failures: true,
+        timeout: Duration::from_secs(60),
+        ..Mapping::defaults("chaos")
     };
-    let (s0, s1) = (settings(0), settings(1));
-    let (e0, e1, i0, i1) = tokio::join!(
-        drive(&stream.shards[0], &s0, &email),
-        drive(&stream.shards[1], &s1, &email),
-        drive(&stream.shards[0], &s0, &inventory),
-        drive(&stream.shards[1], &s1, &inventory),
+    let source = |shard: usize| Source {
+        stream_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/order-events".into(),
+        shard_id: format!("shardId-{shard:012}"),
+        region: "us-east-1".into(),
+        function_arn: "arn:aws:lambda:us-east-1:123456789012:function:chaos".into(),
+        uuid: "chaos".into(),
+    };
+    let (s0, s1) = (source(0), source(1));
+    let stats: Vec<Mutex<EsmStats>> = (0..4).map(|_| Mutex::default()).collect();
+    let (m0, m1) = (
+        mapper(&mapping, &s0, &email, &stats[0]),
+        mapper(&mapping, &s1, &email, &stats[1]),
     );
-    let esm: Vec<EsmStats> = vec![e0, e1, i0, i1];
+    let (m2, m3) = (
+        mapper(&mapping, &s0, &inventory, &stats[2]),
+        mapper(&mapping, &s1, &inventory, &stats[3]),
+    );
+    tokio::join!(
+        m0.deliver(stream.shards[0].clone()),
+        m1.deliver(stream.shards[1].clone()),
+        m2.deliver(stream.shards[0].clone()),
+        m3.deliver(stream.shards[1].clone()),
+    );
+    let esm: Vec<EsmStats> = stats.into_iter().map(|s| s.into_inner().unwrap()).collect();
     let requests = proxy.requests();
     drop(proxy);
 
@@ -356,7 +361,7 @@ async fn chaos_replay() {
     };
 
     // 1. Nothing was discarded by the mapping.
-    let discarded: usize = esm.iter().map(|s| s.discarded.len()).sum();
+    let discarded: u64 = esm.iter().map(|s| s.discarded).sum();
     assert_eq!(discarded, 0, "records ran out of retries");
 
     // 2. Zero duplicate emails.
@@ -489,8 +494,8 @@ async fn chaos_replay() {
         "\nchaos replay: seed {seed}, {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    println!("  stream: {} events over {keys} keys, {} records in 2 shards ({} KPL aggregates), {} poison",
-        stream.events.len() + stream.poison, stream.shards.iter().map(Vec::len).sum::<usize>(), stream.aggregates, stream.poison);
+    println!("  stream: {} events over {keys} keys, {} records in 2 shards ({} KPL aggregates), {} poison, {} duplicates",
+        stream.events.len() + stream.poison + stream.duplicates, stream.shards.iter().map(Vec::len).sum::<usize>(), stream.aggregates, stream.poison, stream.duplicates);
     let injected = injected.lock().unwrap().clone();
     println!(
         "  AWS calls through the proxy: {requests}; faults injected: {injected:?} ({:.0}%)",

@@ -5,7 +5,6 @@
 //! Each test starts its own server and stops it when the [`LocalAws`] is dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod esm;
 pub mod proxy;
 pub mod runtime_api;
 pub mod stub_aws;
@@ -342,4 +341,92 @@ impl Rng {
     pub fn chance(&mut self, p: f64) -> bool {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
     }
+}
+
+/// A Kinesis stream of `shards` shards on the server, made for one test; its name.
+pub async fn create_stream(sdk: &SdkConfig, name: &str, shards: i32) -> String {
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    kinesis
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    name.to_owned()
+}
+
+/// A stream's records as read back: per shard id, in order, (partition key, sequence number, data).
+pub type StreamContents = BTreeMap<String, Vec<(String, String, Vec<u8>)>>;
+
+/// Every record of every shard of a stream, read back through the API.
+pub async fn read_stream(sdk: &SdkConfig, name: &str) -> StreamContents {
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    let mut out = BTreeMap::new();
+    let shards = kinesis
+        .list_shards()
+        .stream_name(name)
+        .send()
+        .await
+        .unwrap();
+    for shard in shards.shards() {
+        let mut records = Vec::new();
+        let mut iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(name)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .map(str::to_owned);
+        while let Some(it) = iterator {
+            let page = kinesis
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .unwrap();
+            if page.records().is_empty() {
+                break;
+            }
+            records.extend(page.records().iter().map(|r| {
+                (
+                    r.partition_key().unwrap_or_default().to_owned(),
+                    r.sequence_number().to_owned(),
+                    r.data().as_ref().to_vec(),
+                )
+            }));
+            iterator = page.next_shard_iterator().map(str::to_owned);
+        }
+        out.insert(shard.shard_id().to_owned(), records);
+    }
+    out
+}
+
+/// Runs the project's `.venv` Python on `code`, with `input` on standard input; its output.
+pub fn python(code: &str, input: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(root().join(".venv/bin/python"))
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the project's .venv (make tools)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

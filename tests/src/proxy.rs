@@ -25,6 +25,10 @@ pub enum Fault {
     Drop,
     /// Forward it after a pause (long enough, it passes the SDK's attempt timeout).
     Delay(Duration),
+    /// A Kinesis `PutRecords`: fail about this percentage of its entries with
+    /// `ProvisionedThroughputExceededException`, forward the others, and answer with both, as
+    /// Kinesis answers a partial failure.
+    FailEntries(u8),
 }
 
 /// The request, as the plan sees it.
@@ -59,7 +63,13 @@ impl FaultProxy {
         let requests = Arc::new(AtomicUsize::new(0));
         let (f, r) = (faults.clone(), requests.clone());
         let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
+            loop {
+                // An accept error (out of file descriptors, with many calls at once) is passing:
+                // a proxy that stopped listening would refuse every later call.
+                let Ok((client, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
                 let (plan, f, r) = (plan.clone(), f.clone(), r.clone());
                 tokio::spawn(async move {
                     let _ = serve(client, upstream, &*plan, &f, &r).await;
@@ -118,15 +128,97 @@ async fn serve(
         Some(Fault::Throttle) => return answer(&mut client, 400, json, &request, true).await,
         Some(Fault::ServerError) => return answer(&mut client, 500, json, &request, false).await,
         Some(Fault::Delay(pause)) => tokio::time::sleep(pause).await,
+        Some(Fault::FailEntries(percent)) => {
+            let response = fail_entries(upstream, &head, &body, percent).await?;
+            client.write_all(&response).await?;
+            return client.shutdown().await;
+        }
         None => {}
     }
-    let mut up = TcpStream::connect(upstream).await?;
-    up.write_all(&rewrite_connection_close(&head)).await?;
-    up.write_all(&body).await?;
-    let mut response = Vec::new();
-    up.read_to_end(&mut response).await?;
+    let response = forward(upstream, &head, &body).await?;
     client.write_all(&response).await?;
     client.shutdown().await
+}
+
+async fn forward(upstream: SocketAddr, head: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut up = TcpStream::connect(upstream).await?;
+    up.write_all(&rewrite_connection_close(head)).await?;
+    up.write_all(body).await?;
+    let mut response = Vec::new();
+    up.read_to_end(&mut response).await?;
+    Ok(response)
+}
+
+/// Fails some entries of a `PutRecords`, forwards the rest, and merges the answers.
+async fn fail_entries(
+    upstream: SocketAddr,
+    head: &str,
+    body: &[u8],
+    percent: u8,
+) -> std::io::Result<Vec<u8>> {
+    static DRAWS: AtomicUsize = AtomicUsize::new(0);
+    let mut request: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let records = request["Records"].as_array().cloned().unwrap_or_default();
+    let failed: Vec<bool> = records
+        .iter()
+        .map(|_| {
+            let mut x = DRAWS.fetch_add(1, Ordering::SeqCst) as u64 ^ 0x9E37_79B9_7F4A_7C15;
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (x ^ (x >> 31)) % 100 < u64::from(percent)
+        })
+        .collect();
+    let kept: Vec<serde_json::Value> = records
+        .iter()
+        .zip(&failed)
+        .filter(|(_, f)| !**f)
+        .map(|(r, _)| r.clone())
+        .collect();
+    let mut written = Vec::new();
+    if !kept.is_empty() {
+        request["Records"] = kept.into();
+        let body = serde_json::to_vec(&request).unwrap();
+        let head: String = head
+            .split("\r\n")
+            .map(|line| {
+                if line.to_ascii_lowercase().starts_with("content-length:") {
+                    format!("Content-Length: {}", body.len())
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let response = forward(upstream, &head, &body).await?;
+        let at = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let status = String::from_utf8_lossy(&response[..at]).into_owned();
+        if !status.starts_with("HTTP/1.1 200") && !status.starts_with("HTTP/1.0 200") {
+            return Ok(response);
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&response[at..]).unwrap();
+        written = answer["Records"].as_array().cloned().unwrap_or_default();
+    }
+    let mut written = written.into_iter();
+    let results: Vec<serde_json::Value> = failed
+        .iter()
+        .map(|&f| {
+            if f {
+                serde_json::json!({
+                    "ErrorCode": "ProvisionedThroughputExceededException",
+                    "ErrorMessage": "Rate exceeded for shard (injected)."
+                })
+            } else {
+                written.next().unwrap()
+            }
+        })
+        .collect();
+    let count = failed.iter().filter(|f| **f).count();
+    let body = serde_json::json!({"FailedRecordCount": count, "Records": results}).to_string();
+    Ok(format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nx-amzn-RequestId: injected\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes())
 }
 
 /// Reads one request: the head, and a body of `Content-Length` bytes.
