@@ -13,8 +13,9 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 FN ?= email-notifier
 EVENT ?= order-placed.json
 PORT ?= 9000
+ARGS ?= generate --orders 200 --keys 20
 
-.PHONY: help tools bins build test test-template bench lint watch up down invoke demo dlq redrive chaos fuzz clean
+.PHONY: help tools bins build test test-template bench lint watch up down invoke produce demo dlq redrive chaos fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,7 +35,7 @@ $(CHECKOV): requirements-checkov.txt
 
 tools: $(TOOLS) $(CHECKOV) ## install the Python tools (cargo-lambda, SAM CLI, zig, moto, cfn-lint, checkov) into .venv
 
-bins: ## build both functions for local runs (debug)
+bins: ## build the functions and the local tools (producer, local-esm) for local runs (debug)
 	cargo build --workspace --bins
 
 # `sam build` builds each function with cargo-lambda (release, zig as the linker) into .aws-sam/.
@@ -67,7 +68,7 @@ lint: ## rustfmt and clippy, as CI runs them
 watch: $(TOOLS) ## run the functions under cargo lambda watch, no AWS endpoint (PORT=9000)
 	cargo lambda watch --env-file local.env --invoke-port $(PORT)
 
-up: $(TOOLS) bins ## start the local AWS-API server and the functions, and leave them running
+up: $(TOOLS) bins ## start the local AWS-API server, the functions and the local event source mapping
 	scripts/stack.sh up
 
 down: ## stop what 'make up' started
@@ -76,7 +77,10 @@ down: ## stop what 'make up' started
 invoke: $(TOOLS) ## invoke a function on the running stack: make invoke FN=email-notifier EVENT=order-placed.json
 	scripts/stack.sh invoke $(FN) $(EVENT)
 
-demo: $(TOOLS) bins ## the whole system offline: server, functions, every sample, a report
+produce: ## put events on the running stack's stream (ARGS="generate --orders 200 --keys 20", or "put FILE.jsonl")
+	scripts/stack.sh produce $(ARGS)
+
+demo: $(TOOLS) bins ## the whole pipeline offline: producer -> stream -> event source mapping -> functions, a report
 	scripts/stack.sh demo
 
 chaos: $(TOOLS) ## the full chaos replay: 10,000 events over 500 keys, a fifth of AWS calls failing

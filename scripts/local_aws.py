@@ -3,6 +3,7 @@
 
     local_aws.py bootstrap --endpoint URL   create what the functions need (safe to run twice)
     local_aws.py snapshot  --endpoint URL   print stock, reservations, emails, ledger and DLQ as JSON
+    local_aws.py restock --endpoint URL --units N   add N units of each product
     local_aws.py report --before F --after F --invocations F
                                             print the demo's report
 
@@ -97,6 +98,18 @@ def bootstrap(endpoint):
     ), "ResourceInUseException")
 
 
+def restock(endpoint, units):
+    env = settings()
+    ddb = clients(endpoint, env)["dynamodb"]
+    for sku in STOCK:
+        ddb.update_item(
+            TableName=env["INVENTORY_TABLE"],
+            Key={"pk": {"S": f"SKU#{sku}"}},
+            UpdateExpression="ADD available :n",
+            ExpressionAttributeValues={":n": {"N": str(units)}},
+        )
+
+
 def snapshot(endpoint):
     env = settings()
     c = clients(endpoint, env)
@@ -140,23 +153,36 @@ def snapshot(endpoint):
     }
 
 
-def report(before, after, invocations):
-    print("\n== Invocations ==")
-    print(f"{'function':<18} {'event':<22} {'batchItemFailures':<18} counts")
-    for inv in invocations:
-        failures = inv["response"].get("batchItemFailures", [])
-        s = inv.get("stats", {})
-        counts = ", ".join(f"{k}={s[k]}" for k in (
-            "received", "applied", "duplicates", "rejected", "no_effect", "skipped", "poison",
-            "failed", "blocked", "unstarted") if s.get(k))
-        print(f"{inv['function']:<18} {inv['event']:<22} {len(failures):<18} {counts}")
-        for f in failures:
-            print(f"{'':<41} retry from {f['itemIdentifier']}")
+def report(before, after, invocations=None, esm=None):
+    if invocations:
+        print("\n== Invocations ==")
+        print(f"{'function':<18} {'event':<22} {'batchItemFailures':<18} counts")
+        for inv in invocations:
+            failures = inv["response"].get("batchItemFailures", [])
+            s = inv.get("stats", {})
+            counts = ", ".join(f"{k}={s[k]}" for k in (
+                "received", "applied", "duplicates", "rejected", "no_effect", "skipped", "poison",
+                "failed", "blocked", "unstarted") if s.get(k))
+            print(f"{inv['function']:<18} {inv['event']:<22} {len(failures):<18} {counts}")
+            for f in failures:
+                print(f"{'':<41} retry from {f['itemIdentifier']}")
+    if esm:
+        print("\n== The event source mapping (local-esm) ==")
+        for name, f in esm["functions"].items():
+            t = f["totals"]
+            print(f"  {name}: {t['read']} records read from {len(f['shards'])} shards, "
+                  f"{t['delivered']} delivered in {t['invocations']} invocations; "
+                  f"{t['partial_failures']} partial failures, {t['function_errors']} function errors, "
+                  f"{t['bisections']} bisections, {t['retries']} retries, {t['discarded']} discarded; "
+                  f"iterator age max {t['max_iterator_age_ms']} ms")
 
-    print("\n== Emails recorded by the server ==")
-    for m in after["emails"][len(before["emails"]):]:
+    emails = after["emails"][len(before["emails"]):]
+    print(f"\n== Emails recorded by the server: {len(emails)} ==")
+    for m in emails[:10]:
         print(f"  to {', '.join(m['to'])}: template {m['template']}, order {m['data'].get('orderId')}, "
               f"{m['data'].get('itemCount')} items, total {m['data'].get('total')}")
+    if len(emails) > 10:
+        print(f"  ... and {len(emails) - 10} more")
 
     print("\n== Stock (before -> after) ==")
     for sku in sorted(set(before["stock"]) | set(after["stock"])):
@@ -164,12 +190,26 @@ def report(before, after, invocations):
         print(f"  {sku:<12} {b!s:>4} -> {a!s:<4}{'' if a == b else f'  ({a - b:+d})'}")
 
     print("\n== Reservations ==")
-    for order, r in after["reservations"].items():
+    new = {o: r for o, r in after["reservations"].items() if before["reservations"].get(o) != r}
+    by_status = count(r["status"] for r in new.values())
+    print("  " + ", ".join(f"{status}: {n}" for status, n in sorted(by_status.items())))
+    shown = list(new.items())
+    if len(shown) > 12:
+        # One of each status and reason, then the count of the rest.
+        seen, picked = set(), []
+        for order, r in shown:
+            kind = (r["status"], (r.get("reason") or "").split(":")[0])
+            if kind not in seen:
+                seen.add(kind)
+                picked.append((order, r))
+        print(f"  (one of each kind; {len(shown) - len(picked)} more in .local/after.json)")
+        shown = picked
+    for order, r in shown:
         lines = ", ".join(f"{v} {k}" for k, v in r["lines"].items())
         extra = f"  reason: {r['reason']}" if r.get("reason") else ""
         if r.get("cancelledBy"):
             extra += f"  (cancelled first by {r['cancelledBy']})"
-        print(f"  {order:<12} {r['status']:<9} {lines}{extra}")
+        print(f"  {order:<20} {r['status']:<9} {lines}{extra}")
 
     print("\n== Idempotency ledger ==")
     print(f"  {len(after['ledger'])} entries: " + ", ".join(
@@ -190,20 +230,26 @@ def main():
     for name in ("bootstrap", "snapshot"):
         s = sub.add_parser(name)
         s.add_argument("--endpoint", required=True)
+    rs = sub.add_parser("restock")
+    rs.add_argument("--endpoint", required=True)
+    rs.add_argument("--units", type=int, required=True)
     r = sub.add_parser("report")
     r.add_argument("--before", required=True)
     r.add_argument("--after", required=True)
-    r.add_argument("--invocations", required=True)
+    r.add_argument("--invocations")
+    r.add_argument("--esm", help="the local event source mapping's status file")
     a = p.parse_args()
     if a.cmd == "bootstrap":
         bootstrap(a.endpoint)
+    elif a.cmd == "restock":
+        restock(a.endpoint, a.units)
     elif a.cmd == "snapshot":
         json.dump(snapshot(a.endpoint), sys.stdout, indent=2)
         print()
     else:
         load = lambda f: json.load(open(f))
-        invocations = [json.loads(line) for line in open(a.invocations) if line.strip()]
-        report(load(a.before), load(a.after), invocations)
+        invocations = a.invocations and [json.loads(line) for line in open(a.invocations) if line.strip()]
+        report(load(a.before), load(a.after), invocations, a.esm and load(a.esm))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The local stack: moto's AWS-API server and `cargo lambda watch`, both on free loopback ports.
+# The local stack: moto's AWS-API server and `cargo lambda watch`, both on free loopback ports,
+# and the local event source mapping (tools/local-esm) that feeds the stream to the functions.
 #
-#   stack.sh up                 start both, bootstrap the server, leave them running
+#   stack.sh up                 start all three, bootstrap the server, leave them running
 #   stack.sh down               stop what `up` started
 #   stack.sh invoke FN EVENT    invoke a function with events/EVENT against the running stack
-#   stack.sh demo               up, invoke every sample, print a report, down (also on failure or Ctrl-C)
+#   stack.sh produce ARGS...    run the producer (tools/producer) against the running stack
+#   stack.sh demo               up, produce a realistic mix onto the stream, wait until the mapping
+#                               has delivered it, print a report, down (also on failure or Ctrl-C)
 #
 # State lives in .local/: the ports, the process ids and the logs.
 set -euo pipefail
@@ -27,8 +30,23 @@ wait_for_port() { # port, what, log
 
 running() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
+BIN="${CARGO_TARGET_DIR:-target}/debug"
+
+# The local settings (local.env) and the server's endpoint, for the tools.
+with_stack_env() {
+  ( set -a; . ./local.env; set +a
+    export AWS_ENDPOINT_URL="http://127.0.0.1:$(cat "$STATE/moto.port")"
+    exec "$@" )
+}
+
+require_up() {
+  running moto && running watch && running esm && return 0
+  echo "the stack is not up: run 'make up' first" >&2
+  exit 1
+}
+
 up() {
-  if running moto && running watch; then
+  if running moto && running watch && running esm; then
     echo "the stack is already up: AWS endpoint http://127.0.0.1:$(cat $STATE/moto.port), functions on port $(cat $STATE/watch.port)"
     return 0
   fi
@@ -55,11 +73,23 @@ up() {
   echo $! >"$STATE/watch.pid"
   echo "$watch_port" >"$STATE/watch.port"
   wait_for_port "$watch_port" "cargo lambda watch" "$STATE/watch.log"
-  echo "the stack is up: AWS endpoint $endpoint, functions on port $watch_port (logs in $STATE/)"
+
+  # The event source mapping: template.yaml's settings, the stream on the server, the functions
+  # through watch's Invoke API, failure records to the local dead-letter queue.
+  rm -f "$STATE/esm.json"
+  setsid "$0" run-esm --invoke-endpoint "http://127.0.0.1:$watch_port" --status "$STATE/esm.json" \
+    >"$STATE/esm.log" 2>&1 &
+  echo $! >"$STATE/esm.pid"
+  for _ in $(seq 1 100); do
+    [ -f "$STATE/esm.json" ] && break
+    running esm || { echo "the local event source mapping did not start; its log:" >&2; tail -20 "$STATE/esm.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "the stack is up: AWS endpoint $endpoint, functions on port $watch_port, the event source mapping polling the stream (logs in $STATE/)"
 }
 
 down() {
-  for name in watch moto; do
+  for name in esm watch moto; do
     if [ -f "$STATE/$name.pid" ]; then
       # Each was started in its own session: stop its whole process group (cargo run, the function).
       kill -- "-$(cat "$STATE/$name.pid")" 2>/dev/null || true
@@ -75,44 +105,62 @@ invoke() { # function, event file name
     --data-file "events/$2"
 }
 
+produce() { # producer arguments
+  require_up
+  with_stack_env "$BIN/producer" "$@"
+}
+
+now_ms() { "$PY" -c 'import time; print(int(time.time() * 1000))'; }
+
+# Waits until the mapping has delivered everything written before $1 (epoch ms) to every function.
+wait_delivered() {
+  for _ in $(seq 1 600); do
+    "$PY" - "$STATE/esm.json" "$1" <<'PY' && return 0
+import json, sys
+try:
+    functions = json.load(open(sys.argv[1]))["functions"].values()
+except (OSError, ValueError, KeyError):
+    sys.exit(1)
+sys.exit(0 if functions and all((f["settled_at_ms"] or 0) >= int(sys.argv[2]) for f in functions) else 1)
+PY
+    sleep 0.5
+  done
+  echo "the event source mapping did not deliver everything in 5 minutes; see $STATE/esm.log" >&2
+  return 1
+}
+
 demo() {
   trap 'down >/dev/null' EXIT
   trap 'exit 130' INT TERM
   down >/dev/null 2>&1 || true
   up
-  local endpoint="http://127.0.0.1:$(cat "$STATE/moto.port")"
+  local endpoint="http://127.0.0.1:$(cat "$STATE/moto.port")" started put
+  # Stock for the generated orders (the samples of `make invoke` need only the bootstrap's).
+  "$PY" scripts/local_aws.py restock --endpoint "$endpoint" --units 30
   "$PY" scripts/local_aws.py snapshot --endpoint "$endpoint" >"$STATE/before.json"
-  : >"$STATE/invocations.jsonl"
-  local fn event response logged stats
-  for fn in email-notifier inventory-updater; do
-    for event in order-placed mixed-batch poison-batch real-producers cancel-before-order order-cancelled order-placed; do
-      logged=$(wc -l <"$STATE/watch.log")
-      response=$(invoke "$fn" "$event.json")
-      # The function's own summary line of this invocation (JSON logs).
-      stats=$(for _ in $(seq 1 50); do
-                tail -n +"$((logged + 1))" "$STATE/watch.log" | grep '"batch done"' | tail -1 && break
-                sleep 0.1
-              done)
-      "$PY" - "$fn" "$event.json" "$response" "${stats:-{\}}" >>"$STATE/invocations.jsonl" <<'PY'
-import json, sys
-fn, event, response, stats = sys.argv[1:5]
-line = json.loads(stats[stats.index("{"):]) if "{" in stats else {}
-fields = line.get("fields", line)
-print(json.dumps({"function": fn, "event": event, "response": json.loads(response), "stats": fields}))
-PY
-    done
-  done
+  started=$(now_ms)
+  echo
+  echo "== The producer writes to the stream =="
+  # Orders, creations, cancellations, payments (skipped), a few duplicates and poison records:
+  # once as plain records, once as KPL aggregates packed by shard.
+  produce generate --orders 40 --keys 8 --duplicates 0.05 --poison 0.05 --seed 11
+  produce generate --orders 40 --keys 8 --duplicates 0.05 --poison 0.05 --seed 12 --aggregate
+  put=$(now_ms)
+  echo
+  echo "== The event source mapping delivers it to both functions =="
+  wait_delivered "$put"
+  echo "delivered $(( ($(now_ms) - started) ))ms after the first put"
   "$PY" scripts/local_aws.py snapshot --endpoint "$endpoint" >"$STATE/after.json"
   "$PY" scripts/local_aws.py report --before "$STATE/before.json" --after "$STATE/after.json" \
-    --invocations "$STATE/invocations.jsonl"
-  echo
-  echo "order-placed.json is invoked twice: the second time it is a duplicate, and nothing changes."
+    --esm "$STATE/esm.json"
 }
 
 case "${1:-}" in
   up) up ;;
   down) down ;;
   invoke) shift; invoke "$@" ;;
+  produce) shift; produce "$@" ;;
+  run-esm) shift; with_stack_env "$BIN/local-esm" "$@" ;; # for `up`
   demo) demo ;;
-  *) echo "usage: $0 up|down|invoke FN EVENT|demo" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|invoke FN EVENT|produce ARGS...|demo" >&2; exit 2 ;;
 esac
