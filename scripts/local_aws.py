@@ -153,7 +153,23 @@ def snapshot(endpoint):
     }
 
 
-def report(before, after, invocations=None, esm=None):
+def function_counts(log, first_line):
+    """The functions' own counts: the sum of their `batch done` lines from line `first_line` on."""
+    keys = ("received", "applied", "duplicates", "rejected", "no_effect", "skipped", "poison",
+            "failed", "blocked", "unstarted")
+    total = dict.fromkeys(keys, 0)
+    with open(log) as f:
+        for n, line in enumerate(f):
+            if n < first_line or '"batch done"' not in line or "{" not in line:
+                continue
+            fields = json.loads(line[line.index("{"):])
+            fields = fields.get("fields", fields)
+            for k in keys:
+                total[k] += int(fields.get(k, 0))
+    return total
+
+
+def report(before, after, invocations=None, esm=None, counts=None):
     if invocations:
         print("\n== Invocations ==")
         print(f"{'function':<18} {'event':<22} {'batchItemFailures':<18} counts")
@@ -175,6 +191,10 @@ def report(before, after, invocations=None, esm=None):
                   f"{t['partial_failures']} partial failures, {t['function_errors']} function errors, "
                   f"{t['bisections']} bisections, {t['retries']} retries, {t['discarded']} discarded; "
                   f"iterator age max {t['max_iterator_age_ms']} ms")
+
+    if counts:
+        print("  the functions' own counts, both together (their `batch done` lines): " + ", ".join(
+            f"{k}={v}" for k, v in counts.items() if v))
 
     emails = after["emails"][len(before["emails"]):]
     print(f"\n== Emails recorded by the server: {len(emails)} ==")
@@ -238,6 +258,8 @@ def main():
     r.add_argument("--after", required=True)
     r.add_argument("--invocations")
     r.add_argument("--esm", help="the local event source mapping's status file")
+    r.add_argument("--function-log", help="the functions' log (JSON lines), for their counts")
+    r.add_argument("--from-line", type=int, default=0, help="the first line of --function-log to count")
     a = p.parse_args()
     if a.cmd == "bootstrap":
         bootstrap(a.endpoint)
@@ -249,7 +271,8 @@ def main():
     else:
         load = lambda f: json.load(open(f))
         invocations = a.invocations and [json.loads(line) for line in open(a.invocations) if line.strip()]
-        report(load(a.before), load(a.after), invocations, a.esm and load(a.esm))
+        counts = a.function_log and function_counts(a.function_log, a.from_line)
+        report(load(a.before), load(a.after), invocations, a.esm and load(a.esm), counts)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ demo() {
   # Stock for the generated orders (the samples of `make invoke` need only the bootstrap's).
   "$PY" scripts/local_aws.py restock --endpoint "$endpoint" --units 30
   "$PY" scripts/local_aws.py snapshot --endpoint "$endpoint" >"$STATE/before.json"
+  local logged; logged=$(wc -l <"$STATE/watch.log")
   started=$(now_ms)
   echo
   echo "== The producer writes to the stream =="
@@ -152,7 +153,7 @@ demo() {
   echo "delivered $(( ($(now_ms) - started) ))ms after the first put"
   "$PY" scripts/local_aws.py snapshot --endpoint "$endpoint" >"$STATE/after.json"
   "$PY" scripts/local_aws.py report --before "$STATE/before.json" --after "$STATE/after.json" \
-    --esm "$STATE/esm.json"
+    --esm "$STATE/esm.json" --function-log "$STATE/watch.log" --from-line "$logged"
 }
 
 case "${1:-}" in
