@@ -1,17 +1,24 @@
 //! The SAM template and the code agree: each function's FilterCriteria and `EVENT_TYPES` name
 //! exactly the event types the function's code handles by default.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use yaml_rust2::{Yaml, YamlLoader};
+use local_esm::template::{load, mappings, Mapping};
 
-fn template() -> Yaml {
+/// The template as read by the one reader of it (the local event source mapping's).
+fn template_text() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let text = std::fs::read_to_string(path).expect("template.yaml is readable");
-    YamlLoader::load_from_str(&text)
-        .expect("template.yaml is YAML")
-        .pop()
-        .expect("template.yaml has a document")
+    std::fs::read_to_string(path).expect("template.yaml is readable")
+}
+
+/// The mapping of `logical_id` with `FilterAtSource` on, so its filter is in force.
+fn mapping(text: &str, logical_id: &str) -> Mapping {
+    let on = HashMap::from([("FilterAtSource".to_owned(), "true".to_owned())]);
+    mappings(text, &on)
+        .expect("the template's mappings read")
+        .into_iter()
+        .find(|m| m.logical_id == logical_id)
+        .unwrap_or_else(|| panic!("{logical_id} has a Kinesis event"))
 }
 
 fn names(types: &[&str]) -> BTreeSet<String> {
@@ -20,18 +27,14 @@ fn names(types: &[&str]) -> BTreeSet<String> {
 
 /// The function's event-type filter: the types its wanted-types pattern lists, and whether the
 /// filter also lets JSON records with no `eventType` through (so they reach the poison capture).
-fn filter(function: &Yaml) -> (BTreeSet<String>, bool) {
-    let criteria = &function["Properties"]["Events"]["Orders"]["Properties"]["FilterCriteria"];
-    // `!If [FilterAtSource, {Filters: ...}, !Ref AWS::NoValue]`: the filter is the second item.
-    let filters = criteria[1]["Filters"]
-        .as_vec()
-        .expect("FilterCriteria is `!If [FilterAtSource, {Filters: [...]}, !Ref AWS::NoValue]`");
+fn filter(mapping: &Mapping) -> (BTreeSet<String>, bool) {
+    assert!(
+        !mapping.filters.is_empty(),
+        "FilterCriteria is set when FilterAtSource is true"
+    );
     let mut wanted = BTreeSet::new();
     let mut passes_untyped = false;
-    for f in filters {
-        let pattern: serde_json::Value =
-            serde_json::from_str(f["Pattern"].as_str().expect("a Pattern string"))
-                .expect("the Pattern is JSON");
+    for pattern in &mapping.filters {
         let keys: Vec<_> = pattern.as_object().expect("an object").keys().collect();
         assert_eq!(keys, ["data"], "Kinesis filters only on data: {pattern}");
         let values = pattern["data"]["eventType"]
@@ -50,8 +53,9 @@ fn filter(function: &Yaml) -> (BTreeSet<String>, bool) {
     (wanted, passes_untyped)
 }
 
-fn environment_types(function: &Yaml) -> BTreeSet<String> {
-    function["Properties"]["Environment"]["Variables"]["EVENT_TYPES"]
+fn environment_types(text: &str, logical_id: &str) -> BTreeSet<String> {
+    let template = load(text).expect("template.yaml is YAML");
+    template["Resources"][logical_id]["Properties"]["Environment"]["Variables"]["EVENT_TYPES"]
         .as_str()
         .expect("EVENT_TYPES is set in the template")
         .split(',')
@@ -60,15 +64,9 @@ fn environment_types(function: &Yaml) -> BTreeSet<String> {
 }
 
 fn check(logical_id: &str, defaults: &[&str], supported: &[&str]) {
-    let t = template();
-    let function = &t["Resources"][logical_id];
-    assert_eq!(
-        function["Type"].as_str(),
-        Some("AWS::Serverless::Function"),
-        "{logical_id} is a function in template.yaml"
-    );
+    let text = template_text();
     let code = names(defaults);
-    let (filtered, passes_untyped) = filter(function);
+    let (filtered, passes_untyped) = filter(&mapping(&text, logical_id));
     assert_eq!(
         filtered, code,
         "{logical_id}: FilterCriteria vs DEFAULT_EVENT_TYPES"
@@ -78,7 +76,7 @@ fn check(logical_id: &str, defaults: &[&str], supported: &[&str]) {
         "{logical_id}: the filter must let records without eventType reach the poison capture"
     );
     assert_eq!(
-        environment_types(function),
+        environment_types(&text, logical_id),
         code,
         "{logical_id}: EVENT_TYPES vs the code"
     );
@@ -109,24 +107,28 @@ fn inventory_updater_filter_matches_its_event_types() {
 /// The check itself catches a disagreement: a filter naming a type the code does not handle.
 #[test]
 fn a_filter_that_disagrees_is_caught() {
-    let yaml = YamlLoader::load_from_str(
-        r#"
-Properties:
-  Events:
-    Orders:
-      Properties:
-        FilterCriteria: !If
-          - FilterAtSource
-          - Filters:
-              - Pattern: '{"data": {"eventType": ["ORDER_PLACED", "ORDER_SHIPPED"]}}'
-              - Pattern: '{"data": {"eventType": [{"exists": false}]}}'
-          - !Ref AWS::NoValue
-"#,
-    )
-    .expect("YAML")
-    .pop()
-    .expect("a document");
-    let (filtered, passes_untyped) = filter(&yaml);
+    let text = r#"
+Parameters:
+  FilterAtSource: {Type: String, Default: "false"}
+Conditions:
+  FilterAtSource: !Equals [!Ref FilterAtSource, "true"]
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Orders:
+          Type: Kinesis
+          Properties:
+            StartingPosition: TRIM_HORIZON
+            FilterCriteria: !If
+              - FilterAtSource
+              - Filters:
+                  - Pattern: '{"data": {"eventType": ["ORDER_PLACED", "ORDER_SHIPPED"]}}'
+                  - Pattern: '{"data": {"eventType": [{"exists": false}]}}'
+              - !Ref AWS::NoValue
+"#;
+    let (filtered, passes_untyped) = filter(&mapping(text, "Fn"));
     assert!(passes_untyped);
     assert_ne!(filtered, names(email_notifier::DEFAULT_EVENT_TYPES));
     assert!(filtered.contains("ORDER_SHIPPED"));

@@ -178,8 +178,13 @@ pub async fn run_mapping<F: Function, S: FailureSink>(
                 uuid: uuid.clone(),
             };
             let state = status.shard(&shard.id);
-            // A child starts at its beginning: its parents' records were all read.
-            let start = if shard.parent.is_some() && !started.is_empty() {
+            // A child of shards this mapping read starts at its beginning: the parents' records
+            // were all delivered, and the child's come next.
+            let start = if [&shard.parent, &shard.adjacent_parent]
+                .into_iter()
+                .flatten()
+                .any(|p| finished.contains(p))
+            {
                 template::StartingPosition::TrimHorizon
             } else {
                 mapping.starting_position

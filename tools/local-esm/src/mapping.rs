@@ -288,18 +288,19 @@ impl<F: Function, S: FailureSink> Mapper<'_, F, S> {
             }
             let batch = &buffer[start..end];
             let event = event_json(batch);
-            {
+            // The iterator age: how old the batch's newest record is as it is sent.
+            let newest = batch.last().map_or(0.0, |(r, _)| r.arrival);
+            let age = ((epoch_now() - newest) * 1000.0).max(0.0) as u64;
+            let result = tokio::time::timeout(settings.timeout, self.function.invoke(event)).await;
+            if !matches!(result, Ok(Err(InvokeError::Unavailable(_)))) {
                 let mut s = self.lock();
                 s.invocations += 1;
                 s.delivered += batch.len() as u64;
                 if retries > 0 {
                     s.retries += 1;
                 }
-                let newest = batch.last().map_or(0.0, |(r, _)| r.arrival);
-                let age = ((epoch_now() - newest) * 1000.0).max(0.0) as u64;
                 s.max_iterator_age_ms = s.max_iterator_age_ms.max(age);
             }
-            let result = tokio::time::timeout(settings.timeout, self.function.invoke(event)).await;
             let verdict = match result {
                 Err(_) => {
                     self.lock().timeouts += 1;
@@ -311,11 +312,6 @@ impl<F: Function, S: FailureSink> Mapper<'_, F, S> {
                 Ok(Err(InvokeError::Function(error))) => Verdict::Failed(error),
                 Ok(Err(InvokeError::Unavailable(error))) => {
                     tracing::warn!(shard = %self.source.shard_id, %error, "the function could not be invoked; trying again in a second");
-                    {
-                        let mut s = self.lock();
-                        s.invocations -= 1;
-                        s.delivered -= (end - start) as u64;
-                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     current = Some((start, end, retries));
                     continue;
@@ -396,21 +392,24 @@ impl<F: Function, S: FailureSink> Mapper<'_, F, S> {
         mut open: bool,
     ) -> bool {
         let settings = self.settings;
-        let full = |b: &Vec<(StreamRecord, String)>| {
-            b.len() >= settings.batch_size
-                || b.iter().map(|(_, j)| j.len() + 1).sum::<usize>() + 16 >= MAX_PAYLOAD
-        };
         if buffer.is_empty() && open {
             match rx.recv().await {
                 Some(r) => buffer.push(with_json(r, self.source)),
                 None => return false,
             }
         }
+        // The event's size so far, to stop at the payload cap.
+        let mut bytes: usize = buffer.iter().map(|(_, j)| j.len() + 1).sum::<usize>() + 16;
+        let full = |b: &Vec<(StreamRecord, String)>, bytes: usize| {
+            b.len() >= settings.batch_size || bytes >= MAX_PAYLOAD
+        };
         let window_ends = Instant::now() + settings.batching_window;
-        while open && !full(buffer) {
+        while open && !full(buffer, bytes) {
             match rx.try_recv() {
                 Ok(r) => {
-                    buffer.push(with_json(r, self.source));
+                    let r = with_json(r, self.source);
+                    bytes += r.1.len() + 1;
+                    buffer.push(r);
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
@@ -419,7 +418,11 @@ impl<F: Function, S: FailureSink> Mapper<'_, F, S> {
                         break;
                     }
                     match tokio::time::timeout_at(window_ends.into(), rx.recv()).await {
-                        Ok(Some(r)) => buffer.push(with_json(r, self.source)),
+                        Ok(Some(r)) => {
+                            let r = with_json(r, self.source);
+                            bytes += r.1.len() + 1;
+                            buffer.push(r);
+                        }
                         Ok(None) => open = false,
                         Err(_) => break,
                     }
