@@ -168,6 +168,7 @@ impl<H: shared::Consumer + Send + Sync, P: PoisonSink + Send + Sync> Invoked for
             let mut s = self.stats.lock().unwrap();
             s.applied += out.stats.applied;
             s.duplicates += out.stats.duplicates;
+            s.remembered += out.stats.remembered;
             s.poison += out.stats.poison;
             s.failed += out.stats.failed;
             s.rejected += out.stats.rejected;
@@ -214,6 +215,8 @@ async fn chaos_replay() {
     let keys: u64 = setting("CHAOS_KEYS", 500);
     let fault_rate: f64 = setting("CHAOS_FAULT_RATE", 0.2);
     let seed: u64 = setting("CHAOS_SEED", 42);
+    // The warm containers' memory of finished records (CHAOS_CACHE=0: none, to compare).
+    let cache: String = setting("CHAOS_CACHE", "10000".to_owned());
     let started = Instant::now();
     if std::env::var("CHAOS_LOG").is_ok() {
         shared::telemetry::init();
@@ -238,7 +241,12 @@ async fn chaos_replay() {
     let fault_rng = Arc::new(Mutex::new(Rng::new(seed ^ 0x5eed)));
     let injected: Arc<Mutex<BTreeMap<&'static str, u64>>> = Arc::default();
     let (frng, inj) = (fault_rng.clone(), injected.clone());
-    let proxy = FaultProxy::start(aws.addr(), move |_| {
+    let dynamodb_calls = Arc::new(AtomicU64::new(0));
+    let ddb = dynamodb_calls.clone();
+    let proxy = FaultProxy::start(aws.addr(), move |request| {
+        if request.service == "dynamodb" {
+            ddb.fetch_add(1, Ordering::Relaxed);
+        }
         let mut r = frng.lock().unwrap();
         if !r.chance(fault_rate) {
             return None;
@@ -275,13 +283,14 @@ async fn chaos_replay() {
         .await;
     let env = local_env(&[
         ("IDEMPOTENCY_LEASE_SECONDS", "2"),
+        ("IDEMPOTENCY_CACHE_SIZE", &cache),
         ("EVENT_TYPES", "ORDER_PLACED"),
     ]);
     let email = function(
         email_notifier::engine(email_notifier::Config::from_env(&env).unwrap(), &sdk),
         seed + 1,
     );
-    let env = local_env(&[]);
+    let env = local_env(&[("IDEMPOTENCY_CACHE_SIZE", &cache)]);
     let inventory = function(
         inventory_updater::engine(inventory_updater::Config::from_env(&env).unwrap(), &sdk),
         seed + 2,
@@ -504,6 +513,18 @@ async fn chaos_replay() {
     println!("  invocations: {}, partial failures: {}, function errors: {} (of which died after work: {}), bisections: {}, records redelivered: {}",
         sum(|s| s.invocations), sum(|s| s.partial_failures), sum(|s| s.function_errors),
         email.crashes.load(Ordering::Relaxed) + inventory.crashes.load(Ordering::Relaxed), sum(|s| s.bisections), sum(|s| s.redelivered));
+    let redelivered = sum(|s| s.redelivered);
+    let remembered = email_stats.remembered + inventory_stats.remembered;
+    println!(
+        "  DynamoDB calls: {} for {} records delivered ({} of them redeliveries); {} redeliveries \
+         known finished by the warm container, with no call (IDEMPOTENCY_CACHE_SIZE={cache}): \
+         {:.2} DynamoDB calls per delivered record",
+        dynamodb_calls.load(Ordering::Relaxed),
+        sum(|s| s.delivered),
+        redelivered,
+        remembered,
+        dynamodb_calls.load(Ordering::Relaxed) as f64 / sum(|s| s.delivered).max(1) as f64
+    );
     println!(
         "  email-notifier: {} sent, {} duplicates skipped, {} failed and retried, {} to the DLQ",
         emails.len(),

@@ -89,6 +89,7 @@ impl Env {
 /// | `DEADLINE_MARGIN_MS` | 1000 | stop starting records this long before the deadline |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | the crate name | recorded with poison records (set by Lambda) |
 /// | `METRICS_NAMESPACE` | `kinesis-fanout` | the CloudWatch namespace of the EMF metrics |
+/// | `IDEMPOTENCY_CACHE_SIZE` | 10000 | finished records a warm container remembers (0: none) |
 impl EngineConfig {
     /// Reads the engine's settings. `default_types` applies when `EVENT_TYPES` is not set, and
     /// every configured type must be one of `supported`, the types the function has a rule for.
@@ -147,7 +148,9 @@ impl EngineConfig {
                 reason: reason.into(),
             });
         }
+        let completed_cache: usize = env.parse_or("IDEMPOTENCY_CACHE_SIZE", 10_000)?;
         Ok(EngineConfig {
+            completed_cache,
             function: env
                 .optional("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| function.to_owned()),

@@ -18,7 +18,8 @@
 //! everything fails is an outage downstream, and bisecting it only multiplies the invocations.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -125,6 +126,9 @@ pub struct EngineConfig {
     pub deadline_margin: Duration,
     /// The CloudWatch namespace of the per-invocation EMF metrics (`METRICS_NAMESPACE`).
     pub metrics_namespace: String,
+    /// How many finished records a warm container remembers, so that their redelivery costs no
+    /// call (`IDEMPOTENCY_CACHE_SIZE`; 0: none).
+    pub completed_cache: usize,
 }
 
 /// The counts of one invocation.
@@ -137,6 +141,8 @@ pub struct BatchStats {
     pub applied: u64,
     /// Events already applied before (redeliveries).
     pub duplicates: u64,
+    /// Of the duplicates, records this warm container had finished itself: known without a call.
+    pub remembered: u64,
     /// Business rejections, recorded and not retried.
     pub rejected: u64,
     /// Events that called for no effect.
@@ -211,6 +217,74 @@ pub struct BatchEngine<C, P> {
     consumer: C,
     poison: P,
     config: EngineConfig,
+    completed: Completed,
+}
+
+/// The records this warm container finished (applied, found duplicate, rejected, with no effect,
+/// or captured as poison), by their identity in the stream, the most recent `capacity` of them.
+///
+/// Lambda redelivers every record after the lowest reported failure, and retries whole batches
+/// after an error; most of what comes again was finished by this very container a moment ago.
+/// Such a record is a duplicate without asking the ledger: no DynamoDB call. The ledger stays the
+/// truth across containers, and for a record seen again after this memory forgot it.
+///
+/// The identity is the stream's (source ARN, shard, sequence number, sub-sequence number), which
+/// only a redelivery repeats: a producer's duplicate is a new record and still goes to the
+/// ledger. It is kept as a 128-bit hash (16 bytes a record).
+struct Completed {
+    capacity: usize,
+    seen: Mutex<(HashSet<u128>, VecDeque<u128>)>,
+}
+
+impl Completed {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            seen: Mutex::new((
+                HashSet::with_capacity(capacity.min(1 << 16)),
+                VecDeque::new(),
+            )),
+        }
+    }
+
+    fn contains(&self, id: u128) -> bool {
+        self.capacity > 0
+            && self
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+                .contains(&id)
+    }
+
+    fn insert(&self, id: u128) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut guard = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let (set, order) = &mut *guard;
+        if set.insert(id) {
+            order.push_back(id);
+            while order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// A record's identity in the stream, hashed: `None` without a sequence number.
+fn identity(batch: &KinesisBatch, unit: &Unit<'_>) -> Option<u128> {
+    let seq = unit.sequence_number?;
+    let parts = (
+        batch.event_source_arn(),
+        unit.view.shard_id(),
+        seq,
+        unit.sub_sequence_number,
+    );
+    let hash = |seed| foldhash::quality::FixedState::with_seed(seed).hash_one(parts);
+    Some(u128::from(hash(0x6b69_6e65_7369_7331)) << 64 | u128::from(hash(0x6661_6e6f_7574_3230)))
 }
 
 impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
@@ -220,6 +294,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         Self {
             consumer,
             poison,
+            completed: Completed::new(config.completed_cache),
             config,
         }
     }
@@ -319,8 +394,19 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
                 return; // the rest stay Pending, and are reported
             }
             let unit = &units[index];
+            let id = identity(batch, unit);
+            if id.is_some_and(|id| self.completed.contains(id)) {
+                let mut t = lock();
+                t.stats.duplicates += 1;
+                t.stats.remembered += 1;
+                t.state[index] = State::Done;
+                continue;
+            }
             lock().state[index] = State::InFlight;
             let step = self.run_unit(batch, unit).await;
+            if let (Some(id), Step::Done(_) | Step::Poisoned) = (id, &step) {
+                self.completed.insert(id);
+            }
             let mut t = lock();
             match step {
                 Step::Done(outcome) => {

@@ -188,6 +188,7 @@ where
         received = s.received,
         applied = s.applied,
         duplicates = s.duplicates,
+        remembered = s.remembered,
         rejected = s.rejected,
         no_effect = s.no_effect,
         skipped = s.skipped.values().sum::<u64>(),

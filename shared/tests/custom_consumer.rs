@@ -70,6 +70,7 @@ async fn a_consumer_of_a_made_up_event_type() {
         max_concurrency: 4,
         deadline_margin: std::time::Duration::ZERO,
         metrics_namespace: "test".into(),
+        completed_cache: 0,
     };
     let engine = BatchEngine::new(Ledger::default(), FakePoisonSink::default(), config);
     let batch = KinesisBatch::from_slice(&support::event(records)).unwrap();

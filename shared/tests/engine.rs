@@ -74,6 +74,7 @@ fn config(max_concurrency: usize) -> EngineConfig {
         max_concurrency,
         deadline_margin: Duration::from_millis(100),
         metrics_namespace: "test".into(),
+        completed_cache: 0,
     }
 }
 
@@ -421,4 +422,56 @@ async fn idempotency_key_falls_back_to_the_record() {
             format!("shardId-000000000001:{}", seq(2))
         ]
     );
+}
+
+/// A warm container remembers what it finished: when Lambda redelivers the batch after a failure,
+/// the records it already finished are duplicates without a call (`remembered`); the failed one
+/// and the ones after it in its key run again. With the memory off, every record is called again.
+#[tokio::test]
+async fn a_warm_container_remembers_what_it_finished() {
+    let run = |cache: usize| async move {
+        let mut rule = Recorder::default();
+        rule.fail.insert("b-1".into(), ErrorClass::Retryable);
+        let records = vec![
+            placed("a", 1, "a-1"),
+            placed("b", 2, "b-1"),
+            placed("b", 3, "b-2"),
+            placed("c", 4, "c-1"),
+            record("d", 5, &json!({"eventId": "x"})), // poison: no eventType
+        ];
+        let batch = KinesisBatch::from_slice(&event(records)).unwrap();
+        let engine = BatchEngine::new(
+            Orders(rule),
+            FakePoisonSink::default(),
+            EngineConfig {
+                completed_cache: cache,
+                ..config(4)
+            },
+        );
+        let first = engine.process(&batch, None).await;
+        assert_eq!(first.failed_sequence_numbers().len(), 1);
+        let calls_before = engine.consumer().calls().len();
+        let again = engine.process(&batch, None).await;
+        let called_again: Vec<String> = engine.consumer().calls()[calls_before..]
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect();
+        (
+            again.stats,
+            called_again,
+            engine.poison_sink().captured().len(),
+        )
+    };
+    let (stats, called, poison) = run(100).await;
+    assert_eq!(called, ["b-1"], "only the failed record is called again");
+    assert_eq!(
+        (stats.duplicates, stats.remembered, stats.blocked),
+        (3, 3, 1)
+    );
+    assert_eq!(poison, 1, "the poison record is not captured twice");
+
+    let (stats, called, poison) = run(0).await;
+    assert_eq!(called.len(), 3, "a-1, b-1, c-1: {called:?}");
+    assert_eq!(stats.remembered, 0);
+    assert_eq!(poison, 2);
 }

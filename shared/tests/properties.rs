@@ -109,6 +109,7 @@ proptest! {
             max_concurrency: concurrency,
             deadline_margin: Duration::ZERO,
             metrics_namespace: "p".into(),
+            completed_cache: 0,
         };
         let engine = BatchEngine::new(Orders(rule), FakePoisonSink::default(), config);
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
