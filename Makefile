@@ -96,10 +96,10 @@ fuzz: ## fuzz the decoders (FUZZ_SECONDS per target; needs cargo-fuzz: cargo ins
 # The dead-letter queue of the running local stack; for AWS, run scripts/dlq.py with DLQ_URL set.
 LOCAL_ENDPOINT = --endpoint http://127.0.0.1:$$(cat .local/moto.port)
 
-dlq: $(TOOLS) ## list the poison records in the local stack's dead-letter queue
+dlq: $(TOOLS) ## list the local stack's dead-letter queue and failure bucket
 	.venv/bin/python scripts/dlq.py list $(LOCAL_ENDPOINT)
 
-redrive: $(TOOLS) ## put the local dead-letter queue's records back on the stream
+redrive: $(TOOLS) ## put the local dead-letter queue's and failure bucket's records back on the stream
 	.venv/bin/python scripts/dlq.py redrive $(LOCAL_ENDPOINT)
 
 clean: ## remove build output and the tools

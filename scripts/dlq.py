@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
-"""Look at the dead-letter queue, and redrive what it holds into the stream.
+"""Look at the failures kept for a person (the dead-letter queue and the failure bucket), and
+redrive them into the stream.
 
-    dlq.py list    [--endpoint URL]                       print each message: what it is, and where from
-    dlq.py redrive [--endpoint URL] [--stream NAME] [--keep-unknown]
+    dlq.py list    [--endpoint URL]                       print each one: what it is, and where from
+    dlq.py redrive [--endpoint URL] [--stream NAME] [--keep-unknown] [--from all|queue|bucket]
                                                           put its records back on the stream, then delete it
+
+The failure bucket (FAILURE_BUCKET; the template's FailureDestination s3, the default) holds the
+batches the event source mapping gave up on, whole: Lambda's invocation record with the batch's
+records and their data under `payload` (a JSON string, or an object). Redriving puts those records
+back on the stream (the one in the record's streamArn, or --stream) in order, each with its
+partition key, and deletes the object once all were put back. This works after the stream has
+dropped the records: the object holds them.
 
 The queue holds two kinds of message:
 
@@ -58,7 +66,7 @@ EMPTY_READ_PAUSE_S = 0.2
 def settings(endpoint):
     # The local stack: local.env holds its names and dummy credentials.
     env = local_aws.settings() if endpoint else {"STREAM_NAME": "order-events"}
-    for k in ("DLQ_URL", "STREAM_NAME", "IDEMPOTENCY_TABLE", "AWS_REGION"):
+    for k in ("DLQ_URL", "STREAM_NAME", "IDEMPOTENCY_TABLE", "AWS_REGION", "FAILURE_BUCKET"):
         if os.environ.get(k):
             env[k] = os.environ[k]
     if "DLQ_URL" not in env:
@@ -72,6 +80,40 @@ def client(name, endpoint, env):
         kw.update(endpoint_url=endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                   aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
     return boto3.client(name, **kw)
+
+
+FAILURE_PREFIX = "aws/lambda/"
+
+
+def failure_objects(s3, bucket):
+    """(key, record) of every failure record in the bucket, oldest key first."""
+    out = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=FAILURE_PREFIX):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            try:
+                record = json.loads(body)
+            except ValueError:
+                record = None
+            out.append((obj["Key"], record))
+    return sorted(out, key=lambda kv: kv[0])
+
+
+def failure_records(record):
+    """The Kinesis records an S3 failure record keeps (its `payload`: a string or an object), or
+    None when it holds none."""
+    if not isinstance(record, dict) or not isinstance(record.get("KinesisBatchInfo"), dict):
+        return None
+    payload = record.get("payload")
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return None
+    records = payload.get("Records") if isinstance(payload, dict) else None
+    if not isinstance(records, list):
+        return None
+    return [r["kinesis"] for r in records if isinstance(r, dict) and isinstance(r.get("kinesis"), dict)]
 
 
 def receive_all(sqs, url):
@@ -174,11 +216,24 @@ def list_messages(endpoint):
     for m in messages:
         sqs.change_message_visibility(QueueUrl=env["DLQ_URL"], ReceiptHandle=m["ReceiptHandle"],
                                       VisibilityTimeout=0)
+    if env.get("FAILURE_BUCKET"):
+        objects = failure_objects(client("s3", endpoint, env), env["FAILURE_BUCKET"])
+        print(f"{len(objects)} failure records in s3://{env['FAILURE_BUCKET']}/{FAILURE_PREFIX}")
+        for key, record in objects:
+            records = failure_records(record)
+            if records is None:
+                print(f"- unrecognised object {key}")
+                continue
+            print(f"- batch from {describe_batch(record)}: {len(records)} records kept\n    {key}")
 
 
-def redrive(endpoint, stream, keep_unknown):
+def redrive(endpoint, stream, keep_unknown, source="all"):
     env = settings(endpoint)
     sqs, kinesis = client("sqs", endpoint, env), client("kinesis", endpoint, env)
+    if source == "bucket":
+        if not env.get("FAILURE_BUCKET"):
+            sys.exit("set FAILURE_BUCKET (the failure bucket's name)")
+        return redrive_bucket(client("s3", endpoint, env), kinesis, env["FAILURE_BUCKET"], stream, env)
     ddb = client("dynamodb", endpoint, env) if env.get("IDEMPOTENCY_TABLE") else None
     by_record, by_batch, others = {}, {}, []
     for m in receive_all(sqs, env["DLQ_URL"]):
@@ -242,6 +297,37 @@ def redrive(endpoint, stream, keep_unknown):
         print(f"kept message {m.get('MessageId')}: neither a poison record nor an OnFailure batch")
     total = len(by_record) + len(by_batch) + len(others)
     print(f"{redriven} redriven (poison records and OnFailure batches), {total - redriven} left in the queue")
+    if env.get("FAILURE_BUCKET") and source == "all":
+        redrive_bucket(client("s3", endpoint, env), kinesis, env["FAILURE_BUCKET"], stream, env)
+
+
+def redrive_bucket(s3, kinesis, bucket, stream, env):
+    """Puts the records of each S3 failure record back on the stream, then deletes the object.
+    Objects of the same shard and range (one per function whose mapping gave up on the batch) are
+    redriven once and all deleted."""
+    objects = failure_objects(s3, bucket)
+    batches, done = {}, 0
+    for key, record in objects:
+        records = failure_records(record)
+        if records is None:
+            print(f"kept s3://{bucket}/{key}: not a failure record with its records")
+            continue
+        batches.setdefault(batch_range(record), (record, records, []))[2].append(key)
+    for (arn_stream, _, _, _), (record, records, keys) in batches.items():
+        target = stream or arn_stream or env["STREAM_NAME"]
+        what = f"{describe_batch(record)} ({len(keys)} object{'s' if len(keys) > 1 else ''})"
+        try:
+            put_back(kinesis, target, [{"PartitionKey": r["partitionKey"], "Data": base64.b64decode(r["data"])}
+                                       for r in records])
+        except (ClientError, KeyError, ValueError, TypeError) as e:
+            print(f"kept {what}: putting its records back failed ({e}); redriving it again replays the "
+                  "whole batch, which the functions' idempotency makes harmless")
+            continue
+        for key in keys:
+            s3.delete_object(Bucket=bucket, Key=key)
+            done += 1
+        print(f"redrove failure record {what}: {len(records)} records put back into {target}")
+    print(f"{done} objects redriven from s3://{bucket}, {len(objects) - done} left there")
 
 
 def read_range(kinesis, stream, shard, start, end):
@@ -330,11 +416,13 @@ def main():
     rd.add_argument("--endpoint")
     rd.add_argument("--stream")
     rd.add_argument("--keep-unknown", action="store_true")
+    rd.add_argument("--from", dest="source", choices=("all", "queue", "bucket"), default="all",
+                    help="redrive the dead-letter queue, the failure bucket, or both (the default)")
     a = p.parse_args()
     if a.cmd == "list":
         list_messages(a.endpoint)
     else:
-        redrive(a.endpoint, a.stream, a.keep_unknown)
+        redrive(a.endpoint, a.stream, a.keep_unknown, a.source)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     local_aws.py bootstrap --endpoint URL   create what the functions need (safe to run twice)
     local_aws.py snapshot  --endpoint URL   print stock, reservations, emails, ledger and DLQ as JSON
     local_aws.py restock --endpoint URL --units N   add N units of each product
+    local_aws.py remove-dlq --endpoint URL  delete the dead-letter queue (bootstrap makes it again)
     local_aws.py report --before F --after F --invocations F
                                             print the demo's report
 
@@ -37,6 +38,7 @@ def settings():
     env = {
         "STREAM_NAME": "order-events",
         "DLQ_NAME": "order-events-dlq",
+        "FAILURE_BUCKET": "order-events-failures",
     }
     with open(os.path.join(ROOT, "local.env")) as f:
         for line in f:
@@ -54,7 +56,7 @@ def clients(endpoint, env):
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    return {name: boto3.client(name, **kw) for name in ("dynamodb", "ses", "sqs", "kinesis")}
+    return {name: boto3.client(name, **kw) for name in ("dynamodb", "ses", "sqs", "kinesis", "s3")}
 
 
 def exists(call, *codes):
@@ -93,6 +95,9 @@ def bootstrap(endpoint):
     template = confirmation_template(env["TEMPLATE_NAME"])
     exists(lambda: ses.create_template(Template=template), "AlreadyExists", "AlreadyExistsException")
     c["sqs"].create_queue(QueueName=env["DLQ_NAME"])
+    # The failure bucket: the event source mapping's OnFailure destination (FailureDestination s3).
+    exists(lambda: c["s3"].create_bucket(Bucket=env["FAILURE_BUCKET"]),
+           "BucketAlreadyOwnedByYou", "BucketAlreadyExists")
     exists(lambda: c["kinesis"].create_stream(
         StreamName=env["STREAM_NAME"], StreamModeDetails={"StreamMode": "ON_DEMAND"},
     ), "ResourceInUseException")
@@ -108,6 +113,12 @@ def restock(endpoint, units):
             UpdateExpression="ADD available :n",
             ExpressionAttributeValues={":n": {"N": str(units)}},
         )
+
+
+def remove_dlq(endpoint):
+    env = settings()
+    sqs = clients(endpoint, env)["sqs"]
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=env["DLQ_NAME"])["QueueUrl"])
 
 
 def snapshot(endpoint):
@@ -144,12 +155,15 @@ def snapshot(endpoint):
     sqs = c["sqs"]
     url = sqs.get_queue_url(QueueName=env["DLQ_NAME"])["QueueUrl"]
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    failures = [o["Key"] for o in c["s3"].list_objects_v2(
+        Bucket=env["FAILURE_BUCKET"], Prefix="aws/lambda/").get("Contents", [])]
     return {
         "stock": dict(sorted(stock.items())),
         "reservations": dict(sorted(reservations.items())),
         "emails": emails,
         "ledger": dict(sorted(ledger.items())),
         "dlq_messages": int(attrs["Attributes"]["ApproximateNumberOfMessages"]),
+        "failure_records": failures,
     }
 
 
@@ -235,6 +249,10 @@ def report(before, after, invocations=None, esm=None, counts=None):
     print(f"  {len(after['ledger'])} entries: " + ", ".join(
         f"{status}={n}" for status, n in sorted(count(after['ledger'].values()).items())))
     print(f"\n== Dead-letter queue: {after['dlq_messages']} messages ==")
+    failures = after.get("failure_records", [])
+    print(f"\n== Failure bucket: {len(failures)} batches the event source mapping gave up on ==")
+    for key in failures:
+        print(f"  {key}")
 
 
 def count(values):
@@ -250,6 +268,8 @@ def main():
     for name in ("bootstrap", "snapshot"):
         s = sub.add_parser(name)
         s.add_argument("--endpoint", required=True)
+    rm = sub.add_parser("remove-dlq")
+    rm.add_argument("--endpoint", required=True)
     rs = sub.add_parser("restock")
     rs.add_argument("--endpoint", required=True)
     rs.add_argument("--units", type=int, required=True)
@@ -263,6 +283,8 @@ def main():
     a = p.parse_args()
     if a.cmd == "bootstrap":
         bootstrap(a.endpoint)
+    elif a.cmd == "remove-dlq":
+        remove_dlq(a.endpoint)
     elif a.cmd == "restock":
         restock(a.endpoint, a.units)
     elif a.cmd == "snapshot":

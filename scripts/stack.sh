@@ -77,8 +77,9 @@ up() {
   # The event source mapping: template.yaml's settings, the stream on the server, the functions
   # through watch's Invoke API, failure records to the local dead-letter queue.
   rm -f "$STATE/esm.json"
+  # Retries 20 ms apart at first (doubling), so that a batch Lambda gives up on does so in seconds.
   setsid "$0" run-esm --invoke-endpoint "http://127.0.0.1:$watch_port" --status "$STATE/esm.json" \
-    >"$STATE/esm.log" 2>&1 &
+    --retry-backoff-ms 20 >"$STATE/esm.log" 2>&1 &
   echo $! >"$STATE/esm.pid"
   for _ in $(seq 1 100); do
     [ -f "$STATE/esm.json" ] && break
@@ -154,6 +155,27 @@ demo() {
   "$PY" scripts/local_aws.py snapshot --endpoint "$endpoint" >"$STATE/after.json"
   "$PY" scripts/local_aws.py report --before "$STATE/before.json" --after "$STATE/after.json" \
     --esm "$STATE/esm.json" --function-log "$STATE/watch.log" --from-line "$logged"
+
+  echo
+  echo "== A batch Lambda gives up on, kept whole in S3 =="
+  # The dead-letter queue goes away (deleted by mistake, say): a poison record cannot be captured,
+  # so it is reported and retried until MaximumRetryAttempts runs out; the mapping then gives up
+  # and its OnFailure destination, the failure bucket, keeps the batch with its records.
+  "$PY" scripts/local_aws.py remove-dlq --endpoint "$endpoint"
+  echo '{"eventId": "evt-lost-queue", "eventType": "ORDER_PLACED", "timestamp": "2026-11-30T00:00:00.000Z", "payload": {"orderId": "ord-lost-queue"}}' \
+    >"$STATE/poison.jsonl"
+  produce put "$STATE/poison.jsonl"
+  put=$(now_ms)
+  wait_delivered "$put"
+  "$PY" scripts/local_aws.py bootstrap --endpoint "$endpoint" # the queue is back
+  with_stack_env "$PY" scripts/dlq.py list --endpoint "$endpoint" | sed -n '/failure records in/,$p'
+  echo
+  echo "== Redriving the failure bucket: the records go back on the stream, in order; the objects are deleted =="
+  with_stack_env "$PY" scripts/dlq.py redrive --from bucket --endpoint "$endpoint"
+  put=$(now_ms)
+  wait_delivered "$put"
+  echo "redelivered: the queue is back, so the poison record is captured this time"
+  with_stack_env "$PY" scripts/dlq.py list --endpoint "$endpoint" | grep -E "messages in|ord-lost-queue|evt-lost-queue|failure records in" || true
 }
 
 case "${1:-}" in

@@ -81,6 +81,7 @@ class DlqTest(unittest.TestCase):
             cls.sqs = boto3.client("sqs", **kw)
             cls.kinesis = boto3.client("kinesis", **kw)
             cls.ddb = boto3.client("dynamodb", **kw)
+            cls.s3 = boto3.client("s3", **kw)
             cls.dlq_url = cls.sqs.get_queue_url(QueueName=cls.env["DLQ_NAME"])["QueueUrl"]
         except BaseException:
             cls.tearDownClass()
@@ -162,6 +163,40 @@ class DlqTest(unittest.TestCase):
         return out.getvalue()
 
     # -- tests -----------------------------------------------------------------------------------
+
+    def test_s3_failure_record_is_redriven_in_order_and_deleted(self):
+        # Two failure records as the event source mapping writes them to S3: the payload as a JSON
+        # string (ours) and as an object (another writer's); records of two keys, interleaved.
+        bucket = self.env["FAILURE_BUCKET"]
+        kept = [("k1", event("e1")), ("k2", event("e2")), ("k1", event("e3"))]
+        payload = {"Records": [
+            {"kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": k, "sequenceNumber": str(10 + i),
+                         "data": base64.b64encode(d).decode(), "approximateArrivalTimestamp": 1.0},
+             "eventSource": "aws:kinesis", "eventID": f"{SHARD}:{10 + i}"}
+            for i, (k, d) in enumerate(kept)]}
+        as_string = dict(on_failure_message(self.stream_arn, SHARD, 10, 12), payload=json.dumps(payload))
+        as_object = dict(on_failure_message(self.stream_arn, SHARD, 20, 20),
+                         payload={"Records": [{"kinesis": {"partitionKey": "k3", "data": base64.b64encode(
+                             event("e4")).decode(), "sequenceNumber": "20"}}]})
+        keys = [f"aws/lambda/uuid-1/{SHARD}/2026/11/30/2026-11-30T05.00.0{i}-{uuid.uuid4()}" for i in (1, 2)]
+        for key, body in zip(keys, (as_string, as_object)):
+            self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode())
+        listed = io.StringIO()
+        with contextlib.redirect_stdout(listed):
+            dlq.list_messages(self.endpoint)
+        self.assertIn("2 failure records", listed.getvalue())
+        self.assertIn("3 records kept", listed.getvalue())
+
+        # The other function's record of the first batch: the same range, redriven once.
+        twin = dict(as_string, requestContext=dict(as_string["requestContext"],
+                                                   functionArn="arn:aws:lambda:us-east-1:123456789012:function:g"))
+        self.s3.put_object(Bucket=bucket, Key=keys[0] + "-twin", Body=json.dumps(twin).encode())
+        out = self.run_redrive()
+        self.assertIn("3 objects redriven from s3://", out)
+        back = [(r["PartitionKey"], r["Data"]) for r in self.records_after()]
+        self.assertEqual(back, kept + [("k3", event("e4"))], "in order, with their keys, once")
+        left = self.s3.list_objects_v2(Bucket=bucket, Prefix="aws/lambda/").get("KeyCount", 0)
+        self.assertEqual(left, 0, "the objects are deleted once redriven")
 
     def test_poison_record_is_put_back_and_deleted(self):
         data = event("evt-poison-1", orderId="o-1")

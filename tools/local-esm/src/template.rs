@@ -716,9 +716,22 @@ Resources:
             assert_eq!(m.maximum_record_age, Some(Duration::from_secs(21600)));
             assert_eq!(m.timeout, Duration::from_secs(60));
             assert!(m.filters.is_empty(), "FilterAtSource is off by default");
-            assert!(matches!(m.on_failure, Some(Destination::Sqs { .. })));
+            assert_eq!(
+                m.on_failure,
+                Some(Destination::S3 {
+                    resource: "FailureBucket".into()
+                }),
+                "FailureDestination is s3 by default"
+            );
         }
         let on = HashMap::from([("FilterAtSource".to_owned(), "true".to_owned())]);
         assert_eq!(mappings(&text, &on).unwrap()[0].filters.len(), 2);
+        let sqs = HashMap::from([("FailureDestination".to_owned(), "sqs".to_owned())]);
+        assert_eq!(
+            mappings(&text, &sqs).unwrap()[0].on_failure,
+            Some(Destination::Sqs {
+                resource: "DeadLetterQueue".into()
+            })
+        );
     }
 }
