@@ -164,12 +164,14 @@ impl EngineConfig {
 
 /// How the functions log, as Lambda sets it: `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else
 /// `info`; JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogSettings {
     /// The level (or `tracing` filter).
     pub level: String,
     /// Whether lines are JSON.
     pub json: bool,
+    /// The share of invocations that log everything at DEBUG (`LOG_SAMPLE_RATE`, 0 to 1).
+    pub sample_rate: f64,
 }
 
 impl LogSettings {
@@ -183,6 +185,11 @@ impl LogSettings {
             json: env
                 .optional("AWS_LAMBDA_LOG_FORMAT")
                 .is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            sample_rate: env
+                .optional("LOG_SAMPLE_RATE")
+                .and_then(|r| r.trim().parse::<f64>().ok())
+                .filter(|r| (0.0..=1.0).contains(r))
+                .unwrap_or(0.0),
         }
     }
 }
@@ -209,6 +216,22 @@ impl CommonConfig {
         default_types: &[&str],
         supported: &[&str],
     ) -> Result<Self, ConfigError> {
+        // Read by the logger (LogSettings, which has no errors to give): checked here, so that a
+        // wrong value stops start-up like any other.
+        if let Some(rate) = env.optional("LOG_SAMPLE_RATE") {
+            if !rate
+                .trim()
+                .parse::<f64>()
+                .is_ok_and(|r| (0.0..=1.0).contains(&r))
+            {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_SAMPLE_RATE",
+                    value: rate,
+                    reason: "a number from 0 to 1 (the share of invocations logged at DEBUG)"
+                        .into(),
+                });
+            }
+        }
         Ok(Self {
             function,
             engine: EngineConfig::from_env(env, function, default_types, supported)?,
@@ -302,7 +325,8 @@ mod tests {
             read(&[]),
             LogSettings {
                 level: "info".into(),
-                json: false
+                json: false,
+                sample_rate: 0.0,
             }
         );
         let set = read(&[
@@ -314,10 +338,23 @@ mod tests {
             set,
             LogSettings {
                 level: "DEBUG".into(),
-                json: true
+                json: true,
+                sample_rate: 0.0,
             }
         );
         assert_eq!(read(&[("RUST_LOG", "warn")]).level, "warn");
+        assert_eq!(read(&[("LOG_SAMPLE_RATE", "0.05")]).sample_rate, 0.05);
+    }
+
+    #[test]
+    fn a_wrong_sample_rate_stops_start_up() {
+        let env = Env::from_pairs([
+            ("DLQ_URL", "https://sqs/q"),
+            ("IDEMPOTENCY_TABLE", "t"),
+            ("LOG_SAMPLE_RATE", "1.5"),
+        ]);
+        let err = CommonConfig::from_env(&env, "f", &["A"], &["A"]).unwrap_err();
+        assert!(err.to_string().contains("LOG_SAMPLE_RATE"), "{err}");
     }
 
     /// The settings: the table is required, the lease must be shorter than the TTL.

@@ -27,7 +27,8 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
-use tracing::Instrument;
+
+use crate::telemetry::{in_record, RecordIdentity};
 
 use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
 use crate::error::ErrorClass;
@@ -157,6 +158,8 @@ pub struct BatchStats {
     pub blocked: u64,
     /// Records not started, or abandoned, because the deadline drew near (reported).
     pub unstarted: u64,
+    /// Log lines the records' buffers dropped (full): see [`crate::telemetry`].
+    pub log_lines_dropped: u64,
 }
 
 /// The result of one invocation: the response for Lambda, and what happened.
@@ -316,6 +319,13 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
 
     /// Processes a batch. `deadline` is when Lambda cuts the invocation off (`None`: never).
     pub async fn process(&self, batch: &KinesisBatch, deadline: Option<Instant>) -> BatchOutcome {
+        let (mut outcome, dropped) =
+            crate::telemetry::in_invocation(self.process_batch(batch, deadline)).await;
+        outcome.stats.log_lines_dropped = dropped;
+        outcome
+    }
+
+    async fn process_batch(&self, batch: &KinesisBatch, deadline: Option<Instant>) -> BatchOutcome {
         // KPL aggregates are opened first; their user records live here while the batch runs.
         let aggregates: Vec<Option<Vec<UserRecord>>> = batch
             .records()
@@ -439,17 +449,18 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         }
     }
 
-    /// The record's span: its context on every line logged while it is handled or captured.
-    /// Skipped records log nothing, so they get none (a span per record costs on a full batch).
-    fn span<T>(unit: &Unit<'_>, envelope: Option<&Envelope<'_, T>>) -> tracing::Span {
-        tracing::info_span!(
-            "record",
-            sequence_number = unit.sequence_number,
-            sub_sequence_number = unit.sub_sequence_number,
-            partition_key = unit.partition_key,
-            event_id = envelope.and_then(|e| e.event_id.as_deref()),
-            event_type = envelope.map(|e| &*e.event_type),
-        )
+    /// The record's identity, for its log lines: what it logs is kept and written only if it logs
+    /// at WARN or above (see [`crate::telemetry`]). Skipped records log nothing and get none.
+    fn identity<T>(unit: &Unit<'_>, envelope: Option<&Envelope<'_, T>>) -> RecordIdentity {
+        RecordIdentity {
+            sequence_number: unit.sequence_number.map(str::to_owned),
+            sub_sequence_number: unit.sub_sequence_number,
+            partition_key: unit.partition_key.map(str::to_owned),
+            event_id: envelope
+                .and_then(|e| e.event_id.as_deref())
+                .map(str::to_owned),
+            event_type: envelope.map(|e| e.event_type.to_string()),
+        }
     }
 
     /// Whether the function handles the type.
@@ -476,13 +487,14 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             Ok(Read::Unwanted(event_type)) => return Step::Skipped(event_type),
             // Until the envelope is read, a bad record is captured under its stream identity.
             Err(why) => {
-                return self
-                    .capture(batch, unit, &why)
-                    .instrument(Self::span::<()>(unit, None))
-                    .await
+                return in_record(
+                    Self::identity::<()>(unit, None),
+                    self.capture(batch, unit, &why),
+                )
+                .await
             }
         };
-        let span = Self::span(unit, Some(&envelope));
+        let identity = Self::identity(unit, Some(&envelope));
         let event = Event {
             event_type: &envelope.event_type,
             event_id: envelope.event_id.as_deref(),
@@ -494,7 +506,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
                 shard_id: unit.view.shard_id(),
             },
         };
-        async {
+        let handled = async {
             match self.consumer.handle(&event).await {
                 Ok(outcome) => {
                     if let Outcome::Rejected(reason) = &outcome {
@@ -510,9 +522,8 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
                     Step::Failed
                 }
             }
-        }
-        .instrument(span)
-        .await
+        };
+        in_record(identity, handled).await
     }
 
     async fn capture(

@@ -191,6 +191,7 @@ mod tests {
             failed: 19,
             blocked: 23,
             unstarted: 29,
+            log_lines_dropped: 0,
         }
     }
 

@@ -196,6 +196,7 @@ where
         failed = s.failed,
         blocked = s.blocked,
         unstarted = s.unstarted,
+        log_lines_dropped = s.log_lines_dropped,
         reported = outcome.response.batch_item_failures.len(),
         "batch done"
     );

@@ -11,6 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
@@ -156,6 +158,20 @@ fn path<H: Consumer, P: PoisonSink>(
     (outcome.stats.applied + outcome.stats.duplicates + outcome.stats.rejected) as usize
 }
 
+/// A writer that counts the bytes written to it.
+#[derive(Clone)]
+struct Counting(Arc<AtomicUsize>);
+
+impl std::io::Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.fetch_add(buf.len(), Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn main() {
     // cargo bench passes `--bench`; the rest are ours.
     let args = integration_tests::bench_args();
@@ -189,6 +205,18 @@ fn main() {
     let (mut email_batch, mut inventory_batch) = (KinesisBatch::default(), KinesisBatch::default());
     let mut reused = KinesisBatch::default();
 
+    // What the functions' logs add: their subscriber (INFO, JSON, as AWS_LAMBDA_LOG_FORMAT=JSON
+    // sets it), writing to a counter of bytes instead of stdout. Timed in turns with the paths
+    // without it, so the ratio holds when the machine's speed moves.
+    let logged_bytes = Arc::new(AtomicUsize::new(0));
+    let counter = Counting(logged_bytes.clone());
+    let logging = tracing::Dispatch::new(shared::telemetry::subscriber("info", true, move || {
+        counter.clone()
+    }));
+    let logged_calls = AtomicUsize::new(0);
+    let (mut email_logged, mut inventory_logged) =
+        (KinesisBatch::default(), KinesisBatch::default());
+
     let mut bench = Bench::default();
     bench.add("serde_json validation pass (IgnoredAny)", || {
         serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).unwrap();
@@ -200,7 +228,23 @@ fn main() {
     bench.add("inventory-updater", || {
         path(&rt, &inventory, &bytes, &mut inventory_batch)
     });
+    bench.add("email-notifier, logging at INFO", || {
+        logged_calls.fetch_add(1, Ordering::Relaxed);
+        tracing::dispatcher::with_default(&logging, || path(&rt, &email, &bytes, &mut email_logged))
+    });
+    bench.add("inventory-updater, logging at INFO", || {
+        logged_calls.fetch_add(1, Ordering::Relaxed);
+        tracing::dispatcher::with_default(&logging, || {
+            path(&rt, &inventory, &bytes, &mut inventory_logged)
+        })
+    });
     bench.run(records, runs);
+    // Every record of the bench batch succeeds: the bytes logged per record, over every logged run.
+    let per_record = logged_bytes.load(Ordering::Relaxed) as f64
+        / (records * logged_calls.load(Ordering::Relaxed).max(1)) as f64;
+    println!(
+        r#"{{"name":"log bytes per successful record at INFO","bytes_per_record":{per_record:.3}}}"#
+    );
 
     // Where the time goes (CPU_BREAKDOWN=1): decoding alone, and each engine on a decoded batch.
     // Timed in turns among themselves, after the paths, so as not to disturb them.
@@ -218,21 +262,4 @@ fn main() {
         });
     }
     bench.run(records, runs);
-
-    // What the functions' logs add: their subscriber (INFO, JSON, as AWS_LAMBDA_LOG_FORMAT=JSON
-    // sets it) writing to a sink instead of stdout. (Made only now: tracing settles each log
-    // site's interest when a subscriber is made, and keeps it.)
-    if std::env::var_os("CPU_BREAKDOWN").is_some() {
-        let logged = shared::telemetry::subscriber("info", true, std::io::sink);
-        tracing::subscriber::with_default(logged, || {
-            let mut bench = Bench::default();
-            bench.add("email-notifier, logging at INFO", || {
-                path(&rt, &email, &bytes, &mut email_batch)
-            });
-            bench.add("inventory-updater, logging at INFO", || {
-                path(&rt, &inventory, &bytes, &mut inventory_batch)
-            });
-            bench.run(records, runs);
-        });
-    }
 }

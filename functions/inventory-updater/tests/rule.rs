@@ -218,7 +218,12 @@ async fn kpl_failure_reports_the_parent() {
     let out = engine.process(&sample("kpl-aggregated.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
     assert_eq!(
-        (out.stats.applied, out.stats.duplicates, out.stats.remembered, out.stats.poison),
+        (
+            out.stats.applied,
+            out.stats.duplicates,
+            out.stats.remembered,
+            out.stats.poison
+        ),
         (1, 5, 5, 0)
     );
 }

@@ -1,0 +1,204 @@
+//! Log buffering: a record that succeeds leaves no line; one that fails has its kept lines written
+//! before its failure, with its identity; the buffers are bounded and say what they dropped; two
+//! invocations at once never mix their records' lines; and sampling writes DEBUG at once.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::fakes::{FakePoisonSink, Order, OrderRule, Orders};
+use shared::telemetry;
+use shared::{
+    BatchEngine, EffectError, EngineConfig, ErrorClass, Event, EventTypeSet, KinesisBatch, Outcome,
+};
+use support::*;
+
+/// Logs `lines` INFO lines (and one DEBUG) per event; fails orders named `fail-*`.
+struct Chatty {
+    lines: usize,
+}
+
+impl OrderRule for Chatty {
+    async fn apply(&self, event: &Event<'_, Order<'_>>) -> Result<Outcome, EffectError> {
+        let order = event.payload.order_id.as_str();
+        tracing::debug!(order, "looking at the order");
+        for i in 0..self.lines {
+            tracing::info!(order, step = i, "working");
+            tokio::task::yield_now().await; // let other records and invocations interleave
+        }
+        if order.starts_with("fail-") {
+            return Err(EffectError::new(
+                ErrorClass::Retryable,
+                format!("planned failure of {order}"),
+                None,
+            ));
+        }
+        Ok(Outcome::Applied)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<Value> {
+        let out = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        out.lines()
+            .map(|l| serde_json::from_str(l).expect("JSON lines"))
+            .collect()
+    }
+}
+
+fn engine(lines: usize) -> BatchEngine<Orders<Chatty>, FakePoisonSink> {
+    BatchEngine::new(
+        Orders(Chatty { lines }),
+        FakePoisonSink::default(),
+        EngineConfig {
+            function: "f".into(),
+            event_types: EventTypeSet::new(["ORDER_PLACED"]),
+            max_concurrency: 8,
+            deadline_margin: Duration::from_millis(100),
+            metrics_namespace: "test".into(),
+            completed_cache: 0,
+        },
+    )
+}
+
+fn batch(orders: &[&str]) -> KinesisBatch {
+    let records = orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            record(
+                &format!("key-{o}"),
+                i as u64,
+                &order_event("ORDER_PLACED", o),
+            )
+        })
+        .collect();
+    KinesisBatch::from_slice(&event(records)).unwrap()
+}
+
+fn run<T>(level: &str, f: impl FnOnce() -> T) -> (T, Captured) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = telemetry::subscriber(level, true, move || writer.clone());
+    let out = tracing::subscriber::with_default(subscriber, f);
+    (out, captured)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn buffering() {
+    // 1. Success: nothing per record, at INFO.
+    let engine = engine(3);
+    let (out, log) = run("info", || {
+        block_on(engine.process(&batch(&["a", "b", "c"]), None))
+    });
+    assert_eq!(out.stats.applied, 3);
+    assert!(log.lines().is_empty(), "{:?}", log.lines());
+
+    // 2. Failure: the record's kept INFO lines, then its failure, all with its identity; the
+    //    records that succeeded leave nothing; DEBUG stays off at INFO.
+    let (out, log) = run("info", || {
+        block_on(engine.process(&batch(&["a", "fail-b", "c"]), None))
+    });
+    assert_eq!(out.stats.failed, 1);
+    let lines = log.lines();
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "working",
+            "working",
+            "working",
+            "record failed; stopping its partition key"
+        ]
+    );
+    for l in &lines {
+        assert_eq!(l["span"]["name"], "record");
+        assert_eq!(l["span"]["partition_key"], "key-fail-b");
+        assert_eq!(l["span"]["event_type"], "ORDER_PLACED");
+        assert!(l["span"]["sequence_number"].as_str().is_some());
+    }
+    assert_eq!(lines[0]["order"], "fail-b");
+    assert_eq!(lines[2]["step"], 2);
+    assert_eq!(lines[3]["level"], "WARN");
+
+    // 3. Bounded: 100 lines kept for one record, 64 written, the rest dropped and said so.
+    let engine = engine_with(100);
+    let (out, log) = run("info", || {
+        block_on(engine.process(&batch(&["fail-x"]), None))
+    });
+    let lines = log.lines();
+    assert_eq!(out.stats.log_lines_dropped, 36);
+    assert!(lines[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("36 earlier lines of this record were dropped"));
+    assert_eq!(lines.len(), 1 + 64 + 1);
+
+    // 4. Two invocations at once, in one process: each flushed line is its own record's.
+    let engine = engine_with(5);
+    let (_, log) = run("info", || {
+        block_on(async {
+            let (one, two) = (batch(&["fail-1", "ok-1"]), batch(&["ok-2", "fail-2"]));
+            tokio::join!(engine.process(&one, None), engine.process(&two, None))
+        })
+    });
+    let lines = log.lines();
+    assert_eq!(lines.len(), 2 * 6);
+    for l in &lines {
+        let key = l["span"]["partition_key"].as_str().unwrap();
+        assert!(key.starts_with("key-fail-"), "{l}");
+        if let Some(order) = l["order"].as_str() {
+            assert_eq!(
+                format!("key-{order}"),
+                key,
+                "a line in another record's context"
+            );
+        }
+    }
+
+    // 5. Sampling: LOG_SAMPLE_RATE=1 writes everything at DEBUG, at once, with identity.
+    telemetry::set_sample_rate(1.0);
+    let engine = engine_with(1);
+    let (_, log) = run("info", || block_on(engine.process(&batch(&["s"]), None)));
+    telemetry::set_sample_rate(0.0);
+    let messages: Vec<String> = log
+        .lines()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(messages, ["looking at the order", "working"]);
+}
+
+fn engine_with(lines: usize) -> BatchEngine<Orders<Chatty>, FakePoisonSink> {
+    engine(lines)
+}
