@@ -16,7 +16,9 @@ dropped the records: the object holds them.
 The queue holds two kinds of message:
 
 - A poison record, as a function captured it (JSON): the original base64 data, the partition key,
-  sequence number, shard, function, reason and time. Redriving puts the data back on the stream
+  sequence number, shard, function, reason and time. A record too large for a message is in the
+  failure bucket, and the message holds its metadata and `s3Pointer: {bucket, key}`: the tool
+  follows the pointer, and deletes the object with the message. Redriving puts the data back on the stream
   (--stream, else STREAM_NAME) with its partition key, once per record even when several functions
   captured it, and deletes the messages only after the stream accepted it.
 
@@ -152,6 +154,13 @@ def parse(message):
     return OTHER, body
 
 
+def follow_pointer(s3, body):
+    """The whole poison record behind a pointer message (the extended-client pattern)."""
+    pointer = body.get("s3Pointer") or {}
+    got = s3.get_object(Bucket=pointer["bucket"], Key=pointer["key"])
+    return json.loads(got["Body"].read())
+
+
 def identity(record):
     return (record.get("shardId"), record.get("sequenceNumber"), record.get("subSequenceNumber"))
 
@@ -204,9 +213,13 @@ def list_messages(endpoint):
           f"{counts[ON_FAILURE]} OnFailure batches" + (f", {counts[OTHER]} unrecognised" if counts[OTHER] else ""))
     for kind, r in parsed:
         if kind == POISON:
+            size = f"{len(r.get('data') or '')} base64 chars"
+            if isinstance(r.get("s3Pointer"), dict):
+                p = r["s3Pointer"]
+                size = f"{p.get('size')} bytes in s3://{p.get('bucket')}/{p.get('key')}"
             sub = f"/{r['subSequenceNumber']}" if r.get("subSequenceNumber") is not None else ""
             print(f"- poison record from {r.get('function')}: {r.get('shardId')} seq {r.get('sequenceNumber')}{sub} "
-                  f"key {r.get('partitionKey')!r}, {len(r.get('data') or '')} base64 chars\n    {r.get('reason')}")
+                  f"key {r.get('partitionKey')!r}, {size}\n    {r.get('reason')}")
         elif kind == ON_FAILURE:
             print(f"- OnFailure batch from {describe_batch(r)}")
         else:
@@ -257,6 +270,14 @@ def redrive(endpoint, stream, keep_unknown, source="all"):
     try:
         target = stream or env["STREAM_NAME"]
         for r, messages in by_record.values():
+            pointer = r.get("s3Pointer") if isinstance(r.get("s3Pointer"), dict) else None
+            if pointer:
+                try:
+                    r = follow_pointer(client("s3", endpoint, env), r)
+                except (ClientError, ValueError, KeyError) as e:
+                    print(f"kept {r.get('shardId')} seq {r.get('sequenceNumber')}: its body in "
+                          f"s3://{pointer.get('bucket')}/{pointer.get('key')} cannot be read ({e})")
+                    continue
             try:
                 data = base64.b64decode(r.get("data"), validate=True)
             except (ValueError, TypeError):
@@ -267,6 +288,8 @@ def redrive(endpoint, stream, keep_unknown, source="all"):
                 forget_unknown(ddb, env, r, messages)
             kinesis.put_record(StreamName=target, Data=data, PartitionKey=r.get("partitionKey") or "redrive")
             delete(messages)
+            if pointer:
+                client("s3", endpoint, env).delete_object(Bucket=pointer["bucket"], Key=pointer["key"])
             redriven += 1
             print(f"redrove poison record {r.get('shardId')} seq {r.get('sequenceNumber')} "
                   f"({plural(messages)}) into {target}")

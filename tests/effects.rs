@@ -269,3 +269,60 @@ async fn an_unanswered_send_is_never_repeated() {
         dlq[0]
     );
 }
+
+/// A poison record too large for a queue message goes whole to the failure bucket, and the queue
+/// gets its metadata and a pointer: the extended-client pattern. It is captured at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_poison_record_is_kept_in_s3_with_a_pointer() {
+    use base64::Engine as _;
+    let aws = LocalAws::start();
+    let sdk = LocalAws::sdk_config(&aws.endpoint()).await;
+    // A queue limit of 4 KiB stands for SQS's 256 KiB: a 10 KB record is over it.
+    let config =
+        inventory_updater::Config::from_env(&local_env(&[("DLQ_MAX_MESSAGE_BYTES", "4096")]))
+            .unwrap();
+    let engine = inventory_updater::engine(config, &sdk);
+    let data = format!(
+        r#"{{"eventId":"evt-big","eventType":"ORDER_PLACED","note":"{}""#,
+        "x".repeat(10_000)
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+    let event = serde_json::json!({"Records": [{
+        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "big", "sequenceNumber": "77",
+                    "data": b64, "approximateArrivalTimestamp": 1795000000.0},
+        "eventSource": "aws:kinesis", "eventID": "shardId-000000000000:77",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/order-events"
+    }]});
+    let batch = shared::KinesisBatch::from_slice(event.to_string().as_bytes()).unwrap();
+    let out = engine.process(&batch, None).await;
+    assert!(
+        out.response.batch_item_failures.is_empty(),
+        "captured at once"
+    );
+    assert_eq!(out.stats.poison, 1);
+    let messages = aws.dlq_messages().await;
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert!(m.get("data").is_none(), "the message holds no data: {m}");
+    assert_eq!(m["sequenceNumber"], "77");
+    let (bucket, key) = (
+        m["s3Pointer"]["bucket"].as_str().unwrap(),
+        m["s3Pointer"]["key"].as_str().unwrap(),
+    );
+    assert_eq!(key, "poison/inventory-updater/shardId-000000000000/77.json");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let body = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let whole: serde_json::Value =
+        serde_json::from_slice(&body.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(whole["data"], b64, "the whole record, payload included");
+}

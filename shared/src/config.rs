@@ -204,6 +204,11 @@ pub struct CommonConfig {
     pub engine: EngineConfig,
     /// `DLQ_URL`: the SQS queue that keeps poison records with their payload.
     pub dlq_url: String,
+    /// `FAILURE_BUCKET`: where a poison record too large for a queue message is kept (none: such
+    /// a record is retried until the mapping gives up on it).
+    pub failure_bucket: Option<String>,
+    /// `DLQ_MAX_MESSAGE_BYTES`: the queue's `MaximumMessageSize` (262144 by default).
+    pub dlq_max_message_bytes: usize,
     /// The idempotency table.
     pub idempotency: IdempotencyConfig,
 }
@@ -232,10 +237,24 @@ impl CommonConfig {
                 });
             }
         }
+        let dlq_max_message_bytes: usize = env.parse_or(
+            "DLQ_MAX_MESSAGE_BYTES",
+            crate::adapters::sqs::MAX_MESSAGE_BYTES,
+        )?;
+        if !(4096..=1024 * 1024).contains(&dlq_max_message_bytes) {
+            return Err(ConfigError::Invalid {
+                name: "DLQ_MAX_MESSAGE_BYTES",
+                value: dlq_max_message_bytes.to_string(),
+                reason: "a whole number from 4096 to 1048576 (the queue's MaximumMessageSize)"
+                    .into(),
+            });
+        }
         Ok(Self {
             function,
             engine: EngineConfig::from_env(env, function, default_types, supported)?,
             dlq_url: env.required("DLQ_URL")?,
+            failure_bucket: env.optional("FAILURE_BUCKET"),
+            dlq_max_message_bytes,
             idempotency: IdempotencyConfig::from_env(env)?,
         })
     }

@@ -226,10 +226,19 @@ impl CommonConfig {
         aws: &aws_config::SdkConfig,
         dynamodb: &aws_sdk_dynamodb::Client,
     ) -> DeadLetterQueue {
-        OncePoisonSink::new(
-            SqsPoisonSink::new(aws_sdk_sqs::Client::new(aws), self.dlq_url.clone()),
-            self.ledger(dynamodb),
-        )
+        let mut sink = SqsPoisonSink::new(aws_sdk_sqs::Client::new(aws), self.dlq_url.clone());
+        if let Some(bucket) = &self.failure_bucket {
+            // Path-style addressing against a local endpoint (bucket.127.0.0.1 resolves nowhere).
+            let s3 = aws_sdk_s3::config::Builder::from(aws)
+                .force_path_style(aws.endpoint_url().is_some())
+                .build();
+            sink = sink.with_large_bodies(
+                aws_sdk_s3::Client::from_conf(s3),
+                bucket.clone(),
+                self.dlq_max_message_bytes,
+            );
+        }
+        OncePoisonSink::new(sink, self.ledger(dynamodb))
     }
 }
 

@@ -198,6 +198,28 @@ class DlqTest(unittest.TestCase):
         left = self.s3.list_objects_v2(Bucket=bucket, Prefix="aws/lambda/").get("KeyCount", 0)
         self.assertEqual(left, 0, "the objects are deleted once redriven")
 
+    def test_a_large_poison_record_behind_a_pointer_is_redriven(self):
+        # A function's capture of a record too large for a message: the whole record in the
+        # bucket, its metadata and a pointer in the queue.
+        bucket, key = self.env["FAILURE_BUCKET"], f"poison/f/{SHARD}/77.json"
+        data = event("big-1", note="x" * 300_000)
+        whole = {"function": "f", "shardId": SHARD, "partitionKey": "big", "sequenceNumber": "77",
+                 "data": base64.b64encode(data).decode(), "reason": "schema", "capturedAtMs": 1}
+        self.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(whole).encode())
+        pointer = {k: v for k, v in whole.items() if k != "data"}
+        pointer["s3Pointer"] = {"bucket": bucket, "key": key, "size": len(json.dumps(whole))}
+        self.send(pointer)
+        listed = io.StringIO()
+        with contextlib.redirect_stdout(listed):
+            dlq.list_messages(self.endpoint)
+        self.assertIn(f"in s3://{bucket}/{key}", listed.getvalue())
+        out = self.run_redrive(self.stream)
+        self.assertIn("redrove poison record", out)
+        self.assertEqual([(r["PartitionKey"], r["Data"]) for r in self.records_after()], [("big", data)])
+        self.assertEqual(self.queue_bodies(), [])
+        with self.assertRaises(Exception):
+            self.s3.head_object(Bucket=bucket, Key=key)
+
     def test_poison_record_is_put_back_and_deleted(self):
         data = event("evt-poison-1", orderId="o-1")
         self.send({"function": "inventory", "eventSourceArn": self.stream_arn, "shardId": SHARD,
