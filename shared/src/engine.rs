@@ -28,7 +28,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::telemetry::{in_record, RecordIdentity};
+use crate::telemetry::{in_record, logging, RecordIdentity};
 
 use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
 use crate::error::ErrorClass;
@@ -404,7 +404,9 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
                 return; // the rest stay Pending, and are reported
             }
             let unit = &units[index];
-            let id = identity(batch, unit);
+            let id = (self.completed.capacity > 0)
+                .then(|| identity(batch, unit))
+                .flatten();
             if id.is_some_and(|id| self.completed.contains(id)) {
                 let mut t = lock();
                 t.stats.duplicates += 1;
@@ -488,13 +490,13 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             // Until the envelope is read, a bad record is captured under its stream identity.
             Err(why) => {
                 return in_record(
-                    Self::identity::<()>(unit, None),
+                    logging().then(|| Self::identity::<()>(unit, None)),
                     self.capture(batch, unit, &why),
                 )
                 .await
             }
         };
-        let identity = Self::identity(unit, Some(&envelope));
+        let identity = logging().then(|| Self::identity(unit, Some(&envelope)));
         let event = Event {
             event_type: &envelope.event_type,
             event_id: envelope.event_id.as_deref(),

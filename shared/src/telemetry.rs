@@ -265,9 +265,19 @@ pub async fn in_invocation<F: Future>(fut: F) -> (F::Output, u64) {
         .await
 }
 
+/// Whether anything listens to this thread's logs: without a subscriber, records need no
+/// identity and no buffer.
+pub fn logging() -> bool {
+    tracing::dispatcher::get_default(|d| !d.is::<tracing::subscriber::NoSubscriber>())
+}
+
 /// Runs one record's handling with its own buffer: its DEBUG and INFO lines are kept, and written
-/// (after its own identity) only if it logs at WARN or above.
-pub async fn in_record<F: Future>(identity: RecordIdentity, fut: F) -> F::Output {
+/// (after its own identity) only if it logs at WARN or above. `None` (nothing logs, see
+/// [`logging`]): no buffer.
+pub async fn in_record<F: Future>(identity: Option<RecordIdentity>, fut: F) -> F::Output {
+    let Some(identity) = identity else {
+        return fut.await;
+    };
     RECORD
         .scope(
             RecordLog {
