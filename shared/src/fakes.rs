@@ -443,3 +443,25 @@ impl<R: OrderRule> Consumer for Orders<R> {
         self.0.apply(event).await
     }
 }
+
+/// A log writer that keeps what is written, for tests of the logs: clones share one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLog(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.0)).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        lock(&self.0).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

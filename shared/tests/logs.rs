@@ -4,12 +4,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::fakes::{FakePoisonSink, Order, OrderRule, Orders};
+use shared::fakes::{CapturedLog, FakePoisonSink, Order, OrderRule, Orders};
 use shared::telemetry;
 use shared::{
     BatchEngine, EffectError, EngineConfig, ErrorClass, Event, EventTypeSet, KinesisBatch, Outcome,
@@ -40,29 +38,11 @@ impl OrderRule for Chatty {
     }
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<Value> {
-        let out = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        out.lines()
-            .map(|l| serde_json::from_str(l).expect("JSON lines"))
-            .collect()
-    }
+fn json_lines(log: &CapturedLog) -> Vec<Value> {
+    log.text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect()
 }
 
 fn engine(lines: usize) -> BatchEngine<Orders<Chatty>, FakePoisonSink> {
@@ -95,8 +75,8 @@ fn batch(orders: &[&str]) -> KinesisBatch {
     KinesisBatch::from_slice(&event(records)).unwrap()
 }
 
-fn run<T>(level: &str, f: impl FnOnce() -> T) -> (T, Captured) {
-    let captured = Captured::default();
+fn run<T>(level: &str, f: impl FnOnce() -> T) -> (T, CapturedLog) {
+    let captured = CapturedLog::default();
     let writer = captured.clone();
     let subscriber = telemetry::subscriber(level, true, move || writer.clone());
     let out = tracing::subscriber::with_default(subscriber, f);
@@ -119,7 +99,7 @@ fn buffering() {
         block_on(engine.process(&batch(&["a", "b", "c"]), None))
     });
     assert_eq!(out.stats.applied, 3);
-    assert!(log.lines().is_empty(), "{:?}", log.lines());
+    assert!(json_lines(&log).is_empty(), "{:?}", json_lines(&log));
 
     // 2. Failure: the record's kept INFO lines, then its failure, all with its identity; the
     //    records that succeeded leave nothing; DEBUG stays off at INFO.
@@ -127,7 +107,7 @@ fn buffering() {
         block_on(engine.process(&batch(&["a", "fail-b", "c"]), None))
     });
     assert_eq!(out.stats.failed, 1);
-    let lines = log.lines();
+    let lines = json_lines(&log);
     let messages: Vec<&str> = lines
         .iter()
         .map(|l| l["message"].as_str().unwrap())
@@ -156,7 +136,7 @@ fn buffering() {
     let (out, log) = run("info", || {
         block_on(engine.process(&batch(&["fail-x"]), None))
     });
-    let lines = log.lines();
+    let lines = json_lines(&log);
     assert_eq!(out.stats.log_lines_dropped, 36);
     assert!(lines[0]["message"]
         .as_str()
@@ -172,7 +152,7 @@ fn buffering() {
             tokio::join!(engine.process(&one, None), engine.process(&two, None))
         })
     });
-    let lines = log.lines();
+    let lines = json_lines(&log);
     assert_eq!(lines.len(), 2 * 6);
     for l in &lines {
         let key = l["span"]["partition_key"].as_str().unwrap();
@@ -191,8 +171,7 @@ fn buffering() {
     let engine = engine_with(1);
     let (_, log) = run("info", || block_on(engine.process(&batch(&["s"]), None)));
     telemetry::set_sample_rate(0.0);
-    let messages: Vec<String> = log
-        .lines()
+    let messages: Vec<String> = json_lines(&log)
         .iter()
         .map(|l| l["message"].as_str().unwrap().to_owned())
         .collect();

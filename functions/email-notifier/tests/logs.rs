@@ -1,12 +1,9 @@
 //! What the function logs: each record's context in a span, and never an email address, even when
 //! an AWS error message names one.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use email_notifier::{Config, EmailRule};
 use serde_json::Value;
-use shared::fakes::{FakeEmailSender, FakeLedger};
+use shared::fakes::{CapturedLog, FakeEmailSender, FakeLedger};
 use shared::ports::{Confirmation, EmailSender};
 use shared::telemetry::{self, REDACTED};
 use shared::{BatchEngine, EffectError, Env, ErrorClass, KinesisBatch, PoisonRecord, PoisonSink};
@@ -68,22 +65,6 @@ impl EmailSender for RejectingSender {
     }
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn logs_carry_record_context_and_never_an_address() {
     let env = Env::from_pairs([
@@ -99,7 +80,7 @@ fn logs_carry_record_context_and_never_an_address() {
     let engine = BatchEngine::new(rule, LogPoisonSink, config.common.engine);
 
     let samples = [sample("mixed-batch.json"), sample("poison-batch.json")];
-    let captured = Captured::default();
+    let captured = CapturedLog::default();
     let writer = captured.clone();
     let subscriber = telemetry::subscriber("trace", true, move || writer.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -115,7 +96,7 @@ fn logs_carry_record_context_and_never_an_address() {
         })
     });
 
-    let out = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let out = captured.text();
     let lines: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
