@@ -5,20 +5,29 @@ use std::time::Duration;
 
 use integration_tests::proxy::{Fault, FaultProxy};
 use integration_tests::{local_env, sample, LocalAws};
-use shared::BatchOutcome;
+use shared::fakes::kinesis_event;
+use shared::{BatchOutcome, KinesisBatch};
 
 const PLACED_SEQ: &str = "49590338271490256608559692538361571095921575989136588801";
 
 async fn run_email(endpoint: &str, batch: &str) -> BatchOutcome {
+    email_batch(endpoint, &sample(batch)).await
+}
+
+async fn email_batch(endpoint: &str, batch: &KinesisBatch) -> BatchOutcome {
     let config = email_notifier::Config::from_env(&local_env(&[])).unwrap();
     let engine = email_notifier::engine(config, &LocalAws::sdk_config(endpoint).await);
-    engine.process(&sample(batch), None).await
+    engine.process(batch, None).await
 }
 
 async fn run_inventory(endpoint: &str, batch: &str) -> BatchOutcome {
+    inventory_batch(endpoint, &sample(batch)).await
+}
+
+async fn inventory_batch(endpoint: &str, batch: &KinesisBatch) -> BatchOutcome {
     let config = inventory_updater::Config::from_env(&local_env(&[])).unwrap();
     let engine = inventory_updater::engine(config, &LocalAws::sdk_config(endpoint).await);
-    engine.process(&sample(batch), None).await
+    engine.process(batch, None).await
 }
 
 /// A placed order: exactly one email recorded by the server, to the customer, with the order in
@@ -325,4 +334,64 @@ async fn a_large_poison_record_is_kept_in_s3_with_a_pointer() {
     let whole: serde_json::Value =
         serde_json::from_slice(&body.body.collect().await.unwrap().into_bytes()).unwrap();
     assert_eq!(whole["data"], b64, "the whole record, payload included");
+}
+
+/// A producer that reuses an `eventId` for another order: both functions keep it as poison with
+/// the reason, and nothing happens twice; the first event's ledger entry and marker hold its
+/// payload's hash. The same event written again (other key order, spacing) is a duplicate.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_id_reused_with_another_payload_is_poison() {
+    let aws = LocalAws::start();
+    let placed = |payload: &str| {
+        format!(r#"{{"eventId":"evt-reused","eventType":"ORDER_PLACED","payload":{payload}}}"#)
+    };
+    let first = placed(
+        r#"{"orderId":"order-r1","userId":"u-1","email":"ada@example.com","items":[{"productId":"sku-apple","quantity":1}],"total":"1.00"}"#,
+    );
+    let again = placed(
+        r#"{ "total": 1.00, "items": [{"quantity": 1, "productId": "sku-apple"}], "email": "ada@example.com", "userId": "u-1", "orderId": "order-r1" }"#,
+    );
+    let other = placed(
+        r#"{"orderId":"order-r2","userId":"u-2","email":"bob@example.com","items":[{"productId":"sku-pear","quantity":1}],"total":"2.00"}"#,
+    );
+    let endpoint = aws.endpoint();
+    let before = aws.stock().await;
+    for (data, expected) in [
+        (&first, (1, 0, 0)),
+        (&again, (0, 1, 0)),
+        (&other, (0, 0, 1)),
+    ] {
+        let batch = kinesis_event([data.as_str()]);
+        for out in [
+            email_batch(&endpoint, &batch).await,
+            inventory_batch(&endpoint, &batch).await,
+        ] {
+            assert!(out.response.batch_item_failures.is_empty(), "{out:?}");
+            let s = &out.stats;
+            assert_eq!((s.applied, s.duplicates, s.poison), expected, "{data}");
+        }
+    }
+    assert_eq!(aws.emails().len(), 1);
+    let after = aws.stock().await;
+    assert_eq!(after["sku-apple"], before["sku-apple"] - 1);
+    assert_eq!(after["sku-pear"], before["sku-pear"]);
+    assert!(aws.reservation("order-r2").await.is_none());
+    let reasons: Vec<String> = aws
+        .dlq_messages()
+        .await
+        .iter()
+        .map(|m| m["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("eventId reused with a different payload")),
+        "{reasons:?}"
+    );
+    let table = aws.table("idempotency").await;
+    for scope in ["email-notifier", "inventory-updater"] {
+        let item = &table[&format!("{scope}#evt-reused")];
+        assert_eq!(item["payloadHash"].as_s().unwrap().len(), 32, "{item:?}");
+    }
 }

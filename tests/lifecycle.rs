@@ -7,6 +7,7 @@ use std::future::Future;
 use integration_tests::{local_env, LocalAws};
 use shared::adapters::DynamoInventory;
 use shared::fakes::FakeInventory;
+use shared::idempotency::EffectKey;
 use shared::order::{OrderId, Quantity};
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 
@@ -140,7 +141,7 @@ async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
     let order_id = OrderId::parse(order.into()).unwrap();
     let lines = |q: u64| BTreeMap::from([("sku-apple", Quantity::new(q).unwrap())]);
     // Event keys are per order, as event ids are.
-    let key = |e: &str| format!("{order}-{e}");
+    let key = |e: &str| EffectKey::bare(format!("{order}-{e}"));
     match step {
         Step::Reserve(e) => {
             Seen::Reserve(store.reserve(&key(e), &order_id, &lines(1)).await.unwrap())

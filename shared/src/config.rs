@@ -276,6 +276,7 @@ impl IdempotencyConfig {
             table: env.required("IDEMPOTENCY_TABLE")?,
             ttl: Duration::from_secs(ttl),
             lease: Duration::from_secs(lease),
+            validate_payload: env.parse_or("IDEMPOTENCY_PAYLOAD_VALIDATION", true)?,
         })
     }
 }

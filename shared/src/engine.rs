@@ -31,8 +31,9 @@ use tokio::time::Instant;
 use crate::telemetry::{in_record, logging, RecordIdentity};
 
 use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
-use crate::error::ErrorClass;
+use crate::error::{EffectError, ErrorClass};
 use crate::event::{Envelope, Malformed, Read, RecordData};
+use crate::idempotency::{EffectKey, PayloadHash};
 use crate::kpl::{self, UserRecord};
 use crate::ports::{Consumer, PoisonRecord, PoisonSink};
 
@@ -87,6 +88,18 @@ impl<P> Event<'_, P> {
             (_, None) => Cow::Owned(format!("{shard}:{}", self.record.sequence_number)),
             (_, Some(sub)) => Cow::Owned(format!("{shard}:{}:{sub}", self.record.sequence_number)),
         }
+    }
+}
+
+impl<P: Serialize> Event<'_, P> {
+    /// The event as its effect is keyed: [`Self::idempotency_key`], and the hash of the payload as
+    /// the rule read it, which a later delivery of the same key must match
+    /// ([`crate::idempotency`]).
+    pub fn effect_key(&self) -> Result<EffectKey<'_>, EffectError> {
+        Ok(EffectKey {
+            key: self.idempotency_key(),
+            payload_hash: Some(PayloadHash::of(&self.payload)?),
+        })
     }
 }
 

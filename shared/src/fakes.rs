@@ -1,7 +1,7 @@
 //! In-memory fakes of the ports, with the same semantics as the real adapters, and failures and
 //! delays that tests can plan.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::engine::{Event, Outcome};
 use crate::error::{EffectError, ErrorClass};
-use crate::idempotency::Lease;
+use crate::idempotency::{EffectKey, Lease, PAYLOAD_REUSED};
 use crate::order::{OrderId, PlacedOrder, Quantity};
 use crate::ports::Consumer;
 use crate::ports::{Claim, IdempotencyStore, Mark};
@@ -108,7 +108,8 @@ impl EmailSender for FakeEmailSender {
 struct InventoryState {
     stock: BTreeMap<String, u64>,
     reservations: BTreeMap<String, Reservation>,
-    markers: HashSet<String>,
+    /// The applied events' keys, with their payloads' hashes.
+    markers: HashMap<String, Option<String>>,
 }
 
 /// An [`InventoryStore`] in memory: all lines of an order or none, stock never below zero.
@@ -145,13 +146,13 @@ impl FakeInventory {
 impl InventoryStore for FakeInventory {
     async fn reserve(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &OrderId<'_>,
         lines: &BTreeMap<&str, Quantity>,
     ) -> Result<ReserveOutcome, EffectError> {
         self.failures.take(order_id.as_str())?;
         let mut s = lock(&self.state);
-        if s.markers.contains(event_key) {
+        if applied_before(&s.markers, event)? {
             return Ok(ReserveOutcome::AlreadyRecorded);
         }
         if let Some(existing) = s.reservations.get_mut(order_id.as_str()) {
@@ -161,10 +162,10 @@ impl InventoryStore for FakeInventory {
             // Cancelled before it was placed: rejected, taking no stock.
             existing.status = ReservationStatus::Rejected;
             existing.reason = Some(CANCELLED_BEFORE_PLACED.into());
-            s.markers.insert(event_key.to_owned());
+            mark(&mut s.markers, event);
             return Ok(ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into()));
         }
-        s.markers.insert(event_key.to_owned());
+        mark(&mut s.markers, event);
         let shortage = lines.iter().find_map(|(sku, q)| match s.stock.get(*sku) {
             None => Some(format!("unknown product {sku}")),
             Some(have) if *have < q.get() => Some(format!("insufficient stock for {sku}")),
@@ -205,12 +206,12 @@ impl InventoryStore for FakeInventory {
 
     async fn release(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &OrderId<'_>,
     ) -> Result<ReleaseOutcome, EffectError> {
         self.failures.take(order_id.as_str())?;
         let mut s = lock(&self.state);
-        if s.markers.contains(event_key) {
+        if applied_before(&s.markers, event)? {
             return Ok(ReleaseOutcome::AlreadyReleased);
         }
         let InventoryState {
@@ -225,10 +226,10 @@ impl InventoryStore for FakeInventory {
                     status: ReservationStatus::Cancelled,
                     lines: BTreeMap::new(),
                     reason: None,
-                    cancelled_by: Some(event_key.to_owned()),
+                    cancelled_by: Some(event.key.clone().into_owned()),
                 },
             );
-            markers.insert(event_key.to_owned());
+            mark(markers, event);
             return Ok(ReleaseOutcome::CancelledFirst);
         };
         match reservation.status {
@@ -241,11 +242,35 @@ impl InventoryStore for FakeInventory {
                     *stock.entry(sku.clone()).or_default() += q;
                 }
                 reservation.status = ReservationStatus::Released;
-                markers.insert(event_key.to_owned());
+                mark(markers, event);
                 Ok(ReleaseOutcome::Released)
             }
         }
     }
+}
+
+/// Whether `event` was applied before, as its marker says; an error if with another payload.
+fn applied_before(
+    markers: &HashMap<String, Option<String>>,
+    event: &EffectKey<'_>,
+) -> Result<bool, EffectError> {
+    match markers.get(&*event.key) {
+        None => Ok(false),
+        Some(stored) if event.reused(stored.as_deref()) => {
+            Err(EffectError::permanent(PAYLOAD_REUSED))
+        }
+        Some(_) => Ok(true),
+    }
+}
+
+/// The hash an entry for `event` keeps, as the table keeps it (hex text).
+fn stored_hash(event: &EffectKey<'_>) -> Option<String> {
+    event.payload_hash.map(|h| h.to_string())
+}
+
+/// Writes `event`'s marker.
+fn mark(markers: &mut HashMap<String, Option<String>>, event: &EffectKey<'_>) {
+    markers.insert(event.key.clone().into_owned(), stored_hash(event));
 }
 
 /// A [`PoisonSink`] that keeps what it captures, and can be told to refuse.
@@ -287,6 +312,8 @@ enum LedgerEntry {
 #[derive(Debug, Default)]
 pub struct FakeLedger {
     entries: Mutex<HashMap<String, LedgerEntry>>,
+    /// The payload hash each key was claimed with.
+    hashes: Mutex<HashMap<String, Option<String>>>,
 }
 
 impl FakeLedger {
@@ -325,14 +352,20 @@ impl FakeLedger {
 }
 
 impl IdempotencyStore for FakeLedger {
-    async fn claim(&self, key: &str) -> Result<Claim, EffectError> {
+    async fn claim(&self, event: &EffectKey<'_>) -> Result<Claim, EffectError> {
+        let key = &*event.key;
         let mut entries = lock(&self.entries);
+        let mut hashes = lock(&self.hashes);
+        if entries.contains_key(key) && event.reused(hashes.get(key).and_then(Option::as_deref)) {
+            return Ok(Claim::Reused);
+        }
         match entries.get(key) {
             Some(LedgerEntry::Done { .. }) => return Ok(Claim::AlreadyDone),
             Some(LedgerEntry::InProgress { expired: false, .. }) => return Ok(Claim::InProgress),
             _ => {}
         }
         let lease = Lease::new();
+        hashes.insert(key.to_owned(), stored_hash(event));
         entries.insert(
             key.to_owned(),
             LedgerEntry::InProgress {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// `ORDER_PLACED`: a customer placed an order.
@@ -80,7 +80,7 @@ macro_rules! deserialize_via_parse {
 macro_rules! non_empty_id {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         pub struct $name<'a>(Cow<'a, str>);
 
         impl<'a> $name<'a> {
@@ -128,7 +128,9 @@ non_empty_id!(
 );
 
 /// A validated email address. Its `Debug` never prints it, so it cannot leak into logs.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// It serialises as the address only to be hashed ([`crate::idempotency::PayloadHash`]).
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct Email<'a>(Cow<'a, str>);
 
 impl<'a> Email<'a> {
@@ -172,7 +174,7 @@ impl fmt::Debug for Email<'_> {
 deserialize_via_parse!(Email);
 
 /// A quantity of one product: a whole number from 1 to [`Quantity::MAX`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Quantity(u64);
 
 impl Quantity {
@@ -235,7 +237,7 @@ impl<'de> Deserialize<'de> for Quantity {
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct OrderLine<'a> {
     /// The product.
     #[serde(rename = "productId", borrow)]
@@ -245,7 +247,7 @@ pub struct OrderLine<'a> {
 }
 
 /// An order's lines: at least one, as they came (a SKU may repeat).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrderLines<'a>(Vec<OrderLine<'a>>);
 
 impl<'a> OrderLines<'a> {
@@ -286,7 +288,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for OrderLines<'a> {
 
 /// A non-negative amount, kept as the producer wrote it (producers send `"12.50"` or `12.5`), so it
 /// is shown exactly and never rounded through a float.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Money<'a>(Cow<'a, str>);
 
 impl<'a> Money<'a> {
@@ -323,7 +325,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Money<'a> {
 }
 
 /// A whole order, as a placement carries it: every field, each checking itself.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct PlacedOrder<'a> {
     /// The order.
     #[serde(rename = "orderId", borrow)]

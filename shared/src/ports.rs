@@ -14,7 +14,7 @@ use serde::{Deserializer, Serialize};
 
 use crate::engine::{Event, Outcome};
 use crate::error::EffectError;
-use crate::idempotency::Lease;
+use crate::idempotency::{EffectKey, Lease};
 use crate::order::{Email, OrderId, Quantity};
 
 /// A consumer: the event types it reads, the schema of each one's payload, and its rule. The
@@ -95,6 +95,8 @@ pub enum Claim {
     AlreadyDone,
     /// Another delivery holds an unexpired claim: it may be performing the effect right now.
     InProgress,
+    /// The key was claimed for another payload: the producer reused its `eventId`.
+    Reused,
 }
 
 /// How a claim ends when its effect did not fail.
@@ -119,8 +121,12 @@ impl Mark {
 
 /// The ledger of claims around effects.
 pub trait IdempotencyStore: Sync {
-    /// Claims `key` with a new lease, unless it is done or held by an unexpired lease.
-    fn claim(&self, key: &str) -> impl Future<Output = Result<Claim, EffectError>> + Send;
+    /// Claims `event`'s key with a new lease, unless it is done or held by an unexpired lease, or
+    /// was claimed for another payload ([`Claim::Reused`]). The claim keeps the payload's hash.
+    fn claim(
+        &self,
+        event: &EffectKey<'_>,
+    ) -> impl Future<Output = Result<Claim, EffectError>> + Send;
 
     /// Ends the claim on `key` with `mark` and a note (for example the message id), if `lease`
     /// still holds it. Either mark makes later claims answer [`Claim::AlreadyDone`].
@@ -189,20 +195,21 @@ pub enum ReleaseOutcome {
 
 /// Reserves and releases stock, all lines of an order or none.
 pub trait InventoryStore: Sync {
-    /// Reserves every line, so that no product's stock goes below zero, once per `event_key`, and
-    /// once per order; an order recorded as cancelled is rejected.
+    /// Reserves every line, so that no product's stock goes below zero, once per `event`, and
+    /// once per order; an order recorded as cancelled is rejected. An event whose key was applied
+    /// with another payload fails permanently ([`crate::idempotency::PAYLOAD_REUSED`]).
     fn reserve(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &OrderId<'_>,
         lines: &BTreeMap<&str, Quantity>,
     ) -> impl Future<Output = Result<ReserveOutcome, EffectError>> + Send;
 
-    /// Gives back what the order reserved, once per `event_key`; an order not placed yet is
+    /// Gives back what the order reserved, once per `event`; an order not placed yet is
     /// recorded as cancelled.
     fn release(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &OrderId<'_>,
     ) -> impl Future<Output = Result<ReleaseOutcome, EffectError>> + Send;
 }

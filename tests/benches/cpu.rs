@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use shared::idempotency::Lease;
+use shared::idempotency::{EffectKey, Lease};
 use shared::order::{OrderId, Quantity};
 use shared::ports::{Claim, IdempotencyStore, Mark};
 use shared::ports::{Confirmation, EmailSender, InventoryStore, ReleaseOutcome, ReserveOutcome};
@@ -34,7 +34,7 @@ impl EmailSender for Noop {
 }
 
 impl IdempotencyStore for Noop {
-    async fn claim(&self, _key: &str) -> Result<Claim, EffectError> {
+    async fn claim(&self, _key: &EffectKey<'_>) -> Result<Claim, EffectError> {
         Ok(Claim::Claimed(Lease::new()))
     }
     async fn complete(&self, _: &str, _: &Lease, _: Mark, _: &str) -> Result<(), EffectError> {
@@ -48,14 +48,18 @@ impl IdempotencyStore for Noop {
 impl InventoryStore for Noop {
     async fn reserve(
         &self,
-        _: &str,
+        _: &EffectKey<'_>,
         _: &OrderId<'_>,
         lines: &BTreeMap<&str, Quantity>,
     ) -> Result<ReserveOutcome, EffectError> {
         std::hint::black_box(lines);
         Ok(ReserveOutcome::Reserved)
     }
-    async fn release(&self, _: &str, _: &OrderId<'_>) -> Result<ReleaseOutcome, EffectError> {
+    async fn release(
+        &self,
+        _: &EffectKey<'_>,
+        _: &OrderId<'_>,
+    ) -> Result<ReleaseOutcome, EffectError> {
         Ok(ReleaseOutcome::Released)
     }
 }

@@ -148,7 +148,7 @@ impl<S: EmailSender, L: IdempotencyStore> Consumer for EmailRule<S, L> {
             order_id: &order.order_id,
             template_data: template_data(order)?,
         };
-        once(&self.ledger, &event.idempotency_key(), || async {
+        once(&self.ledger, &event.effect_key()?, || async {
             let message_id = self.sender.send_confirmation(&confirmation).await?;
             tracing::info!(%message_id, "confirmation sent");
             Ok(message_id)

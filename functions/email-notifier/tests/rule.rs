@@ -3,6 +3,7 @@
 use email_notifier::{Config, EmailRule};
 use serde_json::Value;
 use shared::fakes::{kinesis_event, FakeEmailSender, FakeLedger, FakePoisonSink};
+use shared::idempotency::EffectKey;
 use shared::{BatchEngine, Env, ErrorClass, KinesisBatch};
 
 fn sample(name: &str) -> KinesisBatch {
@@ -155,7 +156,7 @@ async fn claims_are_released_or_expire() {
     use shared::ports::{Claim, IdempotencyStore};
     let ledger = engine.consumer().ledger();
     assert!(matches!(
-        ledger.claim("evt-1001").await.unwrap(),
+        ledger.claim(&EffectKey::bare("evt-1001")).await.unwrap(),
         Claim::Claimed(_)
     ));
     let out = engine.process(&sample("mixed-batch.json"), None).await;
@@ -228,4 +229,44 @@ async fn its_schema_requires_the_address() {
     assert_eq!(out.stats.poison, 1);
     let reason = &engine.poison_sink().captured()[0].reason;
     assert!(reason.contains("missing field `email`"), "{reason}");
+}
+
+/// The same `eventId` with another payload is not a duplicate: the producer reused the id for
+/// another order. It is poison, with the reason, and nothing is sent. The same payload written
+/// otherwise (keys in another order, spacing, `2.0` for `2`, a field the rule does not read) is a
+/// duplicate. Each delivery is its own batch, as a redelivery is.
+#[tokio::test]
+async fn an_event_id_reused_with_another_payload_is_poison() {
+    let placed = |payload: &str| {
+        format!(r#"{{"eventId":"evt-7","eventType":"ORDER_PLACED","payload":{payload}}}"#)
+    };
+    let first = placed(
+        r#"{"orderId":"o-7","userId":"u-1","email":"a@b.co","items":[{"productId":"p","quantity":2}],"total":"9.50"}"#,
+    );
+    let same = placed(
+        r#"{ "status": "NEW", "total": "9.50", "items": [ {"quantity": 2.0, "productId": "p"} ], "email": "a@b.co", "userId": "u-1", "orderId": "o-7" }"#,
+    );
+    let other = placed(
+        r#"{"orderId":"o-7","userId":"u-1","email":"a@b.co","items":[{"productId":"p","quantity":3}],"total":"9.50"}"#,
+    );
+    // Each batch's records start at sequence number 0: the warm memory (by stream identity) would
+    // take them for redeliveries, so these deliveries go to the ledger.
+    let engine = engine(&[("IDEMPOTENCY_CACHE_SIZE", "0")]);
+    let out = engine.process(&kinesis_event([first.as_str()]), None).await;
+    assert_eq!(out.stats.applied, 1);
+    let out = engine.process(&kinesis_event([same.as_str()]), None).await;
+    assert_eq!((out.stats.duplicates, out.stats.poison), (1, 0));
+    let out = engine.process(&kinesis_event([other.as_str()]), None).await;
+    assert_eq!((out.stats.duplicates, out.stats.poison), (0, 1));
+    assert!(out.response.batch_item_failures.is_empty());
+    let captured = engine.poison_sink().captured();
+    assert_eq!(captured.len(), 1);
+    assert!(
+        captured[0]
+            .reason
+            .contains("eventId reused with a different payload"),
+        "{}",
+        captured[0].reason
+    );
+    assert_eq!(engine.consumer().sender().sent().len(), 1);
 }

@@ -6,7 +6,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use shared::adapters::DynamoInventory;
 use shared::config::{CommonConfig, ConfigError, Env};
 use shared::order::{OrderId, OrderLines, ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED};
@@ -22,7 +22,7 @@ pub const SUPPORTED_EVENT_TYPES: &[&str] = DEFAULT_EVENT_TYPES;
 
 /// What a placement or creation must carry to reserve stock: the order and its lines. Anything
 /// else (the email, the total, the status) is not read.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct OrderToReserve<'a> {
     /// The order.
     #[serde(rename = "orderId", borrow)]
@@ -33,15 +33,16 @@ pub struct OrderToReserve<'a> {
 }
 
 /// What a cancellation must carry: the order.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct Cancellation<'a> {
     /// The order.
     #[serde(rename = "orderId", borrow)]
     pub order_id: OrderId<'a>,
 }
 
-/// An event this function reads, by type.
-#[derive(Debug)]
+/// An event this function reads, by type. It serialises as its fields, to be hashed.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
 pub enum InventoryEvent<'a> {
     /// `ORDER_PLACED` or `ORDER_CREATED`: reserve the lines.
     Reserve(OrderToReserve<'a>),
@@ -110,7 +111,7 @@ impl<S: InventoryStore> Consumer for InventoryRule<S> {
     }
 
     async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
-        let event_key = event.idempotency_key();
+        let event_key = event.effect_key()?;
         match &event.payload {
             InventoryEvent::Reserve(order) => {
                 let lines = order.items.quantities().map_err(EffectError::permanent)?;

@@ -11,12 +11,19 @@ fn sample(name: &str) -> KinesisBatch {
 }
 
 fn engine() -> BatchEngine<InventoryRule<FakeInventory>, FakePoisonSink> {
-    let config = Config::from_env(&Env::from_pairs([
+    engine_with(&[])
+}
+
+fn engine_with(
+    extra: &[(&str, &str)],
+) -> BatchEngine<InventoryRule<FakeInventory>, FakePoisonSink> {
+    let mut vars = vec![
         ("INVENTORY_TABLE", "inventory"),
         ("IDEMPOTENCY_TABLE", "idempotency"),
         ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
-    ]))
-    .unwrap();
+    ];
+    vars.extend_from_slice(extra);
+    let config = Config::from_env(&Env::from_pairs(vars)).unwrap();
     let store = FakeInventory::with_stock([
         ("sku-apple", 10),
         ("sku-pear", 5),
@@ -329,4 +336,38 @@ async fn each_type_is_checked_by_its_own_schema() {
         reasons.iter().any(|r| r.contains("ORDER_CANCELLED")),
         "{reasons:?}"
     );
+}
+
+/// A cancellation or placement whose `eventId` was applied with another payload is poison ("eventId
+/// reused with a different payload") and changes no stock; the same payload again is a duplicate.
+#[tokio::test]
+async fn an_event_id_reused_with_another_payload_is_poison() {
+    // Each batch's record is at sequence number 0: the warm memory (by stream identity) would
+    // take it for a redelivery, so these deliveries go to the store.
+    let engine = engine_with(&[("IDEMPOTENCY_CACHE_SIZE", "0")]);
+    let store = engine.consumer().store();
+    let placed = |order: &str, quantity: u64| {
+        format!(
+            r#"{{"eventId":"evt-9","eventType":"ORDER_PLACED","payload":{{"orderId":"{order}","items":[{{"productId":"sku-pear","quantity":{quantity}}}]}}}}"#
+        )
+    };
+    let batches = [
+        placed("o-9", 2),
+        placed("o-9", 2),
+        placed("o-9", 4),
+        placed("o-10", 2),
+    ];
+    let mut seen = Vec::new();
+    for data in &batches {
+        let out = engine.process(&kinesis_event([data.as_str()]), None).await;
+        assert!(out.response.batch_item_failures.is_empty());
+        seen.push((out.stats.applied, out.stats.duplicates, out.stats.poison));
+    }
+    assert_eq!(seen, [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1)]);
+    assert_eq!(store.stock("sku-pear"), Some(3));
+    assert!(store.reservation("o-10").is_none());
+    let captured = engine.poison_sink().captured();
+    assert!(captured
+        .iter()
+        .all(|p| p.reason.contains("eventId reused with a different payload")));
 }

@@ -31,7 +31,9 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 
 use crate::error::{EffectError, ErrorClass};
-use crate::idempotency::{epoch_seconds, ledger_key, IdempotencyConfig, Lease};
+use crate::idempotency::{
+    epoch_seconds, ledger_key, EffectKey, IdempotencyConfig, Lease, PAYLOAD_REUSED,
+};
 use crate::order::{OrderId, Quantity};
 use crate::ports::{
     Claim, IdempotencyStore, InventoryStore, Mark, ReleaseOutcome, Reservation, ReservationStatus,
@@ -46,6 +48,24 @@ pub const MAX_LINES: usize = 98;
 const DONE: &str = Mark::Done.as_str();
 /// A ledger item's `status` while a delivery holds its claim.
 const IN_PROGRESS: &str = "IN_PROGRESS";
+
+/// The attribute of a ledger entry or marker that holds its payload's hash.
+const PAYLOAD_HASH: &str = "payloadHash";
+
+/// The payload hash stored in a ledger entry or marker, if any.
+fn stored_hash(item: &Item) -> Option<&str> {
+    item.get(PAYLOAD_HASH)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// The payload hash to store for `event`: none when validation is off.
+fn hash_to_store(config: &IdempotencyConfig, event: &EffectKey<'_>) -> Option<AttributeValue> {
+    event
+        .payload_hash
+        .filter(|_| config.validate_payload)
+        .map(|h| AttributeValue::S(h.to_string()))
+}
 
 /// The key of a product's stock item.
 pub fn sku_key(sku: &str) -> String {
@@ -187,18 +207,57 @@ impl DynamoInventory {
         }
     }
 
-    /// The event's marker, written only if absent: the transaction fails on a redelivery.
-    fn marker_put(&self, event_key: &str) -> Result<TransactWriteItem, EffectError> {
+    /// The event's marker, with its payload's hash, written only if absent: the transaction fails
+    /// on a redelivery, and the marker there comes back with the cancellation.
+    fn marker_put(&self, event: &EffectKey<'_>) -> Result<TransactWriteItem, EffectError> {
         let expires = epoch_seconds(SystemTime::now()) + self.ledger.ttl.as_secs();
         let put = Put::builder()
             .table_name(&self.ledger.table)
-            .item("pk", AttributeValue::S(ledger_key(&self.scope, event_key)))
+            .item("pk", AttributeValue::S(ledger_key(&self.scope, &event.key)))
             .item("status", AttributeValue::S(DONE.into()))
             .item("expiresAt", AttributeValue::N(expires.to_string()))
-            .condition_expression("attribute_not_exists(pk)");
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let put = match hash_to_store(&self.ledger, event) {
+            Some(hash) => put.item(PAYLOAD_HASH, hash),
+            None => put,
+        };
         Ok(TransactWriteItem::builder()
             .put(built(put.build())?)
             .build())
+    }
+
+    /// Called when the event's marker failed its condition (the key was applied before): an
+    /// error if it was applied with another payload. The marker comes back with the cancellation;
+    /// a server that does not return it is asked.
+    async fn check_reuse(
+        &self,
+        marker: &CancellationReason,
+        event: &EffectKey<'_>,
+    ) -> Result<(), EffectError> {
+        if hash_to_store(&self.ledger, event).is_none() {
+            return Ok(());
+        }
+        let reused = match marker.item() {
+            Some(item) => event.reused(stored_hash(item)),
+            None => {
+                let got = self
+                    .client
+                    .get_item()
+                    .table_name(&self.ledger.table)
+                    .key("pk", AttributeValue::S(ledger_key(&self.scope, &event.key)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| EffectError::from_sdk("GetItem", e))?;
+                event.reused(got.item().and_then(stored_hash))
+            }
+        };
+        if reused {
+            Err(EffectError::permanent(PAYLOAD_REUSED))
+        } else {
+            Ok(())
+        }
     }
 
     fn order_put(&self, order_id: &str, r: &Reservation) -> Result<TransactWriteItem, EffectError> {
@@ -274,7 +333,7 @@ impl DynamoInventory {
     /// Records that the order was rejected, unless something is already recorded for it.
     async fn record_rejection(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &str,
         reason: String,
     ) -> Result<ReserveOutcome, EffectError> {
@@ -286,14 +345,14 @@ impl DynamoInventory {
         };
         let actions = vec![
             self.order_put(order_id, &rejection)?,
-            self.marker_put(event_key)?,
+            self.marker_put(event)?,
         ];
         let err = match self.transact(actions).await {
             Ok(()) => return Ok(ReserveOutcome::Rejected(reason)),
             Err(err) => err,
         };
         if let Some(reasons) = cancellation_reasons(&err) {
-            if let Some(recorded) = self.recorded_before(reasons, event_key, order_id).await {
+            if let Some(recorded) = self.recorded_before(reasons, event, order_id).await {
                 return recorded;
             }
         }
@@ -303,47 +362,54 @@ impl DynamoInventory {
     /// What a placement comes to when its transaction, whose last two actions are the order's
     /// item and the event's marker (each written only if absent), was cancelled by either: this
     /// event, or another event of the order, was applied before; unless the order's item is a
-    /// tombstone, and the order is then rejected as cancelled before it was placed. `None` when
-    /// neither failed its condition.
+    /// tombstone, and the order is then rejected as cancelled before it was placed; or this key
+    /// was applied with another payload. `None` when neither failed its condition.
     async fn recorded_before(
         &self,
         reasons: &[CancellationReason],
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &str,
     ) -> Option<Result<ReserveOutcome, EffectError>> {
         let [.., order, marker] = reasons else {
             return None;
         };
-        if is_condition_failure(order) && !is_condition_failure(marker) && is_tombstone(order) {
-            return Some(self.reject_cancelled(event_key, order_id).await);
+        if is_condition_failure(marker) {
+            return Some(
+                self.check_reuse(marker, event)
+                    .await
+                    .map(|()| ReserveOutcome::AlreadyRecorded),
+            );
         }
-        (is_condition_failure(order) || is_condition_failure(marker))
-            .then_some(Ok(ReserveOutcome::AlreadyRecorded))
+        if is_condition_failure(order) && is_tombstone(order) {
+            return Some(self.reject_cancelled(event, order_id).await);
+        }
+        is_condition_failure(order).then_some(Ok(ReserveOutcome::AlreadyRecorded))
     }
     /// Records an order cancelled before it was placed: a tombstone, with the event that
     /// cancelled it, written only if the order has no item yet.
     async fn record_tombstone(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &str,
     ) -> Result<ReleaseOutcome, EffectError> {
         let tombstone = Reservation {
             status: ReservationStatus::Cancelled,
             lines: BTreeMap::new(),
             reason: None,
-            cancelled_by: Some(event_key.to_owned()),
+            cancelled_by: Some(event.key.clone().into_owned()),
         };
         let actions = vec![
             self.order_put(order_id, &tombstone)?,
-            self.marker_put(event_key)?,
+            self.marker_put(event)?,
         ];
         match self.transact(actions).await {
             Ok(()) => Ok(ReleaseOutcome::CancelledFirst),
             Err(e) => match cancellation_reasons(&e) {
                 // This event was applied before.
-                Some([_, marker]) if is_condition_failure(marker) => {
-                    Ok(ReleaseOutcome::AlreadyReleased)
-                }
+                Some([_, marker]) if is_condition_failure(marker) => self
+                    .check_reuse(marker, event)
+                    .await
+                    .map(|()| ReleaseOutcome::AlreadyReleased),
                 // The order was placed between our read and our write: retried, it is released.
                 Some([order, _]) if is_condition_failure(order) => Err(EffectError::new(
                     ErrorClass::Retryable,
@@ -359,7 +425,7 @@ impl DynamoInventory {
     /// rejection ("cancelled before it was placed"), and no stock is taken.
     async fn reject_cancelled(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &str,
     ) -> Result<ReserveOutcome, EffectError> {
         let reject = self.status_change(
@@ -368,14 +434,19 @@ impl DynamoInventory {
             ReservationStatus::Rejected,
             Some(CANCELLED_BEFORE_PLACED),
         )?;
-        let actions = vec![reject, self.marker_put(event_key)?];
+        let actions = vec![reject, self.marker_put(event)?];
         match self.transact(actions).await {
             Ok(()) => Ok(ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())),
-            // Another event of the order, or this one, got there first.
-            Err(e) if cancellation_reasons(&e).is_some_and(only_condition_failures) => {
-                Ok(ReserveOutcome::AlreadyRecorded)
-            }
-            Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
+            // Another event of the order, or this one (with this payload), got there first.
+            Err(e) => match cancellation_reasons(&e) {
+                Some(reasons @ [_, marker]) if only_condition_failures(reasons) => {
+                    if is_condition_failure(marker) {
+                        self.check_reuse(marker, event).await?;
+                    }
+                    Ok(ReserveOutcome::AlreadyRecorded)
+                }
+                _ => Err(EffectError::from_sdk("TransactWriteItems", e)),
+            },
         }
     }
 
@@ -404,14 +475,14 @@ fn is_tombstone(reason: &CancellationReason) -> bool {
 impl InventoryStore for DynamoInventory {
     async fn reserve(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &OrderId<'_>,
         lines: &BTreeMap<&str, Quantity>,
     ) -> Result<ReserveOutcome, EffectError> {
         let order_id = order_id.as_str();
         if lines.len() > MAX_LINES {
             let reason = format!("more than {MAX_LINES} distinct products");
-            return self.record_rejection(event_key, order_id, reason).await;
+            return self.record_rejection(event, order_id, reason).await;
         }
         let reservation = Reservation {
             status: ReservationStatus::Reserved,
@@ -427,7 +498,7 @@ impl InventoryStore for DynamoInventory {
             actions.push(self.stock_update(sku, q.get(), true)?);
         }
         actions.push(self.order_put(order_id, &reservation)?);
-        actions.push(self.marker_put(event_key)?);
+        actions.push(self.marker_put(event)?);
 
         let err = match self
             .client
@@ -442,7 +513,7 @@ impl InventoryStore for DynamoInventory {
         let Some(reasons) = cancellation_reasons(&err) else {
             return Err(EffectError::from_sdk("TransactWriteItems", err));
         };
-        if let Some(recorded) = self.recorded_before(reasons, event_key, order_id).await {
+        if let Some(recorded) = self.recorded_before(reasons, event, order_id).await {
             return recorded;
         }
         if let Some(class) = classify_reasons(reasons) {
@@ -470,7 +541,7 @@ impl InventoryStore for DynamoInventory {
                 }
             });
         match reason {
-            Some(reason) => self.record_rejection(event_key, order_id, reason).await,
+            Some(reason) => self.record_rejection(event, order_id, reason).await,
             None => Err(EffectError::new(
                 ErrorClass::Retryable,
                 "TransactWriteItems was cancelled for no stated reason",
@@ -481,7 +552,7 @@ impl InventoryStore for DynamoInventory {
 
     async fn release(
         &self,
-        event_key: &str,
+        event: &EffectKey<'_>,
         order_id: &OrderId<'_>,
     ) -> Result<ReleaseOutcome, EffectError> {
         let order_id = order_id.as_str();
@@ -495,7 +566,7 @@ impl InventoryStore for DynamoInventory {
             .await
             .map_err(|e| EffectError::from_sdk("GetItem", e))?;
         let Some(item) = got.item() else {
-            return self.record_tombstone(event_key, order_id).await;
+            return self.record_tombstone(event, order_id).await;
         };
         let reservation = Reservation::try_from(item)?;
         match reservation.status {
@@ -515,25 +586,29 @@ impl InventoryStore for DynamoInventory {
             ReservationStatus::Released,
             None,
         )?);
-        actions.push(self.marker_put(event_key)?);
+        actions.push(self.marker_put(event)?);
 
-        match self
+        let err = match self
             .client
             .transact_write_items()
             .set_transact_items(Some(actions))
             .send()
             .await
         {
-            Ok(_) => Ok(ReleaseOutcome::Released),
-            // This event, or another delivery, released it between our read and our write: the
-            // order's item or the event's marker (the last two actions) already exists.
-            Err(e)
-                if cancellation_reasons(&e)
-                    .is_some_and(|r| r.iter().rev().take(2).any(is_condition_failure)) =>
-            {
+            Ok(_) => return Ok(ReleaseOutcome::Released),
+            Err(err) => err,
+        };
+        // This event, or another delivery, released it between our read and our write: the
+        // order's item or the event's marker (the last two actions) already exists.
+        match cancellation_reasons(&err) {
+            Some([.., marker]) if is_condition_failure(marker) => self
+                .check_reuse(marker, event)
+                .await
+                .map(|()| ReleaseOutcome::AlreadyReleased),
+            Some([.., order, _]) if is_condition_failure(order) => {
                 Ok(ReleaseOutcome::AlreadyReleased)
             }
-            Err(e) => Err(EffectError::from_sdk("TransactWriteItems", e)),
+            _ => Err(EffectError::from_sdk("TransactWriteItems", err)),
         }
     }
 }
@@ -560,7 +635,7 @@ impl DynamoLedger {
         AttributeValue::S(ledger_key(&self.scope, event_key))
     }
 
-    async fn status(&self, event_key: &str) -> Result<Option<String>, EffectError> {
+    async fn read(&self, event_key: &str) -> Result<Option<Item>, EffectError> {
         let got = self
             .client
             .get_item()
@@ -570,19 +645,16 @@ impl DynamoLedger {
             .send()
             .await
             .map_err(|e| EffectError::from_sdk("GetItem", e))?;
-        Ok(got
-            .item()
-            .and_then(|i| i.get("status"))
-            .and_then(|v| v.as_s().ok())
-            .cloned())
+        Ok(got.item)
     }
 }
 
 impl IdempotencyStore for DynamoLedger {
-    async fn claim(&self, event_key: &str) -> Result<Claim, EffectError> {
+    async fn claim(&self, event: &EffectKey<'_>) -> Result<Claim, EffectError> {
+        let event_key = &*event.key;
         let now = epoch_seconds(SystemTime::now());
         let lease = Lease::new();
-        let result = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.config.table)
@@ -603,29 +675,35 @@ impl IdempotencyStore for DynamoLedger {
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let err = match result {
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let put = match hash_to_store(&self.config, event) {
+            Some(hash) => put.item(PAYLOAD_HASH, hash),
+            None => put,
+        };
+        let err = match put.send().await {
             Ok(_) => return Ok(Claim::Claimed(lease)),
             Err(err) => err,
         };
         let existing = match err.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(e)) => {
-                match e
-                    .item()
-                    .and_then(|i| i.get("status"))
-                    .and_then(|v| v.as_s().ok())
-                {
-                    Some(status) => Some(status.clone()),
-                    // Not every server returns the old item: read it.
-                    None => self.status(event_key).await?,
-                }
-            }
+            Some(PutItemError::ConditionalCheckFailedException(e)) => match e.item() {
+                Some(item) => Some(item.clone()),
+                // Not every server returns the old item: read it.
+                None => self.read(event_key).await?,
+            },
             _ => return Err(EffectError::from_sdk("PutItem", err)),
         };
-        Ok(match existing.as_deref() {
-            Some(IN_PROGRESS) | None => Claim::InProgress,
+        let status = existing
+            .as_ref()
+            .and_then(|i| i.get("status"))
+            .and_then(|v| v.as_s().ok());
+        let stored = existing.as_ref().and_then(stored_hash);
+        Ok(match status.map(String::as_str) {
+            // Gone since (expired, or released): another delivery may claim it at once.
+            None => Claim::InProgress,
+            _ if hash_to_store(&self.config, event).is_some() && event.reused(stored) => {
+                Claim::Reused
+            }
+            Some(IN_PROGRESS) => Claim::InProgress,
             // DONE, UNKNOWN: settled, never repeated.
             Some(_) => Claim::AlreadyDone,
         })
@@ -683,6 +761,7 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
 
     use super::*;
+    use crate::idempotency::PayloadHash;
 
     fn order(id: &'static str) -> OrderId<'static> {
         OrderId::parse(Cow::Borrowed(id)).unwrap()
@@ -714,6 +793,15 @@ mod tests {
             table: "idempotency".into(),
             ttl: std::time::Duration::from_secs(3600),
             lease: std::time::Duration::from_secs(60),
+            validate_payload: true,
+        }
+    }
+
+    /// An event's key with the hash of a payload.
+    fn ev(key: &'static str) -> EffectKey<'static> {
+        EffectKey {
+            key: Cow::Borrowed(key),
+            payload_hash: Some(PayloadHash::of(&serde_json::json!({"orderId": "o-1"})).unwrap()),
         }
     }
 
@@ -767,7 +855,7 @@ mod tests {
         let store = inventory(mock_client!(aws_sdk_dynamodb, [&rule]));
         let out = store
             .reserve(
-                "evt-1",
+                &ev("evt-1"),
                 &order("o-1"),
                 &lines(&[("sku-a", 3), ("sku-b", 1)]),
             )
@@ -803,7 +891,7 @@ mod tests {
         );
         let store = inventory(client);
         let out = store
-            .reserve("evt-1", &order("o-1"), &lines(&[("sku-a", 3)]))
+            .reserve(&ev("evt-1"), &order("o-1"), &lines(&[("sku-a", 3)]))
             .await
             .unwrap();
         assert_eq!(
@@ -813,24 +901,70 @@ mod tests {
         assert_eq!((cancelled.num_calls(), recorded.num_calls()), (1, 1));
     }
 
-    /// When the event's marker already exists, the event was applied before: nothing changes.
+    /// The hash `ev` carries, as stored.
+    fn ev_hash() -> String {
+        ev("evt-1").payload_hash.unwrap().to_string()
+    }
+
+    /// A cancellation whose last action, the marker, failed its condition, with the marker's
+    /// item (holding `hash`) when `item` says so.
+    fn marker_exists(hash: &str, item: bool) -> &'static str {
+        let item = if item {
+            format!(
+                r#","Item":{{"pk":{{"S":"inventory-updater#evt-1"}},"status":{{"S":"DONE"}},"payloadHash":{{"S":"{hash}"}}}}"#
+            )
+        } else {
+            String::new()
+        };
+        Box::leak(format!(r#"{{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{{"Code":"None"}},{{"Code":"None"}},{{"Code":"ConditionalCheckFailed"{item}}}]}}"#).into_boxed_str())
+    }
+
+    /// When the event's marker already exists with the same payload's hash, the event was applied
+    /// before: nothing changes. With another payload's hash, the producer reused the event's id:
+    /// poison. A marker not returned with the cancellation is read; a marker written before hashes
+    /// were kept matches.
     #[tokio::test]
-    async fn existing_order_is_a_duplicate() {
-        let cancelled = mock!(Client::transact_write_items).then_http_response(dynamo_error(
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[{"Code":"None"},{"Code":"None"},{"Code":"ConditionalCheckFailed"}]}"#,
+    async fn existing_marker_is_a_duplicate_unless_its_payload_differs() {
+        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+        let same = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let marker = r.transact_items().last().and_then(|i| i.put()).unwrap();
+                marker.item().get("payloadHash") == Some(&AttributeValue::S(ev_hash()))
+                    && marker.return_values_on_condition_check_failure()
+                        == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+            })
+            .then_http_response(dynamo_error(marker_exists(&ev_hash(), true)));
+        let other = mock!(Client::transact_write_items).then_http_response(dynamo_error(
+            marker_exists("0123456789abcdef0123456789abcdef", true),
         ));
+        let unreturned = mock!(Client::transact_write_items)
+            .then_http_response(dynamo_error(marker_exists("", false)));
+        let read = mock!(Client::get_item)
+            .match_requests(|r| {
+                r.table_name() == Some("idempotency")
+                    && r.key().and_then(|k| k.get("pk"))
+                        == Some(&AttributeValue::S("inventory-updater#evt-1".into()))
+            })
+            .then_output(|| {
+                GetItemOutput::builder()
+                    .item("pk", AttributeValue::S("inventory-updater#evt-1".into()))
+                    .item("status", AttributeValue::S("DONE".into()))
+                    .build()
+            });
         let client = mock_client!(
             aws_sdk_dynamodb,
             RuleMode::Sequential,
-            [&cancelled],
+            [&same, &other, &unreturned, &read],
             no_retry
         );
         let store = inventory(client);
-        let out = store
-            .reserve("evt-1", &order("o-1"), &lines(&[("sku-a", 1)]))
-            .await
-            .unwrap();
-        assert_eq!(out, ReserveOutcome::AlreadyRecorded);
+        let (event, order, lines) = (ev("evt-1"), order("o-1"), lines(&[("sku-a", 1)]));
+        let reserve = || store.reserve(&event, &order, &lines);
+        assert_eq!(reserve().await.unwrap(), ReserveOutcome::AlreadyRecorded);
+        let err = reserve().await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(err.to_string().contains(PAYLOAD_REUSED), "{err}");
+        assert_eq!(reserve().await.unwrap(), ReserveOutcome::AlreadyRecorded);
     }
 
     /// A placement that finds the order's tombstone (returned with the cancellation) turns it
@@ -865,7 +999,7 @@ mod tests {
             no_retry
         );
         let out = inventory(client)
-            .reserve("evt-1", &order("o-1"), &lines(&[("sku-a", 1)]))
+            .reserve(&ev("evt-1"), &order("o-1"), &lines(&[("sku-a", 1)]))
             .await
             .unwrap();
         assert_eq!(
@@ -898,7 +1032,7 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&get, &write]);
         assert_eq!(
             inventory(client)
-                .release("evt-2", &order("o-1"))
+                .release(&ev("evt-2"), &order("o-1"))
                 .await
                 .unwrap(),
             ReleaseOutcome::CancelledFirst
@@ -927,11 +1061,20 @@ mod tests {
         );
         let store = inventory(client);
         let l = lines(&[("sku-a", 1)]);
-        let err = store.reserve("evt-1", &order("o-1"), &l).await.unwrap_err();
+        let err = store
+            .reserve(&ev("evt-1"), &order("o-1"), &l)
+            .await
+            .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
-        let err = store.reserve("evt-1", &order("o-1"), &l).await.unwrap_err();
+        let err = store
+            .reserve(&ev("evt-1"), &order("o-1"), &l)
+            .await
+            .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
-        let err = store.reserve("evt-1", &order("o-1"), &l).await.unwrap_err();
+        let err = store
+            .reserve(&ev("evt-1"), &order("o-1"), &l)
+            .await
+            .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
     }
 
@@ -979,7 +1122,7 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&get, &write]);
         let store = inventory(client);
         assert_eq!(
-            store.release("evt-2", &order("o-1")).await.unwrap(),
+            store.release(&ev("evt-2"), &order("o-1")).await.unwrap(),
             ReleaseOutcome::Released
         );
         assert_eq!(write.num_calls(), 1);
@@ -998,6 +1141,7 @@ mod tests {
                     && item.contains_key("token")
                     && item.contains_key("leaseExpiresAt")
                     && item.contains_key("expiresAt")
+                    && item.get("payloadHash") == Some(&AttributeValue::S(ev_hash()))
                     && r.condition_expression()
                         == Some("attribute_not_exists(pk) OR (#s = :in_progress AND leaseExpiresAt < :now)")
             })
@@ -1008,29 +1152,71 @@ mod tests {
             "email-notifier",
         );
         assert!(matches!(
-            ledger.claim("evt-1").await.unwrap(),
+            ledger.claim(&ev("evt-1")).await.unwrap(),
             Claim::Claimed(_)
         ));
     }
 
-    /// A failed claim reads the old item from the error: done means a duplicate, anything else a
-    /// claim in progress.
+    /// A failed claim reads the old item from the error: done means a duplicate, unless it was
+    /// claimed with another payload's hash (reused); anything else a claim in progress. An entry
+    /// with no hash matches; with validation off, hashes are neither written nor compared.
     #[tokio::test]
     async fn ledger_claim_conflicts() {
-        let done = mock!(Client::put_item).then_http_response(dynamo_error(
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{"pk":{"S":"email-notifier#evt-1"},"status":{"S":"DONE"}}}"#,
-        ));
-        let held = mock!(Client::put_item).then_http_response(dynamo_error(
-            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{"pk":{"S":"email-notifier#evt-1"},"status":{"S":"IN_PROGRESS"}}}"#,
-        ));
+        let answer = |status: &str, hash: Option<&str>| {
+            let hash = hash.map_or(String::new(), |h| {
+                format!(r#","payloadHash":{{"S":"{h}"}}"#)
+            });
+            let body = format!(
+                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{{"pk":{{"S":"email-notifier#evt-1"}},"status":{{"S":"{status}"}}{hash}}}}}"#
+            );
+            mock!(Client::put_item)
+                .then_http_response(dynamo_error(Box::leak(body.into_boxed_str())))
+        };
+        let other = "0123456789abcdef0123456789abcdef";
+        let rules = [
+            answer("DONE", Some(&ev_hash())),
+            answer("DONE", Some(other)),
+            answer("DONE", None),
+            answer("IN_PROGRESS", Some(other)),
+            answer("IN_PROGRESS", Some(&ev_hash())),
+        ];
         let client = mock_client!(
             aws_sdk_dynamodb,
             RuleMode::Sequential,
-            [&done, &held],
+            [&rules[0], &rules[1], &rules[2], &rules[3], &rules[4]],
             no_retry
         );
         let ledger = DynamoLedger::new(client, ledger_config(), "email-notifier");
-        assert_eq!(ledger.claim("evt-1").await.unwrap(), Claim::AlreadyDone);
-        assert_eq!(ledger.claim("evt-1").await.unwrap(), Claim::InProgress);
+        for expected in [
+            Claim::AlreadyDone,
+            Claim::Reused,
+            Claim::AlreadyDone,
+            Claim::Reused,
+            Claim::InProgress,
+        ] {
+            assert_eq!(ledger.claim(&ev("evt-1")).await.unwrap(), expected);
+        }
+
+        let body = format!(
+            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{{"pk":{{"S":"email-notifier#evt-1"}},"status":{{"S":"DONE"}},"payloadHash":{{"S":"{other}"}}}}}}"#
+        );
+        let unchecked = mock!(Client::put_item)
+            .match_requests(|r| !r.item().unwrap().contains_key("payloadHash"))
+            .then_http_response(dynamo_error(Box::leak(body.into_boxed_str())));
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&unchecked],
+            no_retry
+        );
+        let config = IdempotencyConfig {
+            validate_payload: false,
+            ..ledger_config()
+        };
+        let ledger = DynamoLedger::new(client, config, "email-notifier");
+        assert_eq!(
+            ledger.claim(&ev("evt-1")).await.unwrap(),
+            Claim::AlreadyDone
+        );
     }
 }
