@@ -14,6 +14,11 @@
 3. Footprint: the release bootstraps (cargo lambda build --release) run against a local Lambda
    Runtime API: cold start to the first poll, peak RSS on the full batch, size
    (tests/benches/footprint.rs).
+4. Cost per million events of the bench mix: each function in invocations of the template's
+   BatchSize, against the stub endpoint (20 ms a call), counting what AWS bills: requests by API,
+   DynamoDB units, SES messages, log bytes, billed milliseconds at MemorySize
+   (tests/benches/cost.rs); priced with scripts/bench/prices.json; beside the same work done one
+   record at a time with a Powertools log line per record (scripts/bench/powertools_log_line.py).
 
 Benchmarks print figures; no test asserts on time. The targets are printed beside the figures,
 met or not.
@@ -103,6 +108,101 @@ def verdict(ok):
     return "met" if ok else "**not met**"
 
 
+POWERTOOLS_STYLE = "one record at a time, no cache (Powertools' default)"
+
+
+def cost_lines(r, powertools_line, prices):
+    """One run's bill per million events of the mix: {line: (quantity, unit, usd)}."""
+    p = {k: v["usd"] / v["per"] for k, v in prices["prices"].items()}
+    scale = 1e6 / r["events"]
+    log_bytes = r["log_bytes"]
+    if r["style"] == POWERTOOLS_STYLE:
+        log_bytes += r["delivered"] * powertools_line["bytes_per_line"]
+    gb_s = r["billed_ms"] / 1000 * r["memory_mb"] / 1024
+    sqs = sum(n for api, n in r["requests_by_api"].items() if api.startswith("sqs:"))
+    quantities = {
+        "Lambda requests": (r["invocations"], "invocations", p["lambda_requests"]),
+        "Lambda duration": (gb_s, "GB-s", p["lambda_gb_seconds_" + r["architecture"]]),
+        "DynamoDB writes": (r["dynamodb_write_units"], "WRU", p["dynamodb_write_units"]),
+        "DynamoDB reads": (r["dynamodb_read_units"], "RRU", p["dynamodb_read_units"]),
+        "SES": (r["ses_messages"], "emails", p["ses_messages"]),
+        "CloudWatch Logs": (log_bytes / 2**30, "GB", p["log_gb"]),
+        "SQS": (sqs, "requests", p["sqs_requests"]),
+    }
+    return {k: (q * scale, unit, q * scale * price) for k, (q, unit, price) in quantities.items()}
+
+
+def money(usd):
+    return f"${usd:,.4f}" if usd < 1 else f"${usd:,.2f}"
+
+
+def cost_section(out, costs, powertools_line, prices):
+    """Section 4: per function, each cost line in each style, its share, and the ratio."""
+    styles = ["ours", "ours, FilterAtSource=true", POWERTOOLS_STYLE]
+    first = costs[0]
+    out(f"## 4. What the work costs, per million events of the bench mix")
+    out("")
+    out(f"Each function over {first['events']:,} events of the mix `gen_event.py` writes (a quarter each "
+        "ORDER_PLACED, ORDER_CREATED, ORDER_CANCELLED, PAYMENT_CAPTURED), in invocations of the template's "
+        f"`BatchSize` ({first['batch_size']}) at its `MemorySize` ({first['memory_mb']} MB, "
+        f"{first['architecture']}), through the real engine, adapters and SDK clients against the stub "
+        f"endpoint answering each call after {first['delay_ms']} ms (`tests/benches/cost.rs`). Counted, not "
+        "estimated: requests by API, DynamoDB request units from each request's item sizes, SES messages, "
+        "the bytes logged (the JSON subscriber at INFO: each invocation's `batch done` line, and its EMF "
+        "metrics), and each invocation's duration rounded up to the millisecond, as Lambda bills it. "
+        f"Priced with `scripts/bench/prices.json` ({prices['region']}, as of {prices['as_of']}; "
+        "sources there). Kinesis is left out: the same stream feeds every way of consuming it.")
+    out("")
+    out(f"*{POWERTOOLS_STYLE}*: the same engine, adapters and calls with `MAX_CONCURRENCY=1` and "
+        "`IDEMPOTENCY_CACHE_SIZE=0`, plus the log line a Powertools user writes per record (Logger, JSON, "
+        f"Lambda context injected): {powertools_line['bytes_per_line']:.0f} bytes, measured with "
+        "aws-lambda-powertools itself (`scripts/bench/powertools_log_line.py`). The mix has no failures, so "
+        "no redelivery: the warm cache saves nothing here (the chaos replay measures it), and neither "
+        "does payload validation cost anything (its hash rides on the writes already made).")
+    out("")
+    by = {(r["function"], r["style"]): r for r in costs}
+    grand = {s: 0.0 for s in styles}
+    for function in dict.fromkeys(r["function"] for r in costs):
+        bills = {s: cost_lines(by[(function, s)], powertools_line, prices) for s in styles}
+        totals = {s: sum(v[2] for v in bills[s].values()) for s in styles}
+        for s in styles:
+            grand[s] += totals[s]
+        out(f"**{function}** (receives {by[(function, 'ours')]['delivered']:,} of the {first['events']:,}; "
+            f"{by[(function, 'ours, FilterAtSource=true')]['delivered']:,} with FilterAtSource):")
+        out("")
+        out("| per million events | ours | share | ours, FilterAtSource=true | one record at a time, Powertools logs | share |")
+        out("|---|---:|---:|---:|---:|---:|")
+        for line in bills["ours"]:
+            cells = []
+            for s in styles:
+                q, unit, usd = bills[s][line]
+                cell = f"{q:,.0f} {unit}: {money(usd)}" if q >= 10 else f"{q:,.2f} {unit}: {money(usd)}"
+                cells.append(cell)
+                if s != "ours, FilterAtSource=true":
+                    cells.append(f"{100 * usd / totals[s]:.1f}%")
+            out(f"| {line} | " + " | ".join(cells) + " |")
+        out(f"| **total** | **{money(totals['ours'])}** | | **{money(totals['ours, FilterAtSource=true'])}** | "
+            f"**{money(totals[POWERTOOLS_STYLE])}** | |")
+        out("")
+        ours, theirs = bills["ours"], bills[POWERTOOLS_STYLE]
+        compute = lambda b: b["Lambda duration"][2] + b["Lambda requests"][2] + b["CloudWatch Logs"][2]
+        out(f"One record at a time with a log line each costs **{totals[POWERTOOLS_STYLE] / totals['ours']:.2f}×** "
+            f"ours in all; Lambda and its logs alone, **{compute(theirs) / compute(ours):.1f}×** "
+            f"({money(compute(theirs))} against {money(compute(ours))}). "
+            f"Billed duration: {by[(function, POWERTOOLS_STYLE)]['billed_ms'] / by[(function, 'ours')]['billed_ms']:.1f}× ours; "
+            f"log bytes: {theirs['CloudWatch Logs'][0] / max(ours['CloudWatch Logs'][0], 1e-12):.0f}× ours.")
+        requests = by[(function, "ours")]["requests_by_api"]
+        scale = 1e6 / first["events"]
+        out("AWS requests per million events, by API (the same in every style): "
+            + ", ".join(f"{api} {n * scale:,.0f}" for api, n in requests.items()) + ".")
+        out("")
+    out(f"Both functions, per million events: ours **{money(grand['ours'])}**, with FilterAtSource "
+        f"{money(grand['ours, FilterAtSource=true'])}, one record at a time with Powertools logs "
+        f"{money(grand[POWERTOOLS_STYLE])} ({grand[POWERTOOLS_STYLE] / grand['ours']:.2f}×). The README "
+        "(Operating, Costs) says which settings move each line.")
+    out("")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=21)
@@ -114,6 +214,8 @@ def main():
     run([sys.executable, os.path.join(BENCH, "gen_event.py"), "6000", big])
     run([sys.executable, os.path.join(BENCH, "gen_event.py"), "1000", fan, "--keys", "200",
          "--types", "ORDER_PLACED,PAYMENT_CAPTURED"])
+    mix = os.path.join(WORK, "cost-1000.json")
+    run([sys.executable, os.path.join(BENCH, "gen_event.py"), "1000", mix])
 
     # 1. CPU path, ours and the peers' on the same file, in ROUNDS turns (ours, Powertools, Node;
     # again; again), each figure the median of its rounds' medians: a slow spell of the shared
@@ -143,6 +245,12 @@ def main():
         env=dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"]))
     footprint = cargo_bench("footprint", os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "lambda"),
                             big, str(a.runs))
+
+    # 4. Cost: counted calls, bytes and billed time, priced.
+    costs = cargo_bench("cost", mix, os.path.join(ROOT, "template.yaml"))
+    powertools_line = json_lines(run([VENV_PY, os.path.join(BENCH, "powertools_log_line.py"), mix]))[0]
+    with open(os.path.join(BENCH, "prices.json")) as f:
+        prices = json.load(f)
 
     floor = cpu["serde_json validation pass (IgnoredAny)"]
     size_mb = os.path.getsize(big) / 1e6
@@ -261,10 +369,11 @@ def main():
         f"peak RSS at most 40 MB: {verdict(all(f['peak_rss_kib'] / 1024 <= 40 for f in footprint))}; "
         f"bootstrap at most 8 MB: {verdict(all(f['bootstrap_bytes'] / 1e6 <= 8 for f in footprint))}.")
     out("")
+    cost_section(out, costs, powertools_line, prices)
     out("Raw figures (JSON lines):")
     out("")
     out("```")
-    for r in [*cpu.values(), powertools, node, *fanout, *footprint]:
+    for r in [*cpu.values(), powertools, node, *fanout, *footprint, *costs, powertools_line]:
         out(json.dumps(r))
     out("```")
     text = "\n".join(lines) + "\n"

@@ -104,25 +104,34 @@ pub fn emf_lines(
     lines
 }
 
-/// Writes the EMF lines of one invocation to stdout, timestamped now. Write errors are ignored:
-/// metrics never fail an invocation.
-pub fn emit(namespace: &str, function: &str, stats: &BatchStats, duration: Duration) {
+/// Writes the EMF lines of one invocation to `out` (the functions give stdout), timestamped now.
+/// Write errors are ignored: metrics never fail an invocation.
+pub fn emit(
+    out: &mut impl Write,
+    namespace: &str,
+    function: &str,
+    stats: &BatchStats,
+    duration: Duration,
+) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
     let lines = emf_lines(namespace, function, stats, duration, now_ms);
-    write_lines(&mut std::io::stdout().lock(), &lines);
+    write_lines(out, &lines);
 }
 
-/// Writes each line and a newline to `out`, then flushes; stops quietly at the first error.
+/// Writes the lines, each with a newline, to `out` in one write, then flushes; errors are ignored.
 pub fn write_lines(out: &mut impl Write, lines: &[String]) {
+    // One write: stdout is locked per write, so another thread's log line never lands between.
+    let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for line in lines {
-        if writeln!(out, "{line}").is_err() {
-            return;
-        }
+        text.push_str(line);
+        text.push('\n');
     }
-    let _ = out.flush();
+    if out.write_all(text.as_bytes()).is_ok() {
+        let _ = out.flush();
+    }
 }
 
 /// Whether CloudWatch accepts `value` as a dimension value: 1 to 1024 printable ASCII characters,

@@ -164,11 +164,25 @@ impl<'de> Deserialize<'de> for ReadElsewhere {
 }
 
 /// Handles one invocation: processes the batch before the deadline, logs what happened and
-/// writes its metrics (see [`crate::metrics`]).
+/// writes its metrics to stdout (see [`crate::metrics`]).
 pub async fn handle<C, P>(
     engine: &BatchEngine<C, P>,
     batch: &KinesisBatch,
     context: &Context,
+) -> KinesisEventResponse
+where
+    C: Consumer,
+    P: PoisonSink,
+{
+    handle_to(engine, batch, context, &mut std::io::stdout()).await
+}
+
+/// [`handle`], writing the metrics to `metrics` (the cost benchmark counts their bytes).
+pub async fn handle_to<C, P>(
+    engine: &BatchEngine<C, P>,
+    batch: &KinesisBatch,
+    context: &Context,
+    metrics: &mut impl std::io::Write,
 ) -> KinesisEventResponse
 where
     C: Consumer,
@@ -201,7 +215,13 @@ where
         "batch done"
     );
     let config = engine.config();
-    crate::metrics::emit(&config.metrics_namespace, &config.function, s, duration);
+    crate::metrics::emit(
+        metrics,
+        &config.metrics_namespace,
+        &config.function,
+        s,
+        duration,
+    );
     outcome.response
 }
 

@@ -162,20 +162,6 @@ fn path<H: Consumer, P: PoisonSink>(
     (outcome.stats.applied + outcome.stats.duplicates + outcome.stats.rejected) as usize
 }
 
-/// A writer that counts the bytes written to it.
-#[derive(Clone)]
-struct Counting(Arc<AtomicUsize>);
-
-impl std::io::Write for Counting {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.fetch_add(buf.len(), Ordering::Relaxed);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn main() {
     // cargo bench passes `--bench`; the rest are ours.
     let args = integration_tests::bench_args();
@@ -213,7 +199,7 @@ fn main() {
     // sets it), writing to a counter of bytes instead of stdout. Timed in turns with the paths
     // without it, so the ratio holds when the machine's speed moves.
     let logged_bytes = Arc::new(AtomicUsize::new(0));
-    let counter = Counting(logged_bytes.clone());
+    let counter = integration_tests::Counting(logged_bytes.clone());
     let logging = tracing::Dispatch::new(shared::telemetry::subscriber("info", true, move || {
         counter.clone()
     }));

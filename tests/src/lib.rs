@@ -37,6 +37,28 @@ pub const BENCH_SETTINGS: [(&str, &str); 6] = [
     ),
 ];
 
+/// A writer that counts the bytes written to it (the benchmarks' log and metrics output).
+#[derive(Clone, Default)]
+pub struct Counting(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Counting {
+    /// The bytes written so far.
+    pub fn bytes(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl std::io::Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .fetch_add(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A benchmark's own arguments: those after the `--` of `cargo bench`, without the `--bench`
 /// flag cargo adds.
 pub fn bench_args() -> Vec<String> {

@@ -29,6 +29,8 @@ pub struct Call {
     pub operation: String,
     /// For an SES send: the order id in its template data.
     pub order_id: Option<String>,
+    /// For a DynamoDB call: its JSON request (the cost benchmark sizes its items).
+    pub dynamodb_request: Option<serde_json::Value>,
 }
 
 impl StubAws {
@@ -95,6 +97,9 @@ async fn serve(
                 service: request.service,
                 operation: request.operation.clone(),
                 order_id,
+                dynamodb_request: (request.service == "dynamodb")
+                    .then(|| serde_json::from_slice(&body).ok())
+                    .flatten(),
             });
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

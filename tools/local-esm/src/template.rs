@@ -7,7 +7,7 @@
 //! event of type `Kinesis` gives one [`Mapping`], with Lambda's defaults for what the template
 //! leaves out and the function's `Timeout` (or the `Globals`').
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -77,6 +77,13 @@ pub struct Mapping {
     pub on_failure: Option<Destination>,
     /// The function's `Timeout` (default 3 s).
     pub timeout: Duration,
+    /// The function's `MemorySize` in MB (default 128).
+    pub memory_mb: u32,
+    /// The function's `Architectures[0]` (default `x86_64`).
+    pub architecture: String,
+    /// The function's `Environment.Variables` over the `Globals`', those that resolve to text or
+    /// a number (a resource's `Ref` is left out).
+    pub environment: BTreeMap<String, String>,
     /// `Enabled` (default true).
     pub enabled: bool,
 }
@@ -85,7 +92,7 @@ impl Mapping {
     /// A mapping to `function` with Lambda's defaults (and `TRIM_HORIZON`, which Lambda requires
     /// to be named): batches of 100, no batching window, one batch per shard at a time, no
     /// bisection, retries until the records expire, no partial batch responses, no filters, no
-    /// destination, a 3 s timeout.
+    /// destination, a 3 s timeout, 128 MB, x86_64, no environment.
     pub fn defaults(function: &str) -> Self {
         Self {
             logical_id: function.to_owned(),
@@ -102,6 +109,9 @@ impl Mapping {
             filters: Vec::new(),
             on_failure: None,
             timeout: Duration::from_secs(3),
+            memory_mb: 128,
+            architecture: "x86_64".to_owned(),
+            environment: BTreeMap::new(),
             enabled: true,
         }
     }
@@ -137,6 +147,34 @@ pub fn mappings(text: &str, overrides: &HashMap<String, String>) -> Result<Vec<M
                 .or(number(&globals["Timeout"], "Globals.Function", "Timeout"))
                 .transpose()?
                 .unwrap_or(3.0);
+            let memory = number(&properties["MemorySize"], &at, "MemorySize")
+                .or(number(
+                    &globals["MemorySize"],
+                    "Globals.Function",
+                    "MemorySize",
+                ))
+                .transpose()?
+                .unwrap_or(128.0);
+            let architecture = properties["Architectures"][0]
+                .as_str()
+                .or(globals["Architectures"][0].as_str())
+                .unwrap_or("x86_64")
+                .to_owned();
+            let mut environment = BTreeMap::new();
+            for variables in [
+                &globals["Environment"]["Variables"],
+                &properties["Environment"]["Variables"],
+            ] {
+                for (name, value) in variables.as_object().into_iter().flatten() {
+                    let text = match value {
+                        Value::String(s) => s.clone(),
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        _ => continue,
+                    };
+                    environment.insert(name.clone(), text);
+                }
+            }
             let function = resource["Metadata"]["BuildProperties"]["Binary"]
                 .as_str()
                 .unwrap_or(logical_id)
@@ -188,6 +226,9 @@ pub fn mappings(text: &str, overrides: &HashMap<String, String>) -> Result<Vec<M
                 filters: filters(p, &at)?,
                 on_failure: destination(p, &at, resources)?,
                 timeout: Duration::from_secs_f64(timeout),
+                memory_mb: memory as u32,
+                architecture,
+                environment,
                 enabled: p.get("Enabled").is_none() || boolean(p, &at, "Enabled")?,
             });
         }
@@ -715,6 +756,8 @@ Resources:
             assert_eq!(m.maximum_retry_attempts, 10);
             assert_eq!(m.maximum_record_age, Some(Duration::from_secs(21600)));
             assert_eq!(m.timeout, Duration::from_secs(60));
+            assert_eq!((m.memory_mb, m.architecture.as_str()), (256, "arm64"));
+            assert_eq!(m.environment["MAX_CONCURRENCY"], "64");
             assert!(m.filters.is_empty(), "FilterAtSource is off by default");
             assert_eq!(
                 m.on_failure,
