@@ -11,11 +11,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 FN ?= email-notifier
-EVENT ?= order-placed.json
+EVENT ?= order-placed
 PORT ?= 9000
 ARGS ?= generate --orders 200 --keys 20
 
-.PHONY: help tools bins build test test-template bench lint watch up down invoke produce demo dlq redrive chaos fuzz clean
+.PHONY: help tools bins build test test-template bench lint watch up down invoke produce demo dlq redrive snapshot events chaos fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,7 +74,7 @@ up: $(TOOLS) bins ## start the local AWS-API server, the functions and the local
 down: ## stop what 'make up' started
 	scripts/stack.sh down
 
-invoke: $(TOOLS) ## invoke a function on the running stack: make invoke FN=email-notifier EVENT=order-placed.json
+invoke: $(TOOLS) ## invoke a function on the running stack and say what it did: make invoke FN=email-notifier EVENT=order-placed (JSON=1: the raw response)
 	scripts/stack.sh invoke $(FN) $(EVENT)
 
 produce: ## put events on the running stack's stream (ARGS="generate --orders 200 --keys 20", or "put FILE.jsonl")
@@ -94,13 +94,20 @@ fuzz: ## fuzz the decoders (FUZZ_SECONDS per target; needs cargo-fuzz: cargo ins
 	done
 
 # The dead-letter queue of the running local stack; for AWS, run scripts/dlq.py with DLQ_URL set.
-LOCAL_ENDPOINT = --endpoint http://127.0.0.1:$$(cat .local/moto.port)
-
+REDRIVE ?=
 dlq: $(TOOLS) ## list the local stack's dead-letter queue and failure bucket
-	.venv/bin/python scripts/dlq.py list $(LOCAL_ENDPOINT)
+	scripts/stack.sh dlq
 
-redrive: $(TOOLS) ## put the local dead-letter queue's and failure bucket's records back on the stream
-	.venv/bin/python scripts/dlq.py redrive $(LOCAL_ENDPOINT)
+redrive: $(TOOLS) ## put the local failures back on the stream (REDRIVE="--dry-run", "--only-reason TEXT", "--sequence N", "--all")
+	scripts/stack.sh redrive $(REDRIVE)
+
+snapshot: $(TOOLS) ## print the running stack's stock, reservations, emails, ledger and dead-letter queue
+	scripts/stack.sh snapshot
+
+events: $(TOOLS) ## write the sample events (events/*.json) and events/README.md, which decodes them
+	$(VENV)/bin/python events/generate.py
+	$(VENV)/bin/python events/generate_kpl.py
+	$(VENV)/bin/python events/describe.py
 
 clean: ## remove build output and the tools
 	cargo clean

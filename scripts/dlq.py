@@ -4,7 +4,15 @@ redrive them into the stream.
 
     dlq.py list    [--endpoint URL]                       print each one: what it is, and where from
     dlq.py redrive [--endpoint URL] [--stream NAME] [--keep-unknown] [--from all|queue|bucket]
+                   [--dry-run] [--only-reason TEXT] [--sequence N]... [--all]
                                                           put its records back on the stream, then delete it
+
+Choosing what to redrive: --dry-run lists what would go back and changes nothing; --only-reason
+takes only poison records whose reason holds TEXT (and batches whose condition does); --sequence
+takes only the record with that sequence number (and a batch whose range holds it), and can be given
+more than once. A poison record whose data is itself what is wrong (not an event, a payload that
+breaks its schema, an eventId reused for another payload) would fail again exactly the same way: it
+is kept unless --all is given, and redrive says so.
 
 The failure bucket (FAILURE_BUCKET; the template's FailureDestination s3, the default) holds the
 batches the event source mapping gave up on, whole: Lambda's invocation record with the batch's
@@ -55,7 +63,8 @@ import sys
 import time
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 import local_aws
 
@@ -79,9 +88,46 @@ def settings(endpoint):
 def client(name, endpoint, env):
     kw = {"region_name": env.get("AWS_REGION")}
     if endpoint:
+        # The local server answers at once or not at all: no long retries against a stopped stack.
         kw.update(endpoint_url=endpoint, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                  aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+                  aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                  config=Config(connect_timeout=2, retries={"total_max_attempts": 2}))
     return boto3.client(name, **kw)
+
+
+def queue_label(env, endpoint):
+    """The queue, named so a local one is not taken for AWS's."""
+    name = env["DLQ_URL"].rstrip("/").rsplit("/", 1)[-1]
+    return f"queue {name} on the local stack ({endpoint})" if endpoint else env["DLQ_URL"]
+
+
+def plural(n, word, words=None):
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+# A poison record whose data is what is wrong fails again, exactly so, when put back as it is. The
+# functions say so in `cause` ("data"); older messages only in their reason.
+DATA_REASONS = ("not an event envelope", "payload violates its schema", "malformed Kinesis record",
+                "kinesis.data", "eventId reused with a different payload")
+
+
+def fails_again(record):
+    """Why a poison record would certainly fail again if redriven as it is, or None."""
+    reason = record.get("reason") or ""
+    if record.get("cause") == "data" or any(r in reason for r in DATA_REASONS):
+        return "its data is what is wrong"
+    return None
+
+
+def selected(record_seq, reason, only_reason, sequences, first=None, last=None):
+    """Whether a record (or a batch, first..last) passes --only-reason and --sequence."""
+    if only_reason and only_reason.lower() not in (reason or "").lower():
+        return False
+    if sequences:
+        if first is not None:
+            return any(first <= int(s) <= last for s in sequences if s.isdigit())
+        return str(record_seq) in sequences
+    return True
 
 
 FAILURE_PREFIX = "aws/lambda/"
@@ -209,8 +255,11 @@ def list_messages(endpoint):
     messages = receive_all(sqs, env["DLQ_URL"])
     parsed = [parse(m) for m in messages]
     counts = {k: sum(1 for kind, _ in parsed if kind == k) for k in (POISON, ON_FAILURE, OTHER)}
-    print(f"{len(messages)} messages in {env['DLQ_URL']}: {counts[POISON]} poison records, "
-          f"{counts[ON_FAILURE]} OnFailure batches" + (f", {counts[OTHER]} unrecognised" if counts[OTHER] else ""))
+    kinds = [plural(counts[POISON], "poison record"), plural(counts[ON_FAILURE], "OnFailure batch", "OnFailure batches")]
+    if counts[OTHER]:
+        kinds.append(f"{counts[OTHER]} unrecognised")
+    print(f"{plural(len(messages), 'message')} in {queue_label(env, endpoint)}"
+          + (": " + ", ".join(kinds) if messages else ""))
     for kind, r in parsed:
         if kind == POISON:
             size = f"{len(r.get('data') or '')} base64 chars"
@@ -218,8 +267,11 @@ def list_messages(endpoint):
                 p = r["s3Pointer"]
                 size = f"{p.get('size')} bytes in s3://{p.get('bucket')}/{p.get('key')}"
             sub = f"/{r['subSequenceNumber']}" if r.get("subSequenceNumber") is not None else ""
+            key = f"key {r['partitionKey']!r}" if r.get("partitionKey") is not None else "no partition key"
+            again = fails_again(r)
             print(f"- poison record from {r.get('function')}: {r.get('shardId')} seq {r.get('sequenceNumber')}{sub} "
-                  f"key {r.get('partitionKey')!r}, {size}\n    {r.get('reason')}")
+                  f"{key}, {size}\n    {r.get('reason')}"
+                  + (f"\n    (redrive keeps it unless --all: {again}, so it would fail again)" if again else ""))
         elif kind == ON_FAILURE:
             print(f"- OnFailure batch from {describe_batch(r)}")
         else:
@@ -231,7 +283,7 @@ def list_messages(endpoint):
                                       VisibilityTimeout=0)
     if env.get("FAILURE_BUCKET"):
         objects = failure_objects(client("s3", endpoint, env), env["FAILURE_BUCKET"])
-        print(f"{len(objects)} failure records in s3://{env['FAILURE_BUCKET']}/{FAILURE_PREFIX}")
+        print(f"{plural(len(objects), 'failure record')} in s3://{env['FAILURE_BUCKET']}/{FAILURE_PREFIX}")
         for key, record in objects:
             records = failure_records(record)
             if records is None:
@@ -240,13 +292,34 @@ def list_messages(endpoint):
             print(f"- batch from {describe_batch(record)}: {len(records)} records kept\n    {key}")
 
 
-def redrive(endpoint, stream, keep_unknown, source="all"):
+class Choice:
+    """What redrive takes: everything chosen (--only-reason, --sequence), less what would fail
+    again (unless --all); --dry-run changes nothing."""
+
+    def __init__(self, dry_run=False, only_reason=None, sequences=(), everything=False):
+        self.dry_run, self.only_reason = dry_run, only_reason
+        self.sequences, self.everything = list(sequences or []), everything
+        self.not_chosen = 0
+
+    def batch(self, condition, start, end):
+        ok = selected(None, condition, self.only_reason, self.sequences, start, end)
+        self.not_chosen += not ok
+        return ok
+
+    def record(self, r):
+        ok = selected(r.get("sequenceNumber"), r.get("reason"), self.only_reason, self.sequences)
+        self.not_chosen += not ok
+        return ok
+
+
+def redrive(endpoint, stream, keep_unknown, source="all", choice=None):
+    choice = choice or Choice()
     env = settings(endpoint)
     sqs, kinesis = client("sqs", endpoint, env), client("kinesis", endpoint, env)
     if source == "bucket":
         if not env.get("FAILURE_BUCKET"):
             sys.exit("set FAILURE_BUCKET (the failure bucket's name)")
-        return redrive_bucket(client("s3", endpoint, env), kinesis, env["FAILURE_BUCKET"], stream, env)
+        return redrive_bucket(client("s3", endpoint, env), kinesis, env["FAILURE_BUCKET"], stream, env, choice)
     ddb = client("dynamodb", endpoint, env) if env.get("IDEMPOTENCY_TABLE") else None
     by_record, by_batch, others = {}, {}, []
     for m in receive_all(sqs, env["DLQ_URL"]):
@@ -257,19 +330,31 @@ def redrive(endpoint, stream, keep_unknown, source="all"):
             by_batch.setdefault(batch_range(body), (body, []))[1].append(m)
         else:
             others.append(m)
-    redriven, deleted = 0, set()
+    redriven, kept_again, deleted = 0, 0, set()
 
     def delete(messages):
         for m in messages:
             sqs.delete_message(QueueUrl=env["DLQ_URL"], ReceiptHandle=m["ReceiptHandle"])
             deleted.add(m["ReceiptHandle"])
 
-    def plural(messages):
-        return f"{len(messages)} message{'s' if len(messages) > 1 else ''}"
+    def count(messages):
+        return plural(len(messages), "message")
 
     try:
         target = stream or env["STREAM_NAME"]
         for r, messages in by_record.values():
+            what = f"poison record {r.get('shardId')} seq {r.get('sequenceNumber')}"
+            if not choice.record(r):
+                continue
+            again = fails_again(r)
+            if again and not choice.everything:
+                kept_again += 1
+                print(f"kept {what}: {again} ({r.get('reason')}), so it would fail again; --all puts it back anyway")
+                continue
+            if choice.dry_run:
+                redriven += 1
+                print(f"would redrive {what} into {target}: {r.get('reason')}")
+                continue
             pointer = r.get("s3Pointer") if isinstance(r.get("s3Pointer"), dict) else None
             if pointer:
                 try:
@@ -292,10 +377,17 @@ def redrive(endpoint, stream, keep_unknown, source="all"):
                 client("s3", endpoint, env).delete_object(Bucket=pointer["bucket"], Key=pointer["key"])
             redriven += 1
             print(f"redrove poison record {r.get('shardId')} seq {r.get('sequenceNumber')} "
-                  f"({plural(messages)}) into {target}")
+                  f"({count(messages)}) into {target}")
         for (arn_stream, shard, start, end), (body, messages) in by_batch.items():
-            source = stream or arn_stream or env["STREAM_NAME"]
-            what = f"OnFailure batch {source} {shard} seq {start}..{end} ({plural(messages)})"
+            target_stream = stream or arn_stream or env["STREAM_NAME"]
+            what = f"OnFailure batch {target_stream} {shard} seq {start}..{end} ({count(messages)})"
+            if not choice.batch((body.get("requestContext") or {}).get("condition"), start, end):
+                continue
+            if choice.dry_run:
+                redriven += 1
+                print(f"would redrive {what}")
+                continue
+            source = target_stream
             records, problem = read_range(kinesis, source, shard, start, end)
             if problem:
                 print(f"kept {what}: {problem}; it cannot be redriven from the stream")
@@ -319,15 +411,23 @@ def redrive(endpoint, stream, keep_unknown, source="all"):
     for m in others:
         print(f"kept message {m.get('MessageId')}: neither a poison record nor an OnFailure batch")
     total = len(by_record) + len(by_batch) + len(others)
-    print(f"{redriven} redriven (poison records and OnFailure batches), {total - redriven} left in the queue")
+    if choice.dry_run:
+        print(f"dry run: {redriven} of {total} in the queue would be redriven"
+              + (f", {kept_again} kept (they would fail again)" if kept_again else "")
+              + (f", {choice.not_chosen} not chosen" if choice.not_chosen else "") + "; nothing was changed")
+    else:
+        print(f"{redriven} redriven (poison records and OnFailure batches), {total - redriven} left in the queue"
+              + (f" ({kept_again} would fail again, {choice.not_chosen} not chosen)" if kept_again or choice.not_chosen else ""))
     if env.get("FAILURE_BUCKET") and source == "all":
-        redrive_bucket(client("s3", endpoint, env), kinesis, env["FAILURE_BUCKET"], stream, env)
+        choice.not_chosen = 0
+        redrive_bucket(client("s3", endpoint, env), kinesis, env["FAILURE_BUCKET"], stream, env, choice)
 
 
-def redrive_bucket(s3, kinesis, bucket, stream, env):
+def redrive_bucket(s3, kinesis, bucket, stream, env, choice=None):
     """Puts the records of each S3 failure record back on the stream, then deletes the object.
     Objects of the same shard and range (one per function whose mapping gave up on the batch) are
     redriven once and all deleted."""
+    choice = choice or Choice()
     objects = failure_objects(s3, bucket)
     batches, done = {}, 0
     for key, record in objects:
@@ -338,7 +438,14 @@ def redrive_bucket(s3, kinesis, bucket, stream, env):
         batches.setdefault(batch_range(record), (record, records, []))[2].append(key)
     for (arn_stream, _, _, _), (record, records, keys) in batches.items():
         target = stream or arn_stream or env["STREAM_NAME"]
-        what = f"{describe_batch(record)} ({len(keys)} object{'s' if len(keys) > 1 else ''})"
+        what = f"{describe_batch(record)} ({plural(len(keys), 'object')})"
+        _, _, start, end = batch_range(record)
+        if not choice.batch((record.get("requestContext") or {}).get("condition"), start, end):
+            continue
+        if choice.dry_run:
+            done += len(keys)
+            print(f"would redrive failure record {what}: {len(records)} records into {target}")
+            continue
         try:
             put_back(kinesis, target, [{"PartitionKey": r["partitionKey"], "Data": base64.b64decode(r["data"])}
                                        for r in records])
@@ -350,7 +457,10 @@ def redrive_bucket(s3, kinesis, bucket, stream, env):
             s3.delete_object(Bucket=bucket, Key=key)
             done += 1
         print(f"redrove failure record {what}: {len(records)} records put back into {target}")
-    print(f"{done} objects redriven from s3://{bucket}, {len(objects) - done} left there")
+    if choice.dry_run:
+        print(f"dry run: {done} of {plural(len(objects), 'object')} in s3://{bucket} would be redriven; nothing was changed")
+    else:
+        print(f"{done} objects redriven from s3://{bucket}, {len(objects) - done} left there")
 
 
 def read_range(kinesis, stream, shard, start, end):
@@ -441,11 +551,27 @@ def main():
     rd.add_argument("--keep-unknown", action="store_true")
     rd.add_argument("--from", dest="source", choices=("all", "queue", "bucket"), default="all",
                     help="redrive the dead-letter queue, the failure bucket, or both (the default)")
+    rd.add_argument("--dry-run", action="store_true", help="list what would be redriven; change nothing")
+    rd.add_argument("--only-reason", metavar="TEXT", help="only records whose reason holds TEXT")
+    rd.add_argument("--sequence", metavar="N", action="append", help="only this sequence number (repeatable)")
+    rd.add_argument("--all", dest="everything", action="store_true",
+                    help="also the poison records that would fail again (their data is what is wrong)")
     a = p.parse_args()
-    if a.cmd == "list":
-        list_messages(a.endpoint)
-    else:
-        redrive(a.endpoint, a.stream, a.keep_unknown, a.source)
+    where = a.endpoint or "AWS"
+    try:
+        if a.cmd == "list":
+            list_messages(a.endpoint)
+        else:
+            redrive(a.endpoint, a.stream, a.keep_unknown, a.source,
+                    Choice(a.dry_run, a.only_reason, a.sequence, a.everything))
+    except EndpointConnectionError:
+        sys.exit(f"cannot reach {where}: " + ("the local stack is down; start it with 'make up'" if a.endpoint
+                                             else "check your network and AWS_REGION"))
+    except ClientError as e:
+        err = e.response.get("Error", {})
+        sys.exit(f"{where} refused {e.operation_name}: {err.get('Code')}: {err.get('Message')}")
+    except BotoCoreError as e:
+        sys.exit(f"talking to {where} failed: {e}")
 
 
 if __name__ == "__main__":

@@ -4,15 +4,18 @@
 #
 #   stack.sh up                 start all three, bootstrap the server, leave them running
 #   stack.sh down               stop what `up` started
-#   stack.sh invoke FN EVENT    invoke a function with events/EVENT against the running stack
+#   stack.sh invoke FN EVENT    invoke a function with events/EVENT against the running stack, and
+#                               say what it did (scripts/invoke.py)
 #   stack.sh produce ARGS...    run the producer (tools/producer) against the running stack
+#   stack.sh dlq | redrive ARGS...  scripts/dlq.py list | redrive against the running stack
+#   stack.sh snapshot           print the running stack's stock, reservations, emails, ledger, DLQ
 #   stack.sh demo               up, produce a realistic mix onto the stream, wait until the mapping
 #                               has delivered it, print a report, down (also on failure or Ctrl-C)
 #
-# State lives in .local/: the ports, the process ids and the logs.
+# State lives in .local/ (LOCAL_STATE): the ports, the process ids and the logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STATE=.local
+STATE=${LOCAL_STATE:-.local}
 PY=.venv/bin/python
 mkdir -p "$STATE"
 
@@ -39,11 +42,15 @@ with_stack_env() {
     exec "$@" )
 }
 
+# Stops with one line unless the parts named (moto, watch, esm; all three by default) are running.
 require_up() {
-  running moto && running watch && running esm && return 0
-  echo "the stack is not up: run 'make up' first" >&2
-  exit 1
+  local part
+  for part in ${*:-moto watch esm}; do
+    running "$part" || { echo "the local stack is down: start it with 'make up', then run this again" >&2; exit 1; }
+  done
 }
+
+endpoint() { echo "http://127.0.0.1:$(cat "$STATE/moto.port")"; }
 
 up() {
   if running moto && running watch && running esm; then
@@ -100,10 +107,8 @@ down() {
   echo "the stack is down"
 }
 
-invoke() { # function, event file name
-  running watch || { echo "the stack is not up: run 'make up' first" >&2; exit 1; }
-  cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$(cat "$STATE/watch.port")" \
-    --data-file "events/$2"
+invoke() { # function, event name (events/NAME[.json]) or path
+  LOCAL_STATE="$STATE" "$PY" scripts/invoke.py "$@"
 }
 
 produce() { # producer arguments
@@ -184,6 +189,9 @@ case "${1:-}" in
   invoke) shift; invoke "$@" ;;
   produce) shift; produce "$@" ;;
   run-esm) shift; with_stack_env "$BIN/local-esm" "$@" ;; # for `up`
+  dlq) shift; require_up moto; with_stack_env "$PY" scripts/dlq.py list --endpoint "$(endpoint)" "$@" ;;
+  redrive) shift; require_up moto; with_stack_env "$PY" scripts/dlq.py redrive --endpoint "$(endpoint)" "$@" ;;
+  snapshot) require_up moto; "$PY" scripts/local_aws.py snapshot --endpoint "$(endpoint)" ;;
   demo) demo ;;
-  *) echo "usage: $0 up|down|invoke FN EVENT|produce ARGS...|demo" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|invoke FN EVENT|produce ARGS...|dlq|redrive ARGS...|snapshot|demo" >&2; exit 2 ;;
 esac

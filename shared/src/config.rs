@@ -1,7 +1,11 @@
-//! Configuration: every setting the library reads, read once at start-up into typed structs. A missing or invalid setting stops
-//! start-up with a message that names it.
+//! Configuration: every setting the library reads, read once at start-up into typed structs.
+//!
+//! A reading finds every problem at once ([`Problems`]): start-up stops with all of them, each
+//! naming its setting and the form it expects ([`ConfigErrors`]).
 
 use std::collections::HashMap;
+use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -12,18 +16,93 @@ use crate::idempotency::IdempotencyConfig;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A required setting is not set (or is empty).
-    #[error("missing required setting {0}: set it in the function's environment")]
+    #[error("{0} is missing: set it in the function's environment")]
     Missing(&'static str),
-    /// A setting does not parse.
-    #[error("invalid setting {name}={value:?}: {reason}")]
+    /// A setting does not parse, or is out of range.
+    #[error("{name}={value} is not valid: {reason}")]
     Invalid {
         /// The setting.
         name: &'static str,
         /// Its value.
         value: String,
-        /// What is wrong with it.
+        /// What it should be ("expected a whole number from 1 to 1024").
         reason: String,
     },
+}
+
+impl ConfigError {
+    /// The setting it is about.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConfigError::Missing(name) | ConfigError::Invalid { name, .. } => name,
+        }
+    }
+}
+
+/// Every problem one reading of the settings found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The settings named, in the order they were read.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(ConfigError::name).collect()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    /// One problem on one line; several, counted, one a line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            all => {
+                write!(f, "{} settings are wrong:", all.len())?;
+                all.iter().try_for_each(|e| write!(f, "\n  - {e}"))
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+/// The problems found so far while reading settings. Each reading goes on past a problem (with a
+/// stand-in value) so that start-up names them all.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    /// Keeps a problem.
+    pub fn push(&mut self, problem: ConfigError) {
+        self.0.push(problem);
+    }
+
+    /// The value read, or `stand_in` with the problem kept.
+    pub fn check<T>(&mut self, read: Result<T, ConfigError>, stand_in: T) -> T {
+        read.unwrap_or_else(|e| {
+            self.push(e);
+            stand_in
+        })
+    }
+
+    /// A required setting, or an empty stand-in with the problem kept.
+    pub fn required(&mut self, env: &Env, name: &'static str) -> String {
+        self.check(env.required(name), String::new())
+    }
+
+    /// `value`, when nothing was wrong.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(self.0))
+        }
+    }
 }
 
 /// Where settings come from: the process environment, or a map in tests.
@@ -63,18 +142,63 @@ impl Env {
         self.optional(name).ok_or(ConfigError::Missing(name))
     }
 
-    /// A setting parsed into `T`, or `default` when it is not set.
-    pub fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr,
-        T::Err: std::fmt::Display,
-    {
+    /// A setting parsed into `T`, or `default` when it is not set; a value that does not parse is
+    /// refused with `expected` (the form it should have).
+    pub fn parse_or<T: FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
         match self.optional(name) {
             None => Ok(default),
-            Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+            Some(value) => value.parse().map_err(|_| ConfigError::Invalid {
                 name,
-                reason: e.to_string(),
                 value,
+                reason: format!("expected {expected}"),
+            }),
+        }
+    }
+
+    /// A whole number in `range`, or `default` when it is not set. `unit` follows the number in
+    /// the message (" milliseconds").
+    pub fn number<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let expected = format!(
+            "a whole number{unit} from {} to {}",
+            range.start(),
+            range.end()
+        );
+        let value = self.parse_or(name, default, &expected)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                name,
+                value: value.to_string(),
+                reason: format!("expected {expected}"),
+            })
+        }
+    }
+
+    /// `true` or `false` (any case), or `default` when it is not set.
+    pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(value) => Err(ConfigError::Invalid {
+                name,
+                value,
+                reason: "expected true or false".into(),
             }),
         }
     }
@@ -85,7 +209,7 @@ impl Env {
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `EVENT_TYPES` | the function's own list | comma-separated event types to handle |
-/// | `MAX_CONCURRENCY` | 64 | partition keys in progress at once |
+/// | `MAX_CONCURRENCY` | 64 | partition keys in progress at once (1 to 1024) |
 /// | `DEADLINE_MARGIN_MS` | 1000 | stop starting records this long before the deadline |
 /// | `AWS_LAMBDA_FUNCTION_NAME` | the crate name | recorded with poison records (set by Lambda) |
 /// | `METRICS_NAMESPACE` | `kinesis-fanout` | the CloudWatch namespace of the EMF metrics |
@@ -98,58 +222,77 @@ impl EngineConfig {
         function: &str,
         default_types: &[&str],
         supported: &[&str],
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, ConfigErrors> {
+        let mut problems = Problems::default();
+        let config = Self::read(env, function, default_types, supported, &mut problems);
+        problems.finish(config)
+    }
+
+    /// [`Self::from_env`], keeping each problem in `problems`.
+    pub fn read(
+        env: &Env,
+        function: &str,
+        default_types: &[&str],
+        supported: &[&str],
+        problems: &mut Problems,
+    ) -> Self {
+        let defaults = || EventTypeSet::new(default_types.iter().copied());
         let event_types = match env.optional("EVENT_TYPES") {
-            None => EventTypeSet::new(default_types.iter().copied()),
+            None => defaults(),
             Some(list) => {
                 let types: Vec<&str> = list
                     .split(',')
                     .map(str::trim)
                     .filter(|t| !t.is_empty())
                     .collect();
-                if types.is_empty() {
-                    return Err(ConfigError::Invalid {
-                        name: "EVENT_TYPES",
-                        value: list,
-                        reason: "names no event type".into(),
-                    });
+                let expected = format!(
+                    "expected a comma-separated list of event types from: {}",
+                    supported.join(", ")
+                );
+                match types.iter().find(|t| !supported.contains(t)) {
+                    _ if types.is_empty() => {
+                        problems.push(ConfigError::Invalid {
+                            name: "EVENT_TYPES",
+                            value: list.clone(),
+                            reason: expected,
+                        });
+                        defaults()
+                    }
+                    Some(unknown) => {
+                        problems.push(ConfigError::Invalid {
+                            name: "EVENT_TYPES",
+                            value: list.clone(),
+                            reason: format!("this function has no rule for {unknown}; {expected}"),
+                        });
+                        defaults()
+                    }
+                    None => EventTypeSet::new(types),
                 }
-                if let Some(unknown) = types.iter().find(|t| !supported.contains(t)) {
-                    return Err(ConfigError::Invalid {
-                        name: "EVENT_TYPES",
-                        reason: format!(
-                            "this function has no rule for {unknown}; it handles {}",
-                            supported.join(", ")
-                        ),
-                        value: list,
-                    });
-                }
-                EventTypeSet::new(types)
             }
         };
-        let max_concurrency: usize = env.parse_or("MAX_CONCURRENCY", 64)?;
-        if max_concurrency == 0 {
-            return Err(ConfigError::Invalid {
-                name: "MAX_CONCURRENCY",
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
-        let margin_ms: u64 = env.parse_or("DEADLINE_MARGIN_MS", 1000)?;
+        let max_concurrency =
+            problems.check(env.number("MAX_CONCURRENCY", 64, 1..=1024, ""), 64);
+        let margin_ms = problems.check(
+            env.number("DEADLINE_MARGIN_MS", 1000, 0..=60_000, " of milliseconds"),
+            1000,
+        );
         let metrics_namespace = env
             .optional("METRICS_NAMESPACE")
             .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned());
         if !crate::metrics::valid_namespace(&metrics_namespace) {
-            let reason = "use 1 to 255 letters, digits, spaces or . - _ / # :, \
-                          not starting with ':' or 'AWS/'";
-            return Err(ConfigError::Invalid {
+            problems.push(ConfigError::Invalid {
                 name: "METRICS_NAMESPACE",
-                value: metrics_namespace,
-                reason: reason.into(),
+                value: metrics_namespace.clone(),
+                reason: "expected 1 to 255 letters, digits, spaces or . - _ / # :, not starting \
+                         with ':' or 'AWS/'"
+                    .into(),
             });
         }
-        let completed_cache: usize = env.parse_or("IDEMPOTENCY_CACHE_SIZE", 10_000)?;
-        Ok(EngineConfig {
+        let completed_cache = problems.check(
+            env.number("IDEMPOTENCY_CACHE_SIZE", 10_000, 0..=1_000_000, ""),
+            0,
+        );
+        EngineConfig {
             completed_cache,
             function: env
                 .optional("AWS_LAMBDA_FUNCTION_NAME")
@@ -158,7 +301,7 @@ impl EngineConfig {
             max_concurrency,
             deadline_margin: Duration::from_millis(margin_ms),
             metrics_namespace,
-        })
+        }
     }
 }
 
@@ -175,22 +318,58 @@ pub struct LogSettings {
 }
 
 impl LogSettings {
-    /// Reads the settings.
+    /// Reads the settings. The logger starts before the configuration is read, so it takes what
+    /// it can (`info`, no sampling, for a wrong value); [`Self::check`] then stops start-up on it.
     pub fn from_env(env: &Env) -> Self {
         Self {
-            level: env
-                .optional("AWS_LAMBDA_LOG_LEVEL")
-                .or_else(|| env.optional("RUST_LOG"))
-                .unwrap_or_else(|| "info".to_owned()),
+            level: Self::level_setting(env).map_or_else(|| "info".to_owned(), |(_, v)| v),
             json: env
                 .optional("AWS_LAMBDA_LOG_FORMAT")
                 .is_some_and(|f| f.eq_ignore_ascii_case("json")),
-            sample_rate: env
-                .optional("LOG_SAMPLE_RATE")
-                .and_then(|r| r.trim().parse::<f64>().ok())
-                .filter(|r| (0.0..=1.0).contains(r))
-                .unwrap_or(0.0),
+            sample_rate: Self::sample_rate(env).ok().unwrap_or(0.0),
         }
+    }
+
+    /// The level's setting and value: `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`.
+    fn level_setting(env: &Env) -> Option<(&'static str, String)> {
+        ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+            .into_iter()
+            .find_map(|name| env.optional(name).map(|v| (name, v)))
+    }
+
+    fn sample_rate(env: &Env) -> Result<f64, ConfigError> {
+        let rate = env.parse_or(
+            "LOG_SAMPLE_RATE",
+            0.0,
+            "a number from 0 to 1 (the share of invocations logged at DEBUG)",
+        )?;
+        if (0.0..=1.0).contains(&rate) {
+            Ok(rate)
+        } else {
+            Err(ConfigError::Invalid {
+                name: "LOG_SAMPLE_RATE",
+                value: rate.to_string(),
+                reason: "expected a number from 0 to 1 (the share of invocations logged at DEBUG)"
+                    .into(),
+            })
+        }
+    }
+
+    /// Keeps in `problems` what is wrong with the log settings: a level that is no level or
+    /// `tracing` filter, a sample rate outside 0 to 1.
+    pub fn check(env: &Env, problems: &mut Problems) {
+        if let Some((name, level)) = Self::level_setting(env) {
+            if !crate::telemetry::valid_filter(&level) {
+                problems.push(ConfigError::Invalid {
+                    name,
+                    value: level,
+                    reason: "expected a level (error, warn, info, debug, trace) or a tracing \
+                             filter such as info,aws_smithy_runtime=warn"
+                        .into(),
+                });
+            }
+        }
+        problems.check(Self::sample_rate(env).map(drop), ());
     }
 }
 
@@ -214,70 +393,82 @@ pub struct CommonConfig {
 }
 
 impl CommonConfig {
-    /// Reads the shared settings of `function`; a missing one is named in the error.
+    /// Reads the shared settings of `function`; every problem is named in the error.
     pub fn from_env(
         env: &Env,
         function: &'static str,
         default_types: &[&str],
         supported: &[&str],
-    ) -> Result<Self, ConfigError> {
-        // Read by the logger (LogSettings, which has no errors to give): checked here, so that a
-        // wrong value stops start-up like any other.
-        if let Some(rate) = env.optional("LOG_SAMPLE_RATE") {
-            if !rate
-                .trim()
-                .parse::<f64>()
-                .is_ok_and(|r| (0.0..=1.0).contains(&r))
-            {
-                return Err(ConfigError::Invalid {
-                    name: "LOG_SAMPLE_RATE",
-                    value: rate,
-                    reason: "a number from 0 to 1 (the share of invocations logged at DEBUG)"
-                        .into(),
-                });
-            }
-        }
-        let dlq_max_message_bytes: usize = env.parse_or(
-            "DLQ_MAX_MESSAGE_BYTES",
+    ) -> Result<Self, ConfigErrors> {
+        let mut problems = Problems::default();
+        let config = Self::read(env, function, default_types, supported, &mut problems);
+        problems.finish(config)
+    }
+
+    /// [`Self::from_env`], keeping each problem in `problems` (a function reads its own settings
+    /// into the same, so that start-up names them all).
+    pub fn read(
+        env: &Env,
+        function: &'static str,
+        default_types: &[&str],
+        supported: &[&str],
+        problems: &mut Problems,
+    ) -> Self {
+        LogSettings::check(env, problems);
+        let engine = EngineConfig::read(env, function, default_types, supported, problems);
+        let dlq_url = problems.required(env, "DLQ_URL");
+        let dlq_max_message_bytes = problems.check(
+            env.number(
+                "DLQ_MAX_MESSAGE_BYTES",
+                crate::adapters::sqs::MAX_MESSAGE_BYTES,
+                4096..=1024 * 1024,
+                " of bytes (the queue's MaximumMessageSize)",
+            ),
             crate::adapters::sqs::MAX_MESSAGE_BYTES,
-        )?;
-        if !(4096..=1024 * 1024).contains(&dlq_max_message_bytes) {
-            return Err(ConfigError::Invalid {
-                name: "DLQ_MAX_MESSAGE_BYTES",
-                value: dlq_max_message_bytes.to_string(),
-                reason: "a whole number from 4096 to 1048576 (the queue's MaximumMessageSize)"
-                    .into(),
-            });
-        }
-        Ok(Self {
+        );
+        Self {
             function,
-            engine: EngineConfig::from_env(env, function, default_types, supported)?,
-            dlq_url: env.required("DLQ_URL")?,
+            engine,
+            dlq_url,
             failure_bucket: env.optional("FAILURE_BUCKET"),
             dlq_max_message_bytes,
-            idempotency: IdempotencyConfig::from_env(env)?,
-        })
+            idempotency: IdempotencyConfig::read(env, problems),
+        }
     }
 }
 
 impl IdempotencyConfig {
     /// Reads the settings.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let ttl: u64 = env.parse_or("IDEMPOTENCY_TTL_SECONDS", 8 * 24 * 3600)?;
-        let lease: u64 = env.parse_or("IDEMPOTENCY_LEASE_SECONDS", 60)?;
-        if lease == 0 || lease >= ttl {
-            return Err(ConfigError::Invalid {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
+        let mut problems = Problems::default();
+        let config = Self::read(env, &mut problems);
+        problems.finish(config)
+    }
+
+    /// [`Self::from_env`], keeping each problem in `problems`.
+    pub fn read(env: &Env, problems: &mut Problems) -> Self {
+        const DAY: u64 = 24 * 3600;
+        let ttl = problems.check(
+            env.number("IDEMPOTENCY_TTL_SECONDS", 8 * DAY, 60..=366 * DAY, " of seconds"),
+            8 * DAY,
+        );
+        let lease = problems.check(
+            env.number("IDEMPOTENCY_LEASE_SECONDS", 60, 1..=900, " of seconds"),
+            60,
+        );
+        if lease >= ttl {
+            problems.push(ConfigError::Invalid {
                 name: "IDEMPOTENCY_LEASE_SECONDS",
                 value: lease.to_string(),
-                reason: "must be at least 1 and shorter than IDEMPOTENCY_TTL_SECONDS".into(),
+                reason: "expected fewer seconds than IDEMPOTENCY_TTL_SECONDS".into(),
             });
         }
-        Ok(Self {
-            table: env.required("IDEMPOTENCY_TABLE")?,
+        Self {
+            table: problems.required(env, "IDEMPOTENCY_TABLE"),
             ttl: Duration::from_secs(ttl),
             lease: Duration::from_secs(lease),
-            validate_payload: env.parse_or("IDEMPOTENCY_PAYLOAD_VALIDATION", true)?,
-        })
+            validate_payload: problems.check(env.flag("IDEMPOTENCY_PAYLOAD_VALIDATION", true), true),
+        }
     }
 }
 

@@ -35,7 +35,7 @@ use crate::error::{EffectError, ErrorClass};
 use crate::event::{Envelope, Malformed, Read, RecordData};
 use crate::idempotency::{EffectKey, PayloadHash};
 use crate::kpl::{self, UserRecord};
-use crate::ports::{Consumer, PoisonRecord, PoisonSink};
+use crate::ports::{Consumer, PoisonCause, PoisonRecord, PoisonSink};
 
 /// What a rule did with one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -485,14 +485,15 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
 
     /// The unit's envelope and, of a type the function handles, its payload.
     fn read<'u>(&self, unit: &Unit<'u>) -> Result<Read<'u, C::Payload<'u>>, Malformed> {
-        let (Some(_), Some(_)) = (unit.partition_key, unit.sequence_number) else {
-            let why = if unit.view.is_object() {
-                "no partitionKey or sequenceNumber"
-            } else {
-                "the record is not an object"
-            };
-            return Err(Malformed::Record(why.into()));
+        let why = match (unit.partition_key, unit.sequence_number) {
+            (Some(_), Some(_)) => None,
+            _ if !unit.view.is_object() => Some("the record is not an object"),
+            (None, _) => Some("kinesis.partitionKey is missing or not a string"),
+            (_, None) => Some("kinesis.sequenceNumber is missing or not a string"),
         };
+        if let Some(why) = why {
+            return Err(Malformed::Record(why.into()));
+        }
         Envelope::read(unit.record_data()?, &self.consumer, |t| self.wanted(t))
     }
 
@@ -504,7 +505,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             Err(why) => {
                 return in_record(
                     logging().then(|| Self::identity::<()>(unit, None)),
-                    self.capture(batch, unit, &why),
+                    self.capture(batch, unit, &why, PoisonCause::Data),
                 )
                 .await
             }
@@ -530,10 +531,15 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
                     Step::Done(outcome)
                 }
                 Err(err) if err.class() == ErrorClass::Permanent => {
-                    self.capture(batch, unit, &err).await
+                    let cause = if err.is_bad_data() {
+                        PoisonCause::Data
+                    } else {
+                        PoisonCause::Effect
+                    };
+                    self.capture(batch, unit, &err, cause).await
                 }
                 Err(err) => {
-                    tracing::warn!(error = ?err, "record failed; stopping its partition key");
+                    tracing::warn!(reason = %err, error = ?err, "record failed; stopping its partition key");
                     Step::Failed
                 }
             }
@@ -546,6 +552,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         batch: &KinesisBatch,
         unit: &Unit<'_>,
         reason: &(dyn std::fmt::Display + Sync),
+        cause: PoisonCause,
     ) -> Step<'static> {
         let data = match (unit.sub_sequence_number, unit.data) {
             (Some(_), Ok(user_data)) => base64_simd::STANDARD.encode_to_string(user_data),
@@ -560,6 +567,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             sub_sequence_number: unit.sub_sequence_number,
             data,
             reason: reason.to_string(),
+            cause,
             captured_at_ms: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),

@@ -46,6 +46,7 @@ impl fmt::Display for ErrorClass {
 pub struct EffectError {
     class: ErrorClass,
     ambiguous: bool,
+    bad_data: bool,
     message: String,
     #[source]
     source: Option<BoxError>,
@@ -62,11 +63,25 @@ impl EffectError {
         Self::new(ErrorClass::Permanent, message, None)
     }
 
+    /// A permanent failure whose cause is the event's data (it conflicts with what was applied,
+    /// or breaks a rule of the function): redriven as it is, it fails again.
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        let mut err = Self::permanent(message);
+        err.bad_data = true;
+        err
+    }
+
+    /// Whether the event's data is the cause ([`Self::bad_data`]).
+    pub fn is_bad_data(&self) -> bool {
+        self.bad_data
+    }
+
     /// A failure with its cause.
     pub fn new(class: ErrorClass, message: impl Into<String>, source: Option<BoxError>) -> Self {
         Self {
             class,
             ambiguous: false,
+            bad_data: false,
             message: message.into(),
             source,
         }

@@ -257,7 +257,7 @@ fn applied_before(
     match markers.get(&*event.key) {
         None => Ok(false),
         Some(stored) if event.reused(stored.as_deref()) => {
-            Err(EffectError::permanent(PAYLOAD_REUSED))
+            Err(EffectError::bad_data(PAYLOAD_REUSED))
         }
         Some(_) => Ok(true),
     }

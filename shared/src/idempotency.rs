@@ -73,7 +73,7 @@ impl PayloadHash {
     /// The hash of `payload`.
     pub fn of<T: serde::Serialize + ?Sized>(payload: &T) -> Result<Self, EffectError> {
         let bytes = postcard::to_allocvec(payload)
-            .map_err(|e| EffectError::permanent(format!("the payload cannot be hashed: {e}")))?;
+            .map_err(|e| EffectError::bad_data(format!("the payload cannot be hashed: {e}")))?;
         Ok(Self(xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes()))
     }
 
@@ -221,7 +221,7 @@ where
     let lease = match ledger.claim(event).await? {
         Claim::Claimed(lease) => lease,
         Claim::AlreadyDone => return Ok(Outcome::Duplicate),
-        Claim::Reused => return Err(EffectError::permanent(PAYLOAD_REUSED)),
+        Claim::Reused => return Err(EffectError::bad_data(PAYLOAD_REUSED)),
         Claim::InProgress => {
             return Err(EffectError::retryable(
                 "another delivery of this event holds its claim; retry after the lease",
@@ -482,6 +482,7 @@ mod tests {
             sub_sequence_number: None,
             data: "eA==".into(),
             reason: "bad".into(),
+            cause: crate::ports::PoisonCause::Data,
             captured_at_ms: 1,
         };
         sink.inner().refuse(true);

@@ -33,7 +33,7 @@ pub mod telemetry;
 pub mod time;
 
 pub use batch::KinesisBatch;
-pub use config::{ConfigError, Env};
+pub use config::{ConfigError, ConfigErrors, Env};
 pub use engine::{
     BatchEngine, BatchOutcome, BatchStats, EngineConfig, Event, EventTypeSet, Outcome,
 };

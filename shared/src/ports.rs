@@ -73,8 +73,23 @@ pub struct PoisonRecord {
     pub data: String,
     /// Why it can never succeed.
     pub reason: String,
+    /// Whether its data is what is wrong ([`PoisonCause::Data`]: redriven as it is, it fails
+    /// again) or its effect failed for good ([`PoisonCause::Effect`]).
+    pub cause: PoisonCause,
     /// When it was captured, in milliseconds since the Unix epoch.
     pub captured_at_ms: u64,
+}
+
+/// What made a record poison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoisonCause {
+    /// The record's data: not an event, a payload that breaks its schema, an `eventId` reused for
+    /// another payload. Put back as it is, it fails again the same way.
+    Data,
+    /// Its effect failed for good (an address SES refuses, an outcome nobody knows): put back after
+    /// the cause is fixed, it may succeed.
+    Effect,
 }
 
 /// Where poison records go. A record counts as handled only once the sink has accepted it.

@@ -198,6 +198,7 @@ where
     let s = &outcome.stats;
     tracing::info!(
         request_id = %context.request_id,
+        function = %engine.config().function,
         time_left_ms,
         received = s.received,
         applied = s.applied,
@@ -225,13 +226,44 @@ where
     outcome.response
 }
 
-/// Turns a start-up failure into the runtime's error, logging its message first, so Lambda's init
-/// error and the log both name what is wrong (for example the missing setting).
-pub fn start_up<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, lambda_runtime::Error> {
-    result.map_err(|e| {
-        tracing::error!("start-up failed: {e}");
-        lambda_runtime::Error::from(format!("start-up failed: {e}"))
-    })
+/// What a binary started outside Lambda is told.
+pub const OUTSIDE_LAMBDA: &str = "AWS_LAMBDA_RUNTIME_API is not set: this is a Lambda function, \
+    which takes its invocations from Lambda's Runtime API. Deploy it, or run it locally under \
+    cargo lambda watch ('make watch', or 'make up' for the whole stack)";
+
+/// The configuration, or the end of start-up: every problem is logged once (with, first, a word
+/// if the binary was started outside Lambda) and the process exits with status 1, which Lambda
+/// reports as the init error, the log naming each setting.
+pub fn start_up<T, E: std::fmt::Display>(config: Result<T, E>) -> T {
+    let outside = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none();
+    match (config, outside) {
+        (Ok(config), false) => config,
+        (Ok(_), true) => stop(OUTSIDE_LAMBDA),
+        (Err(e), false) => stop(&e.to_string()),
+        (Err(e), true) => stop(&format!("{OUTSIDE_LAMBDA}\n{e}")),
+    }
+}
+
+fn stop(why: &str) -> ! {
+    tracing::error!("start-up failed: {why}");
+    std::process::exit(1)
+}
+
+/// [`run`], for a binary's `main`: an error that stops the runtime is logged once, and the exit
+/// status says it.
+pub async fn serve<C, P>(engine: BatchEngine<C, P>) -> std::process::ExitCode
+where
+    C: Consumer + Send + 'static,
+    P: PoisonSink + Send + 'static,
+{
+    match run(engine).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+            tracing::error!(error = %e, "the Lambda Runtime API at {api} stopped answering; the runtime stops");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 impl CommonConfig {

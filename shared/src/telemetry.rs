@@ -31,6 +31,20 @@ pub fn init() {
     let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
+/// Whether `filter` is a log level (`error`, `warn`, `info`, `debug`, `trace`, `off`, any case) or a
+/// `tracing` filter of directives such as `info,aws_smithy_runtime=warn`. A bare word that is no
+/// level (`verbose`) parses as "everything of target `verbose`", which nobody means: refused.
+pub fn valid_filter(filter: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let filter = filter.to_lowercase();
+    EnvFilter::try_new(&filter).is_ok()
+        && filter
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .all(|d| LEVELS.contains(&d) || d.contains('='))
+}
+
 /// Sets the share of invocations (0 to 1) that log everything at DEBUG (`LOG_SAMPLE_RATE`). It
 /// takes effect for subscribers made after it.
 pub fn set_sample_rate(rate: f64) {
@@ -50,8 +64,11 @@ pub fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Clone + Send + Sync + 'static,
 {
-    let configured =
-        EnvFilter::try_new(level.to_lowercase()).unwrap_or_else(|_| EnvFilter::new("info"));
+    // A wrong filter stops start-up (`LogSettings::check`); until it does, `info`.
+    let configured = Some(level.to_lowercase())
+        .filter(|l| valid_filter(l))
+        .and_then(|l| EnvFilter::try_new(l).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let max = configured.max_level_hint().unwrap_or(LevelFilter::INFO);
     let sampling = f64::from_bits(SAMPLE_RATE.load(Ordering::Relaxed)) > 0.0;
     // With sampling, DEBUG must reach the layers, which keep it for sampled invocations only.

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::adapters::{DynamoLedger, SesEmailSender};
-use shared::config::{CommonConfig, ConfigError, Env};
+use shared::config::{CommonConfig, ConfigErrors, Env, Problems};
 use shared::idempotency::once;
 use shared::order::{OrderLines, PlacedOrder, ORDER_CREATED, ORDER_PLACED};
 use shared::ports::IdempotencyStore;
@@ -36,20 +36,23 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the settings; a missing one is named in the error.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+    /// Reads the settings; every missing or wrong one is named in the error.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
         let function = env!("CARGO_PKG_NAME");
-        Ok(Self {
-            common: CommonConfig::from_env(
+        let mut problems = Problems::default();
+        let config = Self {
+            common: CommonConfig::read(
                 env,
                 function,
                 DEFAULT_EVENT_TYPES,
                 SUPPORTED_EVENT_TYPES,
-            )?,
-            sender: env.required("SENDER_ADDRESS")?,
-            template: env.required("TEMPLATE_NAME")?,
+                &mut problems,
+            ),
+            sender: problems.required(env, "SENDER_ADDRESS"),
+            template: problems.required(env, "TEMPLATE_NAME"),
             configuration_set: env.optional("CONFIGURATION_SET"),
-        })
+        };
+        problems.finish(config)
     }
 }
 
@@ -115,7 +118,7 @@ pub fn template_data(order: &PlacedOrder<'_>) -> Result<String, EffectError> {
     for line in order.items.iter() {
         item_count = item_count
             .checked_add(line.quantity.get())
-            .ok_or_else(|| EffectError::permanent("template data: item count out of range"))?;
+            .ok_or_else(|| EffectError::bad_data("template data: item count out of range"))?;
     }
     let data = TemplateData {
         order_id: order.order_id.as_str(),

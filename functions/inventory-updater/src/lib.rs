@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use shared::adapters::DynamoInventory;
-use shared::config::{CommonConfig, ConfigError, Env};
+use shared::config::{CommonConfig, ConfigErrors, Env, Problems};
 use shared::order::{OrderId, OrderLines, ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED};
 use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 use shared::runtime::DeadLetterQueue;
@@ -60,18 +60,21 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the settings; a missing one is named in the error.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+    /// Reads the settings; every missing or wrong one is named in the error.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
         let function = env!("CARGO_PKG_NAME");
-        Ok(Self {
-            common: CommonConfig::from_env(
+        let mut problems = Problems::default();
+        let config = Self {
+            common: CommonConfig::read(
                 env,
                 function,
                 DEFAULT_EVENT_TYPES,
                 SUPPORTED_EVENT_TYPES,
-            )?,
-            table: env.required("INVENTORY_TABLE")?,
-        })
+                &mut problems,
+            ),
+            table: problems.required(env, "INVENTORY_TABLE"),
+        };
+        problems.finish(config)
     }
 }
 
@@ -114,7 +117,7 @@ impl<S: InventoryStore> Consumer for InventoryRule<S> {
         let event_key = event.effect_key()?;
         match &event.payload {
             InventoryEvent::Reserve(order) => {
-                let lines = order.items.quantities().map_err(EffectError::permanent)?;
+                let lines = order.items.quantities().map_err(EffectError::bad_data)?;
                 Ok(
                     match self
                         .store

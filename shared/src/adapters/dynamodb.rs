@@ -254,7 +254,7 @@ impl DynamoInventory {
             }
         };
         if reused {
-            Err(EffectError::permanent(PAYLOAD_REUSED))
+            Err(EffectError::bad_data(PAYLOAD_REUSED))
         } else {
             Ok(())
         }

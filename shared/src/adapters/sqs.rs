@@ -173,6 +173,7 @@ mod tests {
             sub_sequence_number: None,
             data: "bm90IGpzb24=".into(),
             reason: "not an event envelope".into(),
+            cause: crate::ports::PoisonCause::Data,
             captured_at_ms: 1,
         }
     }
