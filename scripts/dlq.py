@@ -565,7 +565,7 @@ def main():
             redrive(a.endpoint, a.stream, a.keep_unknown, a.source,
                     Choice(a.dry_run, a.only_reason, a.sequence, a.everything))
     except EndpointConnectionError:
-        sys.exit(f"cannot reach {where}: " + ("the local stack is down; start it with 'make up'" if a.endpoint
+        sys.exit(f"cannot reach {where}; " + ("the local stack is down: start it with 'make up'" if a.endpoint
                                              else "check your network and AWS_REGION"))
     except ClientError as e:
         err = e.response.get("Error", {})

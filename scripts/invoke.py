@@ -118,7 +118,8 @@ def summary(function, event, response, done, warnings):
         print(f"{function} wrote no `batch done` line within 10 s; see {os.path.relpath(os.path.join(STATE, 'watch.log'), ROOT)}")
         return
     parts = [f"{done[k]} {text}" for k, text in COUNTS if done.get(k)]
-    print(f"{function}, {os.path.relpath(event, ROOT)}: {done.get('received', 0)} records"
+    received = done.get("received", 0)
+    print(f"{function}, {os.path.relpath(event, ROOT)}: {received} record{'' if received == 1 else 's'}"
           + (": " + "; ".join(parts) if parts else ""))
     for w in warnings:
         reason = w.get("reason") or w.get("error") or w.get("message")

@@ -13,6 +13,27 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
 
+/// What to add to a request's error when it never reached its endpoint: the endpoint, and, for a
+/// local one (`AWS_ENDPOINT_URL` on loopback), that the local stack is down and how to start it.
+/// Empty for any other error. `error` is the error's whole chain ([`crate::error::chain`]).
+pub fn unreachable_hint(error: &str) -> String {
+    let connect = [
+        "dispatch failure",
+        "Connection refused",
+        "tcp connect error",
+    ];
+    if !connect.iter().any(|c| error.contains(c)) {
+        return String::new();
+    }
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if url.contains("127.0.0.1") || url.contains("localhost") => {
+            format!(" (nothing answers at {url}; the local stack is down: start it with 'make up')")
+        }
+        Ok(url) => format!(" (nothing answers at {url}, the AWS_ENDPOINT_URL)"),
+        Err(_) => " (AWS did not answer: check the network and AWS_REGION)".to_owned(),
+    }
+}
+
 /// Loads the shared SDK configuration from the environment: see [`loader`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
     loader().load().await

@@ -270,8 +270,7 @@ impl EngineConfig {
                 }
             }
         };
-        let max_concurrency =
-            problems.check(env.number("MAX_CONCURRENCY", 64, 1..=1024, ""), 64);
+        let max_concurrency = problems.check(env.number("MAX_CONCURRENCY", 64, 1..=1024, ""), 64);
         let margin_ms = problems.check(
             env.number("DEADLINE_MARGIN_MS", 1000, 0..=60_000, " of milliseconds"),
             1000,
@@ -449,7 +448,12 @@ impl IdempotencyConfig {
     pub fn read(env: &Env, problems: &mut Problems) -> Self {
         const DAY: u64 = 24 * 3600;
         let ttl = problems.check(
-            env.number("IDEMPOTENCY_TTL_SECONDS", 8 * DAY, 60..=366 * DAY, " of seconds"),
+            env.number(
+                "IDEMPOTENCY_TTL_SECONDS",
+                8 * DAY,
+                60..=366 * DAY,
+                " of seconds",
+            ),
             8 * DAY,
         );
         let lease = problems.check(
@@ -467,7 +471,8 @@ impl IdempotencyConfig {
             table: problems.required(env, "IDEMPOTENCY_TABLE"),
             ttl: Duration::from_secs(ttl),
             lease: Duration::from_secs(lease),
-            validate_payload: problems.check(env.flag("IDEMPOTENCY_PAYLOAD_VALIDATION", true), true),
+            validate_payload: problems
+                .check(env.flag("IDEMPOTENCY_PAYLOAD_VALIDATION", true), true),
         }
     }
 }
@@ -555,6 +560,68 @@ mod tests {
         );
         assert_eq!(read(&[("RUST_LOG", "warn")]).level, "warn");
         assert_eq!(read(&[("LOG_SAMPLE_RATE", "0.05")]).sample_rate, 0.05);
+    }
+
+    /// One reading names every problem, in the order read, each with the form it expects; a log
+    /// filter that is no level stops start-up like any other setting.
+    #[test]
+    fn every_problem_at_once() {
+        let env = Env::from_pairs([
+            ("RUST_LOG", "verbose"),
+            ("MAX_CONCURRENCY", "abc"),
+            ("DEADLINE_MARGIN_MS", "-1"),
+            ("IDEMPOTENCY_PAYLOAD_VALIDATION", "yes"),
+        ]);
+        let err = CommonConfig::from_env(&env, "f", &["A"], &["A"]).unwrap_err();
+        assert_eq!(
+            err.names(),
+            [
+                "RUST_LOG",
+                "MAX_CONCURRENCY",
+                "DEADLINE_MARGIN_MS",
+                "DLQ_URL",
+                "IDEMPOTENCY_TABLE",
+                "IDEMPOTENCY_PAYLOAD_VALIDATION"
+            ]
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("6 settings are wrong:\n  - RUST_LOG=verbose"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "MAX_CONCURRENCY=abc is not valid: expected a whole number from 1 to 1024"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("DEADLINE_MARGIN_MS=-1 is not valid: expected a whole number of milliseconds from 0 to 60000"), "{text}");
+        assert!(
+            text.contains(
+                "IDEMPOTENCY_PAYLOAD_VALIDATION=yes is not valid: expected true or false"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains('"'), "values are shown as written: {text}");
+
+        // A filter of directives, and any level's case, are fine.
+        for level in ["DEBUG", "info,aws_smithy_runtime=warn", "off"] {
+            let env = Env::from_pairs([
+                ("RUST_LOG", level),
+                ("DLQ_URL", "q"),
+                ("IDEMPOTENCY_TABLE", "t"),
+            ]);
+            assert!(
+                CommonConfig::from_env(&env, "f", &["A"], &["A"]).is_ok(),
+                "{level}"
+            );
+        }
+        // One problem reads as one line.
+        let one = IdempotencyConfig::from_env(&Env::from_pairs([])).unwrap_err();
+        assert_eq!(
+            one.to_string(),
+            "IDEMPOTENCY_TABLE is missing: set it in the function's environment"
+        );
     }
 
     #[test]

@@ -156,11 +156,22 @@ class DlqTest(unittest.TestCase):
             it = page.get("NextShardIterator")
         return out
 
-    def run_redrive(self, stream=None):
+    def run_redrive(self, stream=None, choice=None):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            dlq.redrive(self.endpoint, stream, keep_unknown=False)
+            dlq.redrive(self.endpoint, stream, keep_unknown=False, choice=choice)
         return out.getvalue()
+
+    def poison(self, seq, reason, cause=None, key=None):
+        """A poison record in the queue, as a function captures it; returns its data."""
+        data = event(f"evt-{seq}", orderId=f"o-{seq}")
+        body = {"function": "email", "eventSourceArn": self.stream_arn, "shardId": SHARD,
+                "partitionKey": key or f"order-{seq}", "sequenceNumber": str(seq), "subSequenceNumber": None,
+                "data": base64.b64encode(data).decode(), "reason": reason, "capturedAtMs": 1}
+        if cause:
+            body["cause"] = cause
+        self.send(body)
+        return data
 
     # -- tests -----------------------------------------------------------------------------------
 
@@ -219,6 +230,28 @@ class DlqTest(unittest.TestCase):
         self.assertEqual(self.queue_bodies(), [])
         with self.assertRaises(Exception):
             self.s3.head_object(Bucket=bucket, Key=key)
+
+    def test_redrive_chooses_and_keeps_what_would_fail_again(self):
+        self.poison(101, "permanent error: SES refused the address", cause="effect")
+        self.poison(102, "the ORDER_PLACED payload violates its schema: items is empty", cause="data")
+        self.poison(103, "outcome unknown, not repeated to avoid a duplicate: timeout", cause="effect")
+        self.poison(104, "not an event envelope: expected value")  # an older message: no cause
+
+        dry = self.run_redrive(self.stream, dlq.Choice(dry_run=True))
+        self.assertEqual(self.records_after(), [], "a dry run puts nothing back")
+        self.assertEqual(len(self.queue_bodies()), 4, "and deletes nothing")
+        self.assertIn("would redrive poison record shardId-000000000000 seq 101", dry)
+        self.assertIn("would redrive poison record shardId-000000000000 seq 103", dry)
+        self.assertRegex(dry, r"kept poison record \S+ seq 102: its data is what is wrong")
+        self.assertRegex(dry, r"kept poison record \S+ seq 104: its data is what is wrong")
+        self.assertIn("dry run: 2 of 4 in the queue would be redriven, 2 kept (they would fail again)", dry)
+
+        out = self.run_redrive(self.stream, dlq.Choice(only_reason="SES"))
+        self.assertEqual([r["PartitionKey"] for r in self.records_after()], ["order-101"], out)
+        out = self.run_redrive(self.stream, dlq.Choice(sequences=["102"], everything=True))
+        self.assertEqual([r["PartitionKey"] for r in self.records_after()], ["order-101", "order-102"], out)
+        left = sorted(b["sequenceNumber"] for b in self.queue_bodies())
+        self.assertEqual(left, ["103", "104"])
 
     def test_poison_record_is_put_back_and_deleted(self):
         data = event("evt-poison-1", orderId="o-1")
@@ -298,7 +331,8 @@ class DlqTest(unittest.TestCase):
 
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("2 messages", out.stdout)
-        self.assertIn("1 poison records, 1 OnFailure batches", out.stdout)
+        self.assertIn("2 messages in queue order-events-dlq on the local stack", out.stdout)
+        self.assertIn("1 poison record, 1 OnFailure batch\n", out.stdout)
         self.assertIn("poison record from email: shardId-000000000000 seq 4960000000009/2 key 'order-o-9'",
                       out.stdout)
         self.assertIn("missing field orderId", out.stdout)

@@ -64,7 +64,11 @@ impl KinesisStream {
             .stream_name(&self.name)
             .send()
             .await
-            .map_err(|e| format!("cannot describe the stream {}: {}", self.name, chain(&e)))?;
+            .map_err(|e| {
+                let why = chain(&e);
+                let hint = shared::aws::unreachable_hint(&why);
+                format!("cannot describe the stream {}: {why}{hint}", self.name)
+            })?;
         Ok(out
             .stream_description_summary()
             .map(|d| d.stream_arn().to_owned())

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use producer::envelope::{OrderEvent, PartitionKey};
 use producer::generate::Mix;
-use producer::ports::Kinesis;
+use producer::ports::{Kinesis, StreamWriter};
 use producer::publisher::{Config, Limits, Publisher, Record, Retry};
 use serde_json::Value;
 
@@ -178,10 +178,17 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         in_flight: o.in_flight,
         aggregate: o.aggregate.then_some(o.aggregate_bytes),
     };
-    let publisher = Publisher::new(
-        Kinesis::new(producer::kinesis_client(&sdk), &o.stream),
-        config,
-    );
+    let kinesis = Kinesis::new(producer::kinesis_client(&sdk), &o.stream);
+    // One request first: a stream that is not there, or an endpoint that does not answer, is said
+    // in one line before any record is tried.
+    if let Err(e) = kinesis.open_shards().await {
+        let hint = shared::aws::unreachable_hint(&e.0);
+        return Err(format!(
+            "cannot reach the stream {}: {}{hint}",
+            o.stream, e.0
+        ));
+    }
+    let publisher = Publisher::new(kinesis, config);
     let bar = ProgressBar::new(records.len() as u64);
     if records.len() < 2000 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
