@@ -66,7 +66,8 @@ def decode(record):
         return [f"not JSON: `{raw!r}`"]
 
 
-def main():
+def render():
+    """The page, as text."""
     out = ["# Sample events", "",
            "Lambda Kinesis events as the event source mapping delivers them (the data base64), for "
            "`make invoke FN=<function> EVENT=<name>` and the tests. `make events` writes them "
@@ -82,8 +83,12 @@ def main():
                 key = json.dumps(k.get("partitionKey"))
                 out.append(f"| {i if j == 0 else ''} | {key if j == 0 else ''} | {line.replace('|', '&#124;')} |")
         out.append("")
+    return "\n".join(out)
+
+
+def main():
     with open(os.path.join(HERE, "README.md"), "w") as f:
-        f.write("\n".join(out))
+        f.write(render())
 
 
 if __name__ == "__main__":

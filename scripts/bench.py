@@ -198,8 +198,8 @@ def cost_section(out, costs, powertools_line, prices):
         out("")
     out(f"Both functions, per million events: ours **{money(grand['ours'])}**, with FilterAtSource "
         f"{money(grand['ours, FilterAtSource=true'])}, one record at a time with Powertools logs "
-        f"{money(grand[POWERTOOLS_STYLE])} ({grand[POWERTOOLS_STYLE] / grand['ours']:.2f}×). The README "
-        "(Operating, Costs) says which settings move each line.")
+        f"{money(grand[POWERTOOLS_STYLE])} ({grand[POWERTOOLS_STYLE] / grand['ours']:.2f}×). "
+        "docs/operating.md (Costs) says which settings move each line.")
     out("")
 
 

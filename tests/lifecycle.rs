@@ -1,4 +1,4 @@
-//! The order's lifecycle in inventory, every transition of the README's table, over the
+//! The order's lifecycle in inventory, every transition of the table in docs/processing.md, over the
 //! in-memory store and over the DynamoDB adapter against the local AWS-API server.
 
 use std::collections::BTreeMap;

@@ -457,7 +457,7 @@ impl IdempotencyConfig {
             8 * DAY,
         );
         let lease = problems.check(
-            env.number("IDEMPOTENCY_LEASE_SECONDS", 60, 1..=900, " of seconds"),
+            env.number("IDEMPOTENCY_LEASE_SECONDS", 60, 1..=86_400, " of seconds"),
             60,
         );
         if lease >= ttl {
