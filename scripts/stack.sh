@@ -173,14 +173,14 @@ demo() {
   put=$(now_ms)
   wait_delivered "$put"
   "$PY" scripts/local_aws.py bootstrap --endpoint "$endpoint" # the queue is back
-  with_stack_env "$PY" scripts/dlq.py list --endpoint "$endpoint" | sed -n '/failure records in/,$p'
+  with_stack_env "$PY" scripts/dlq.py list --endpoint "$endpoint" | sed -n '/failure records\? in/,$p'
   echo
   echo "== Redriving the failure bucket: the records go back on the stream, in order; the objects are deleted =="
   with_stack_env "$PY" scripts/dlq.py redrive --from bucket --endpoint "$endpoint"
   put=$(now_ms)
   wait_delivered "$put"
   echo "redelivered: the queue is back, so the poison record is captured this time"
-  with_stack_env "$PY" scripts/dlq.py list --endpoint "$endpoint" | grep -E "messages in|ord-lost-queue|evt-lost-queue|failure records in" || true
+  with_stack_env "$PY" scripts/dlq.py list --endpoint "$endpoint" | grep -E "messages? in|ord-lost-queue|evt-lost-queue|failure records? in" || true
 }
 
 case "${1:-}" in
