@@ -289,7 +289,7 @@ def list_messages(endpoint):
             if records is None:
                 print(f"- unrecognised object {key}")
                 continue
-            print(f"- batch from {describe_batch(record)}: {len(records)} records kept\n    {key}")
+            print(f"- batch from {describe_batch(record)}: {plural(len(records), 'record')} kept\n    {key}")
 
 
 class Choice:
@@ -400,7 +400,7 @@ def redrive(endpoint, stream, keep_unknown, source="all", choice=None):
                 continue
             delete(messages)
             redriven += 1
-            print(f"redrove {what}: {len(records)} records put back into {source}")
+            print(f"redrove {what}: {plural(len(records), 'record')} put back into {source}")
     finally:
         # Whatever was not redriven shows again at once, for the next look.
         for messages in [ms for _, ms in by_record.values()] + [ms for _, ms in by_batch.values()] + [others]:
@@ -444,7 +444,7 @@ def redrive_bucket(s3, kinesis, bucket, stream, env, choice=None):
             continue
         if choice.dry_run:
             done += len(keys)
-            print(f"would redrive failure record {what}: {len(records)} records into {target}")
+            print(f"would redrive failure record {what}: {plural(len(records), 'record')} into {target}")
             continue
         try:
             put_back(kinesis, target, [{"PartitionKey": r["partitionKey"], "Data": base64.b64decode(r["data"])}
@@ -456,7 +456,7 @@ def redrive_bucket(s3, kinesis, bucket, stream, env, choice=None):
         for key in keys:
             s3.delete_object(Bucket=bucket, Key=key)
             done += 1
-        print(f"redrove failure record {what}: {len(records)} records put back into {target}")
+        print(f"redrove failure record {what}: {plural(len(records), 'record')} put back into {target}")
     if choice.dry_run:
         print(f"dry run: {done} of {plural(len(objects), 'object')} in s3://{bucket} would be redriven; nothing was changed")
     else:
