@@ -95,6 +95,13 @@ impl Problems {
         self.check(env.required(name), String::new())
     }
 
+    /// What `read` reads, when it found nothing wrong.
+    pub fn collect<T>(read: impl FnOnce(&mut Problems) -> T) -> Result<T, ConfigErrors> {
+        let mut problems = Problems::default();
+        let value = read(&mut problems);
+        problems.finish(value)
+    }
+
     /// `value`, when nothing was wrong.
     pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.0.is_empty() {
@@ -223,9 +230,7 @@ impl EngineConfig {
         default_types: &[&str],
         supported: &[&str],
     ) -> Result<Self, ConfigErrors> {
-        let mut problems = Problems::default();
-        let config = Self::read(env, function, default_types, supported, &mut problems);
-        problems.finish(config)
+        Problems::collect(|problems| Self::read(env, function, default_types, supported, problems))
     }
 
     /// [`Self::from_env`], keeping each problem in `problems`.
@@ -399,9 +404,7 @@ impl CommonConfig {
         default_types: &[&str],
         supported: &[&str],
     ) -> Result<Self, ConfigErrors> {
-        let mut problems = Problems::default();
-        let config = Self::read(env, function, default_types, supported, &mut problems);
-        problems.finish(config)
+        Problems::collect(|problems| Self::read(env, function, default_types, supported, problems))
     }
 
     /// [`Self::from_env`], keeping each problem in `problems` (a function reads its own settings
@@ -439,9 +442,7 @@ impl CommonConfig {
 impl IdempotencyConfig {
     /// Reads the settings.
     pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
-        let mut problems = Problems::default();
-        let config = Self::read(env, &mut problems);
-        problems.finish(config)
+        Problems::collect(|problems| Self::read(env, problems))
     }
 
     /// [`Self::from_env`], keeping each problem in `problems`.

@@ -63,18 +63,16 @@ impl Config {
     /// Reads the settings; every missing or wrong one is named in the error.
     pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
         let function = env!("CARGO_PKG_NAME");
-        let mut problems = Problems::default();
-        let config = Self {
+        Problems::collect(|problems| Self {
             common: CommonConfig::read(
                 env,
                 function,
                 DEFAULT_EVENT_TYPES,
                 SUPPORTED_EVENT_TYPES,
-                &mut problems,
+                problems,
             ),
             table: problems.required(env, "INVENTORY_TABLE"),
-        };
-        problems.finish(config)
+        })
     }
 }
 
