@@ -25,7 +25,7 @@ EVENTS = os.path.join(ROOT, "events")
 # What each count of a `batch done` line means, in the order a person reads them.
 COUNTS = [
     ("applied", "applied"),
-    ("duplicates", "already applied before (duplicates: nothing done)"),
+    ("duplicates", "done before (duplicates: nothing done again)"),
     ("rejected", "rejected (recorded, not retried)"),
     ("no_effect", "needing no effect"),
     ("skipped", "skipped (types this function does not handle)"),
@@ -121,7 +121,11 @@ def summary(function, event, response, done, warnings):
     received = done.get("received", 0)
     print(f"{function}, {os.path.relpath(event, ROOT)}: {received} record{'' if received == 1 else 's'}"
           + (": " + "; ".join(parts) if parts else ""))
-    for w in warnings:
+    def seq(w):
+        text = str(w.get("sequence_number") or (w.get("span") or {}).get("sequence_number") or "")
+        return (len(text), text)
+
+    for w in sorted(warnings, key=seq):  # in stream order: records of different keys log as they finish
         reason = w.get("reason") or w.get("error") or w.get("message")
         if "poison" in (w.get("message") or ""):
             print(f"  poison {where(w)}: {reason}")
