@@ -18,6 +18,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from local_aws import log_lines
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATE = os.environ.get("LOCAL_STATE", os.path.join(ROOT, ".local"))
 EVENTS = os.path.join(ROOT, "events")
@@ -71,32 +73,19 @@ def new_lines(log, offset):
         return []
 
 
-def json_line(line):
-    start = line.find("{")
-    if start < 0:
-        return None
-    try:
-        value = json.loads(line[start:])
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def invocation_lines(log, offset, function, request_id, wait_s=10):
     """The invocation's `batch done` line and the WARN/ERROR lines before it, once it is written."""
     deadline = time.monotonic() + wait_s
     while True:
-        lines = [j for j in map(json_line, new_lines(log, offset)) if j]
-        for i, line in enumerate(lines):
-            fields = line.get("fields", line)
+        lines = log_lines(new_lines(log, offset))
+        for i, fields in enumerate(lines):
             if fields.get("message") != "batch done":
                 continue
             if request_id and fields.get("request_id") not in (None, request_id):
                 continue
             if fields.get("function") not in (None, function):
                 continue
-            warnings = [l.get("fields", l) | {"span": l.get("span")} for l in lines[:i]
-                        if l.get("level") in ("WARN", "ERROR")]
+            warnings = [line for line in lines[:i] if line.get("level") in ("WARN", "ERROR")]
             return fields, warnings
         if time.monotonic() > deadline:
             return None, []

@@ -167,17 +167,36 @@ def snapshot(endpoint):
     }
 
 
+def log_lines(lines):
+    """The functions' JSON log lines (as `cargo lambda watch` writes them to .local/watch.log), each
+    as a dict of its fields with `level` and `span`; other lines are skipped. The one reader of that
+    log: the demo's report and scripts/invoke.py use it."""
+    out = []
+    for line in lines:
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            value = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            fields = dict(value.get("fields", value))
+            fields.setdefault("level", value.get("level"))
+            fields.setdefault("span", value.get("span"))
+            out.append(fields)
+    return out
+
+
 def function_counts(log, first_line):
     """The functions' own counts: the sum of their `batch done` lines from line `first_line` on."""
     keys = ("received", "applied", "duplicates", "rejected", "no_effect", "skipped", "poison",
             "failed", "blocked", "unstarted")
     total = dict.fromkeys(keys, 0)
     with open(log) as f:
-        for n, line in enumerate(f):
-            if n < first_line or '"batch done"' not in line or "{" not in line:
-                continue
-            fields = json.loads(line[line.index("{"):])
-            fields = fields.get("fields", fields)
+        lines = f.read().splitlines()[first_line:]
+    for fields in log_lines(lines):
+        if fields.get("message") == "batch done":
             for k in keys:
                 total[k] += int(fields.get(k, 0))
     return total
