@@ -92,12 +92,19 @@ def invocation_lines(log, offset, function, request_id, wait_s=10):
         time.sleep(0.1)
 
 
+def identity(record, name):
+    """A field of the record's identity: on the line, or in its `record` span."""
+    return record.get(name) or (record.get("span") or {}).get(name)
+
+
+def stream_order(record):
+    seq = str(identity(record, "sequence_number") or "")
+    return (len(seq), seq)
+
+
 def where(record):
-    span = record.get("span") or {}
-    seq = record.get("sequence_number") or span.get("sequence_number")
-    key = record.get("partition_key") or span.get("partition_key")
-    sub = span.get("sub_sequence_number")
-    text = f"seq {seq}" + (f"/{sub}" if sub is not None else "")
+    sub, key = identity(record, "sub_sequence_number"), identity(record, "partition_key")
+    text = f"seq {identity(record, 'sequence_number')}" + (f"/{sub}" if sub is not None else "")
     return text + (f" (key {key})" if key is not None else "")
 
 
@@ -110,11 +117,8 @@ def summary(function, event, response, done, warnings):
     received = done.get("received", 0)
     print(f"{function}, {os.path.relpath(event, ROOT)}: {received} record{'' if received == 1 else 's'}"
           + (": " + "; ".join(parts) if parts else ""))
-    def seq(w):
-        text = str(w.get("sequence_number") or (w.get("span") or {}).get("sequence_number") or "")
-        return (len(text), text)
-
-    for w in sorted(warnings, key=seq):  # in stream order: records of different keys log as they finish
+    # In stream order: records of different keys log as they finish.
+    for w in sorted(warnings, key=stream_order):
         reason = w.get("reason") or w.get("error") or w.get("message")
         if "poison" in (w.get("message") or ""):
             print(f"  poison {where(w)}: {reason}")
