@@ -13,16 +13,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::proxy::{Fault, FaultProxy};
 use integration_tests::{local_env, LocalAws, Rng};
+use integration_tests::{EmailSettings, InventorySettings};
 use local_esm::mapping::{
     Function as Invoked, InvokeError, Mapper, NoDestination, Source, Stats as EsmStats,
     StreamRecord,
 };
 use local_esm::template::Mapping;
 use producer::generate::Mix;
-use shared::aws_config::timeout::TimeoutConfig;
-use shared::aws_sdk_dynamodb::types::AttributeValue;
 use shared::{BatchEngine, BatchStats, KinesisBatch, PoisonSink};
 
 const SKUS: usize = 20;
@@ -219,14 +220,14 @@ async fn chaos_replay() {
     let cache: String = setting("CHAOS_CACHE", "10000".to_owned());
     let started = Instant::now();
     if std::env::var("CHAOS_LOG").is_ok() {
-        shared::telemetry::init();
+        shared::platform::telemetry::init();
     }
     let mut rng = Rng::new(seed);
     let stream = generate(n, keys, seed, &mut rng);
 
     let aws = LocalAws::start();
     let sdk = LocalAws::sdk_config(&aws.endpoint()).await;
-    let ddb = shared::aws_sdk_dynamodb::Client::new(&sdk);
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     for s in 0..SKUS {
         ddb.put_item()
             .table_name("inventory")
@@ -266,10 +267,10 @@ async fn chaos_replay() {
     // standard retry mode: the deployed adaptive mode answers a fifth of all calls failing by
     // rate-limiting itself to a crawl (as it should), which would make this run take hours.
     let sdk = shared::aws::loader()
-        .retry_config(shared::aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
         .endpoint_url(proxy.endpoint())
-        .region(shared::aws_config::Region::new("us-east-1"))
-        .credentials_provider(shared::aws_sdk_dynamodb::config::Credentials::new(
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "testing", "testing", None, None, "local",
         ))
         .timeout_config(
@@ -287,12 +288,12 @@ async fn chaos_replay() {
         ("EVENT_TYPES", "ORDER_PLACED"),
     ]);
     let email = function(
-        email_notifier::engine(email_notifier::Config::from_env(&env).unwrap(), &sdk),
+        shared::runtime::engine(EmailSettings::from_env(&env).unwrap(), &sdk),
         seed + 1,
     );
     let env = local_env(&[("IDEMPOTENCY_CACHE_SIZE", &cache)]);
     let inventory = function(
-        inventory_updater::engine(inventory_updater::Config::from_env(&env).unwrap(), &sdk),
+        shared::runtime::engine(InventorySettings::from_env(&env).unwrap(), &sdk),
         seed + 2,
     );
 

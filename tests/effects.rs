@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use integration_tests::proxy::{Fault, FaultProxy};
 use integration_tests::{local_env, sample, LocalAws};
+use integration_tests::{EmailSettings, InventorySettings};
 use shared::fakes::kinesis_event;
 use shared::{BatchOutcome, KinesisBatch};
 
@@ -15,8 +16,8 @@ async fn run_email(endpoint: &str, batch: &str) -> BatchOutcome {
 }
 
 async fn email_batch(endpoint: &str, batch: &KinesisBatch) -> BatchOutcome {
-    let config = email_notifier::Config::from_env(&local_env(&[])).unwrap();
-    let engine = email_notifier::engine(config, &LocalAws::sdk_config(endpoint).await);
+    let config = EmailSettings::from_env(&local_env(&[])).unwrap();
+    let engine = shared::runtime::engine(config, &LocalAws::sdk_config(endpoint).await);
     engine.process(batch, None).await
 }
 
@@ -25,8 +26,8 @@ async fn run_inventory(endpoint: &str, batch: &str) -> BatchOutcome {
 }
 
 async fn inventory_batch(endpoint: &str, batch: &KinesisBatch) -> BatchOutcome {
-    let config = inventory_updater::Config::from_env(&local_env(&[])).unwrap();
-    let engine = inventory_updater::engine(config, &LocalAws::sdk_config(endpoint).await);
+    let config = InventorySettings::from_env(&local_env(&[])).unwrap();
+    let engine = shared::runtime::engine(config, &LocalAws::sdk_config(endpoint).await);
     engine.process(batch, None).await
 }
 
@@ -288,9 +289,8 @@ async fn a_large_poison_record_is_kept_in_s3_with_a_pointer() {
     let sdk = LocalAws::sdk_config(&aws.endpoint()).await;
     // A queue limit of 4 KiB stands for SQS's 256 KiB: a 10 KB record is over it.
     let config =
-        inventory_updater::Config::from_env(&local_env(&[("DLQ_MAX_MESSAGE_BYTES", "4096")]))
-            .unwrap();
-    let engine = inventory_updater::engine(config, &sdk);
+        InventorySettings::from_env(&local_env(&[("DLQ_MAX_MESSAGE_BYTES", "4096")])).unwrap();
+    let engine = shared::runtime::engine(config, &sdk);
     let data = format!(
         r#"{{"eventId":"evt-big","eventType":"ORDER_PLACED","note":"{}""#,
         "x".repeat(10_000)

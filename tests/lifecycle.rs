@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use integration_tests::InventorySettings;
 use integration_tests::{local_env, LocalAws};
-use shared::adapters::DynamoInventory;
-use shared::fakes::FakeInventory;
+use inventory_updater::fakes::FakeInventory;
+use inventory_updater::{DynamoInventory, InventoryStore, ReleaseOutcome, ReserveOutcome};
+use orders::{OrderId, Quantity};
+use shared::adapters::Markers;
 use shared::idempotency::EffectKey;
-use shared::order::{OrderId, Quantity};
-use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
+use shared::runtime::Function;
 
 /// What one step does to an order.
 #[derive(Debug, Clone, Copy)]
@@ -220,14 +222,15 @@ async fn lifecycle_over_the_fake() {
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_over_dynamodb() {
     let aws = LocalAws::start();
-    let config = inventory_updater::Config::from_env(&local_env(&[])).unwrap();
+    let config = InventorySettings::from_env(&local_env(&[])).unwrap();
     let sdk = LocalAws::sdk_config(&aws.endpoint()).await;
-    let store = DynamoInventory::new(
-        shared::aws_sdk_dynamodb::Client::new(&sdk),
-        config.table,
-        config.common.idempotency,
-        config.common.function,
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let markers = Markers::new(
+        client.clone(),
+        config.common.ledger,
+        inventory_updater::Updater::NAME,
     );
+    let store = DynamoInventory::new(client, config.own.table, markers);
     let status = |order: String| {
         let aws = &aws;
         async move { aws.reservation(&order).await.map(|(status, _)| status) }

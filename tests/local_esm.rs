@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use base64::Engine as _;
 use integration_tests::{create_stream, LocalAws};
 use local_esm::adapters::{
@@ -19,7 +20,6 @@ use local_esm::{run_mapping, Options, Status};
 use producer::ports::Kinesis;
 use producer::publisher::{Config, Publisher, Record};
 use serde_json::{json, Value};
-use shared::aws_config::SdkConfig;
 
 /// One delivered record: key, sequence number, data.
 type Delivered = (String, String, String);
@@ -166,8 +166,8 @@ fn data(n: usize, keys: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn queue(sdk: &SdkConfig, name: &str) -> (shared::aws_sdk_sqs::Client, String) {
-    let sqs = shared::aws_sdk_sqs::Client::new(sdk);
+async fn queue(sdk: &SdkConfig, name: &str) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
     let url = sqs
         .create_queue()
         .queue_name(name)
@@ -180,7 +180,7 @@ async fn queue(sdk: &SdkConfig, name: &str) -> (shared::aws_sdk_sqs::Client, Str
     (sqs, url)
 }
 
-async fn messages(sqs: &shared::aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+async fn messages(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
     let out = sqs
         .receive_message()
         .queue_url(url)

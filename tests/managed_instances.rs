@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use email_notifier::fakes::FakeEmailSender;
 use integration_tests::runtime_api::{ApiEvent, RuntimeApi};
+use integration_tests::EmailSettings;
 use serde_json::Value;
-use shared::fakes::{FakeEmailSender, FakeLedger, FakePoisonSink};
+use shared::fakes::{FakeLedger, FakePoisonSink};
 use shared::{BatchEngine, Env, ErrorClass, KinesisBatch};
 
 type Engine = BatchEngine<email_notifier::EmailRule<FakeEmailSender, FakeLedger>, FakePoisonSink>;
@@ -17,8 +19,7 @@ type Engine = BatchEngine<email_notifier::EmailRule<FakeEmailSender, FakeLedger>
 /// orders (so each batch has an answer of its own).
 fn engine() -> Engine {
     let config =
-        email_notifier::Config::from_env(&Env::from_pairs(integration_tests::BENCH_SETTINGS))
-            .unwrap();
+        EmailSettings::from_env(&Env::from_pairs(integration_tests::BENCH_SETTINGS)).unwrap();
     let sender = FakeEmailSender::with_delay(Duration::from_millis(30));
     for order in [
         "order-1001",
@@ -105,7 +106,7 @@ async fn concurrent_invocations_each_answer_for_their_batch() {
         (answers, polls_before_first_answer)
     };
     let (answers, polls) = tokio::select! {
-        stopped = shared::runtime::run(engine()) => panic!("the runtime stopped: {stopped:?}"),
+        stopped = shared::runtime::run(engine(), Default::default()) => panic!("the runtime stopped: {stopped:?}"),
         served = served => served,
     };
     assert_eq!(answers, expected);

@@ -5,17 +5,18 @@
 
 use std::time::Duration;
 
+use email_notifier::fakes::FakeEmailSender;
 use integration_tests::runtime_api::{ApiEvent, RuntimeApi};
+use integration_tests::EmailSettings;
 use serde_json::Value;
-use shared::fakes::{FakeEmailSender, FakeLedger, FakePoisonSink};
+use shared::fakes::{FakeLedger, FakePoisonSink};
 use shared::{BatchEngine, Env, KinesisBatch};
 
 type Engine = BatchEngine<email_notifier::EmailRule<FakeEmailSender, FakeLedger>, FakePoisonSink>;
 
 fn engine() -> Engine {
     let config =
-        email_notifier::Config::from_env(&Env::from_pairs(integration_tests::BENCH_SETTINGS))
-            .unwrap();
+        EmailSettings::from_env(&Env::from_pairs(integration_tests::BENCH_SETTINGS)).unwrap();
     BatchEngine::new(
         email_notifier::EmailRule::new(FakeEmailSender::default(), FakeLedger::default()),
         FakePoisonSink::default(),
@@ -70,7 +71,7 @@ async fn the_runtime_layer_reads_each_body() {
     }
 
     let answers = tokio::select! {
-        stopped = shared::runtime::run(engine()) => panic!("the runtime stopped: {stopped:?}"),
+        stopped = shared::runtime::run(engine(), Default::default()) => panic!("the runtime stopped: {stopped:?}"),
         answers = answers(&mut api, 3) => answers,
     };
 

@@ -1,9 +1,11 @@
 //! The SAM template and the code agree: each function's FilterCriteria and `EVENT_TYPES` name
-//! exactly the event types the function's code handles by default.
+//! exactly the event types the function's code handles by default (the variants its payload
+//! declares, but those it reads only when named).
 
 use std::collections::{BTreeSet, HashMap};
 
 use local_esm::template::{load, mappings, Mapping};
+use shared::EventTypes;
 
 /// The template as read by the one reader of it (the local event source mapping's).
 fn template_text() -> String {
@@ -63,7 +65,8 @@ fn environment_types(text: &str, logical_id: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn check(logical_id: &str, defaults: &[&str], supported: &[&str]) {
+fn check(logical_id: &str, types: &EventTypes) {
+    let (defaults, supported) = (types.defaults(), types.declared());
     let text = template_text();
     let code = names(defaults);
     let (filtered, passes_untyped) = filter(&mapping(&text, logical_id));
@@ -90,8 +93,7 @@ fn check(logical_id: &str, defaults: &[&str], supported: &[&str]) {
 fn email_notifier_filter_matches_its_event_types() {
     check(
         "EmailNotifierFunction",
-        email_notifier::DEFAULT_EVENT_TYPES,
-        email_notifier::SUPPORTED_EVENT_TYPES,
+        &EventTypes::of::<email_notifier::Notifier>(),
     );
 }
 
@@ -99,8 +101,7 @@ fn email_notifier_filter_matches_its_event_types() {
 fn inventory_updater_filter_matches_its_event_types() {
     check(
         "InventoryUpdaterFunction",
-        inventory_updater::DEFAULT_EVENT_TYPES,
-        inventory_updater::SUPPORTED_EVENT_TYPES,
+        &EventTypes::of::<inventory_updater::Updater>(),
     );
 }
 
@@ -130,6 +131,7 @@ Resources:
 "#;
     let (filtered, passes_untyped) = filter(&mapping(text, "Fn"));
     assert!(passes_untyped);
-    assert_ne!(filtered, names(email_notifier::DEFAULT_EVENT_TYPES));
+    let code = EventTypes::of::<email_notifier::Notifier>();
+    assert_ne!(filtered, names(code.defaults()));
     assert!(filtered.contains("ORDER_SHIPPED"));
 }

@@ -1,26 +1,35 @@
 //! Any bytes as a Lambda Kinesis event: the one reader, held to serde_json (it accepts an event
 //! exactly when serde_json reads the same bytes as an object whose `Records` is absent or an
-//! array), then every record's data through KPL deaggregation, the envelope and the order schema of
-//! the fakes' consumer.
+//! array), then every record's data through KPL deaggregation, the envelope and the whole order's
+//! schema.
 //! Nothing may panic or allocate without bound.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use shared::event::{Envelope, Read, RecordData};
-use shared::fakes::Orders;
+use orders::PlacedOrder;
+use serde::Deserialize;
+use shared::input::envelope::{Envelope, Read, RecordData};
 use shared::{kpl, KinesisBatch};
+
+/// A whole order, of any type.
+#[derive(Debug, Deserialize)]
+enum Order<'a> {
+    #[serde(rename = "ORDER_PLACED", alias = "ORDER_CREATED", alias = "ORDER_CANCELLED", borrow)]
+    Any(PlacedOrder<'a>),
+}
 
 fn payload(data: &[u8]) {
     let text = std::str::from_utf8(data).ok();
     // Every type wanted, none wanted, and some; as bytes and, when it is, as text.
     for wanted in [|_: &str| true, |_: &str| false, |t: &str| t.len() % 2 == 0] {
-        let bytes = Envelope::read(RecordData::Bytes(data), &Orders(()), wanted);
+        let bytes = Envelope::<Order<'_>>::read(RecordData::Bytes(data), wanted);
         if let Ok(Read::Wanted(envelope)) = &bytes {
-            let _ = envelope.payload.items.quantities();
+            let Order::Any(order) = &envelope.payload;
+            let _ = order.items.quantities();
         }
         if let Some(text) = text {
-            let text = Envelope::read(RecordData::Text(text), &Orders(()), wanted);
+            let text = Envelope::<Order<'_>>::read(RecordData::Text(text), wanted);
             assert_eq!(format!("{bytes:?}"), format!("{text:?}"));
         }
     }

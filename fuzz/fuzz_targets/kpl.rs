@@ -4,22 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
-use shared::event::{Envelope, RecordData};
-use shared::{kpl, Consumer, EffectError, Event, Outcome};
-
-/// A consumer that reads any payload and keeps nothing of it.
-struct Any;
-
-impl Consumer for Any {
-    type Payload<'a> = ();
-    fn read<'a, D: Deserializer<'a>>(&self, _: &str, payload: D) -> Result<(), D::Error> {
-        IgnoredAny::deserialize(payload).map(drop)
-    }
-    async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
-        Ok(Outcome::Applied)
-    }
-}
+use shared::input::envelope::{Envelope, RecordData};
+use shared::kpl;
 
 fuzz_target!(|bytes: &[u8]| {
     let _ = kpl::deaggregate(bytes);
@@ -27,7 +13,7 @@ fuzz_target!(|bytes: &[u8]| {
     let record = kpl::aggregate_raw(bytes);
     if let Some(users) = kpl::deaggregate(&record) {
         for u in users {
-            let _ = Envelope::read(RecordData::Bytes(&u.data), &Any, |_| true);
+            let _ = Envelope::<IgnoredAny>::read(RecordData::Bytes(&u.data), |_| true);
         }
     }
 });

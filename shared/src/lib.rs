@@ -1,47 +1,37 @@
-//! The library both kinesis-fanout functions stand on.
+//! The engine the kinesis-fanout functions stand on: Lambda's Kinesis delivery rules for any
+//! consumer, and no event's meaning. Its folders are its layers; each imports only those below it.
 //!
-//! - [`batch`]: the Lambda Kinesis event, read leniently in one pass; [`kpl`]: KPL aggregates;
-//! - [`event`]: the event envelope, generic over event types, and its one reader;
-//! - [`engine`]: the batch engine that applies Lambda's delivery rules to any [`Consumer`];
-//! - [`order`]: the order domain both functions share (event types, validated values);
-//! - [`error`]: error classification (retryable or permanent), once for all;
-//! - [`idempotency`]: each effect once under at-least-once delivery;
-//! - [`ports`]: every trait the engine and the functions go through; [`adapters`]: SES,
-//!   DynamoDB and SQS; `fakes`: in-memory versions, for tests (feature `fakes`);
-//! - [`config`], [`telemetry`], [`aws`], [`runtime`]: start-up and the Lambda entry point;
-//! - [`time`]: timestamps as AWS writes them.
+//! - [`runtime`]: the Lambda entry point: a function's `main` ([`runtime::main`]), its shared
+//!   settings and wiring, the runtime loop (feature `runtime`);
+//! - [`adapters`]: what every function needs over AWS: the dead-letter queue (SQS, S3) and the
+//!   idempotency ledger (DynamoDB) (feature `adapters`);
+//! - [`engine`]: the consumer API ([`Consumer`], [`Event`], [`Outcome`]), the [`BatchEngine`],
+//!   idempotency, errors, the counts;
+//! - [`input`]: the Lambda event, KPL aggregates and the event envelope, each with its one reader;
+//! - [`platform`]: settings, logs, metrics, the SDK's configuration, time.
+//!
+//! Beside them: `fakes`, in-memory ports for tests (feature `fakes`), and `cli`, what only the
+//! local tools need (feature `cli`). `docs/architecture.md` walks through adding a consumer.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "adapters")]
 pub mod adapters;
-pub mod aws;
-pub mod batch;
-pub mod config;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod engine;
-pub mod error;
-pub mod event;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;
-pub mod idempotency;
-pub mod json;
-pub mod kpl;
-pub mod metrics;
-pub mod order;
-pub mod ports;
+pub mod input;
+pub mod platform;
+#[cfg(feature = "runtime")]
 pub mod runtime;
-pub mod telemetry;
-pub mod time;
 
-pub use batch::KinesisBatch;
-pub use config::{ConfigError, ConfigErrors, Env};
 pub use engine::{
-    BatchEngine, BatchOutcome, BatchStats, EngineConfig, Event, EventTypeSet, Outcome,
+    error, idempotency, BatchEngine, BatchOutcome, BatchStats, Consumer, EffectError, EngineConfig,
+    ErrorClass, Event, EventTypeSet, EventTypes, Outcome, PoisonCause, PoisonRecord, PoisonSink,
 };
-pub use error::{EffectError, ErrorClass};
-pub use event::Malformed;
-pub use ports::{no_rule, Consumer, PoisonRecord, PoisonSink};
-
-/// Re-exported so the functions need no direct dependency on them.
-pub use {
-    aws_config, aws_lambda_events, aws_sdk_dynamodb, aws_sdk_ses, aws_sdk_sqs, lambda_runtime,
-};
+pub use input::batch::KinesisBatch;
+pub use input::kpl;
+pub use platform::config::{ConfigError, ConfigErrors, Env, Problems};
+pub use platform::{aws, time};

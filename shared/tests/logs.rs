@@ -7,10 +7,11 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::fakes::{CapturedLog, FakePoisonSink, Order, OrderRule, Orders};
-use shared::telemetry;
+use shared::fakes::{CapturedLog, FakePoisonSink};
+use shared::platform::telemetry::{self, LogSettings};
 use shared::{
-    BatchEngine, EffectError, EngineConfig, ErrorClass, Event, EventTypeSet, KinesisBatch, Outcome,
+    BatchEngine, Consumer, EffectError, EngineConfig, ErrorClass, Event, EventTypeSet,
+    KinesisBatch, Outcome,
 };
 use support::*;
 
@@ -19,9 +20,11 @@ struct Chatty {
     lines: usize,
 }
 
-impl OrderRule for Chatty {
-    async fn apply(&self, event: &Event<'_, Order<'_>>) -> Result<Outcome, EffectError> {
-        let order = event.payload.order_id.as_str();
+impl Consumer for Chatty {
+    type Payload<'a> = TestEvent;
+
+    async fn handle(&self, event: &Event<'_, Self>) -> Result<Outcome, EffectError> {
+        let order = event.payload.order_id();
         tracing::debug!(order, "looking at the order");
         for i in 0..self.lines {
             tracing::info!(order, step = i, "working");
@@ -45,16 +48,15 @@ fn json_lines(log: &CapturedLog) -> Vec<Value> {
         .collect()
 }
 
-fn engine(lines: usize) -> BatchEngine<Orders<Chatty>, FakePoisonSink> {
+fn engine(lines: usize) -> BatchEngine<Chatty, FakePoisonSink> {
     BatchEngine::new(
-        Orders(Chatty { lines }),
+        Chatty { lines },
         FakePoisonSink::default(),
         EngineConfig {
             function: "f".into(),
             event_types: EventTypeSet::new(["ORDER_PLACED"]),
             max_concurrency: 8,
             deadline_margin: Duration::from_millis(100),
-            metrics_namespace: "test".into(),
             completed_cache: 0,
         },
     )
@@ -75,27 +77,36 @@ fn batch(orders: &[&str]) -> KinesisBatch {
     KinesisBatch::from_slice(&event(records)).unwrap()
 }
 
-fn run<T>(level: &str, f: impl FnOnce() -> T) -> (T, CapturedLog) {
+/// Runs `f` under the functions' subscriber (JSON, at `level`, sampling `sample_rate` of the
+/// invocations), capturing what it writes.
+fn run<T>(level: &str, sample_rate: f64, f: impl FnOnce() -> T) -> (T, CapturedLog) {
     let captured = CapturedLog::default();
     let writer = captured.clone();
-    let subscriber = telemetry::subscriber(level, true, move || writer.clone());
+    let settings = LogSettings {
+        level: level.into(),
+        json: true,
+        sample_rate,
+    };
+    let subscriber = telemetry::subscriber(&settings, move || writer.clone());
     let out = tracing::subscriber::with_default(subscriber, f);
     (out, captured)
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// Runs `f` as one invocation (with its own log buffers), as the runtime does: its output, and
+/// the lines its buffers dropped.
+fn block_on<F: std::future::Future>(f: F) -> (F::Output, u64) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(f)
+        .block_on(telemetry::in_invocation(f))
 }
 
 #[test]
 fn buffering() {
     // 1. Success: nothing per record, at INFO.
     let engine = engine(3);
-    let (out, log) = run("info", || {
+    let ((out, _), log) = run("info", 0.0, || {
         block_on(engine.process(&batch(&["a", "b", "c"]), None))
     });
     assert_eq!(out.stats.applied, 3);
@@ -103,7 +114,7 @@ fn buffering() {
 
     // 2. Failure: the record's kept INFO lines, then its failure, all with its identity; the
     //    records that succeeded leave nothing; DEBUG stays off at INFO.
-    let (out, log) = run("info", || {
+    let ((out, _), log) = run("info", 0.0, || {
         block_on(engine.process(&batch(&["a", "fail-b", "c"]), None))
     });
     assert_eq!(out.stats.failed, 1);
@@ -131,25 +142,29 @@ fn buffering() {
     assert_eq!(lines[2]["step"], 2);
     assert_eq!(lines[3]["level"], "WARN");
 
-    // 3. Bounded: 100 lines kept for one record, 64 written, the rest dropped and said so.
+    // 3. Bounded: 100 lines kept for one record, 64 written; the line that writes them says how
+    //    many earlier lines were dropped, and the invocation counts them.
     let engine = engine_with(100);
-    let (out, log) = run("info", || {
+    let ((_, dropped), log) = run("info", 0.0, || {
         block_on(engine.process(&batch(&["fail-x"]), None))
     });
     let lines = json_lines(&log);
-    assert_eq!(out.stats.log_lines_dropped, 36);
-    assert!(lines[0]["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("36 earlier lines of this record were dropped"));
-    assert_eq!(lines.len(), 1 + 64 + 1);
+    assert_eq!(dropped, 36);
+    assert_eq!(lines.len(), 64 + 1);
+    assert_eq!(lines[64]["earlier_lines_dropped"], 36);
+    assert!(lines[..64]
+        .iter()
+        .all(|l| l.get("earlier_lines_dropped").is_none()));
 
     // 4. Two invocations at once, in one process: each flushed line is its own record's.
     let engine = engine_with(5);
-    let (_, log) = run("info", || {
+    let (_, log) = run("info", 0.0, || {
         block_on(async {
             let (one, two) = (batch(&["fail-1", "ok-1"]), batch(&["ok-2", "fail-2"]));
-            tokio::join!(engine.process(&one, None), engine.process(&two, None))
+            tokio::join!(
+                telemetry::in_invocation(engine.process(&one, None)),
+                telemetry::in_invocation(engine.process(&two, None))
+            )
         })
     });
     let lines = json_lines(&log);
@@ -167,10 +182,10 @@ fn buffering() {
     }
 
     // 5. Sampling: LOG_SAMPLE_RATE=1 writes everything at DEBUG, at once, with identity.
-    telemetry::set_sample_rate(1.0);
     let engine = engine_with(1);
-    let (_, log) = run("info", || block_on(engine.process(&batch(&["s"]), None)));
-    telemetry::set_sample_rate(0.0);
+    let (_, log) = run("info", 1.0, || {
+        block_on(engine.process(&batch(&["s"]), None))
+    });
     let messages: Vec<String> = json_lines(&log)
         .iter()
         .map(|l| l["message"].as_str().unwrap().to_owned())
@@ -178,6 +193,6 @@ fn buffering() {
     assert_eq!(messages, ["looking at the order", "working"]);
 }
 
-fn engine_with(lines: usize) -> BatchEngine<Orders<Chatty>, FakePoisonSink> {
+fn engine_with(lines: usize) -> BatchEngine<Chatty, FakePoisonSink> {
     engine(lines)
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use proptest::prelude::*;
-use shared::batch::compare_sequence_numbers;
-use shared::fakes::{FakePoisonSink, Order, OrderRule, Orders};
+use shared::fakes::FakePoisonSink;
+use shared::input::batch::compare_sequence_numbers;
 use shared::kpl;
-use shared::{BatchEngine, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch, Outcome};
+use shared::{
+    BatchEngine, Consumer, EffectError, EngineConfig, Event, EventTypeSet, KinesisBatch, Outcome,
+};
 use support::*;
 
 /// Records every call as (partition key, order id); fails the orders it is told to.
@@ -20,9 +22,11 @@ struct Rule {
     fail: HashSet<String>,
 }
 
-impl OrderRule for Rule {
-    async fn apply(&self, event: &Event<'_, Order<'_>>) -> Result<Outcome, EffectError> {
-        let order = event.payload.order_id.as_str().to_owned();
+impl Consumer for Rule {
+    type Payload<'a> = TestEvent;
+
+    async fn handle(&self, event: &Event<'_, Self>) -> Result<Outcome, EffectError> {
+        let order = event.payload.order_id().to_owned();
         // Yield, so keys interleave as they would on real I/O.
         tokio::time::sleep(Duration::from_micros(order.len() as u64 % 3)).await;
         self.calls
@@ -108,10 +112,9 @@ proptest! {
             event_types: EventTypeSet::new(["ORDER_PLACED"]),
             max_concurrency: concurrency,
             deadline_margin: Duration::ZERO,
-            metrics_namespace: "p".into(),
             completed_cache: 0,
         };
-        let engine = BatchEngine::new(Orders(rule), FakePoisonSink::default(), config);
+        let engine = BatchEngine::new(rule, FakePoisonSink::default(), config);
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let out = rt.block_on(engine.process(&batch, None));
         let calls = engine.consumer().calls.lock().unwrap().clone();

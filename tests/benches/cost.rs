@@ -20,10 +20,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use integration_tests::stub_aws::{Call, StubAws};
 use integration_tests::{Counting, LocalAws};
+use integration_tests::{EmailSettings, InventorySettings};
+use lambda_runtime::Context;
 use local_esm::filter::{passes, Candidate};
 use local_esm::template::{mappings, Mapping};
 use serde_json::{json, Value};
-use shared::lambda_runtime::Context;
+use shared::platform::metrics::MetricsSettings;
+use shared::platform::telemetry;
 use shared::{BatchEngine, Consumer, Env, KinesisBatch, PoisonSink};
 
 /// The size DynamoDB bills for one attribute value, in bytes (its sizing rules: strings and
@@ -159,14 +162,16 @@ fn delivered<'r>(records: &'r [Value], mapping: &Mapping) -> Vec<&'r Value> {
 fn invoke_all<C: Consumer, P: PoisonSink>(
     rt: &tokio::runtime::Runtime,
     engine: &BatchEngine<C, P>,
+    namespace: &MetricsSettings,
     records: &[&Value],
     mapping: &Mapping,
 ) -> (usize, u64, usize) {
     let logs = Counting::default();
     let writer = logs.clone();
-    let logging = tracing::Dispatch::new(shared::telemetry::subscriber("info", true, move || {
-        writer.clone()
-    }));
+    let logging = tracing::Dispatch::new(telemetry::subscriber(
+        &integration_tests::json_logs_at("info"),
+        move || writer.clone(),
+    ));
     let mut metrics = logs.clone();
     let (mut invocations, mut billed_ms) = (0, 0);
     for chunk in records.chunks(mapping.batch_size) {
@@ -182,6 +187,7 @@ fn invoke_all<C: Consumer, P: PoisonSink>(
                 engine,
                 &batch,
                 &context,
+                namespace,
                 &mut metrics,
             ))
         });
@@ -229,14 +235,16 @@ fn main() {
             stub.clear();
             let (invocations, billed_ms, log_bytes) = match mapping.function.as_str() {
                 "email-notifier" => {
-                    let config = email_notifier::Config::from_env(&env).unwrap();
-                    let engine = email_notifier::engine(config, &sdk);
-                    invoke_all(&rt, &engine, &passed, &mapping)
+                    let config = EmailSettings::from_env(&env).unwrap();
+                    let metrics = config.common.metrics.clone();
+                    let engine = shared::runtime::engine(config, &sdk);
+                    invoke_all(&rt, &engine, &metrics, &passed, &mapping)
                 }
                 "inventory-updater" => {
-                    let config = inventory_updater::Config::from_env(&env).unwrap();
-                    let engine = inventory_updater::engine(config, &sdk);
-                    invoke_all(&rt, &engine, &passed, &mapping)
+                    let config = InventorySettings::from_env(&env).unwrap();
+                    let metrics = config.common.metrics.clone();
+                    let engine = shared::runtime::engine(config, &sdk);
+                    invoke_all(&rt, &engine, &metrics, &passed, &mapping)
                 }
                 other => panic!("no engine for {other}"),
             };

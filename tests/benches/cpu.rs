@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use email_notifier::{Confirmation, EmailSender};
+use integration_tests::{EmailSettings, InventorySettings};
+use inventory_updater::{InventoryStore, ReleaseOutcome, ReserveOutcome};
+use orders::{OrderId, Quantity};
 use serde_json::json;
-use shared::idempotency::{EffectKey, Lease};
-use shared::order::{OrderId, Quantity};
-use shared::ports::{Claim, IdempotencyStore, Mark};
-use shared::ports::{Confirmation, EmailSender, InventoryStore, ReleaseOutcome, ReserveOutcome};
-use shared::ports::{PoisonRecord, PoisonSink};
-use shared::{BatchEngine, Consumer, EffectError, Env, KinesisBatch};
+use shared::idempotency::{Claim, EffectKey, IdempotencyStore, Lease, Mark};
+use shared::{BatchEngine, Consumer, EffectError, Env, KinesisBatch, PoisonRecord, PoisonSink};
 
 /// Every port, doing nothing and succeeding.
 struct Noop;
@@ -177,14 +177,13 @@ fn main() {
 
     // The peers keep ORDER_PLACED and ORDER_CREATED: so does email-notifier here.
     let config =
-        email_notifier::Config::from_env(&env(&[("EVENT_TYPES", "ORDER_PLACED,ORDER_CREATED")]))
-            .unwrap();
+        EmailSettings::from_env(&env(&[("EVENT_TYPES", "ORDER_PLACED,ORDER_CREATED")])).unwrap();
     let email = BatchEngine::new(
         email_notifier::EmailRule::new(Noop, Noop),
         Noop,
         config.common.engine,
     );
-    let config = inventory_updater::Config::from_env(&env(&[])).unwrap();
+    let config = InventorySettings::from_env(&env(&[])).unwrap();
     let inventory = BatchEngine::new(
         inventory_updater::InventoryRule::new(Noop),
         Noop,
@@ -200,9 +199,10 @@ fn main() {
     // without it, so the ratio holds when the machine's speed moves.
     let logged_bytes = Arc::new(AtomicUsize::new(0));
     let counter = integration_tests::Counting(logged_bytes.clone());
-    let logging = tracing::Dispatch::new(shared::telemetry::subscriber("info", true, move || {
-        counter.clone()
-    }));
+    let logging = tracing::Dispatch::new(shared::platform::telemetry::subscriber(
+        &integration_tests::json_logs_at("info"),
+        move || counter.clone(),
+    ));
     let logged_calls = AtomicUsize::new(0);
     let (mut email_logged, mut inventory_logged) =
         (KinesisBatch::default(), KinesisBatch::default());

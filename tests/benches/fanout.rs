@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use integration_tests::stub_aws::StubAws;
+use integration_tests::EmailSettings;
 use integration_tests::LocalAws;
 use serde_json::{json, Value};
 use shared::{Env, KinesisBatch};
@@ -68,21 +69,15 @@ fn main() {
     rt.block_on(async {
         let stub = StubAws::start(delay).await;
         let sdk = LocalAws::sdk_config(&stub.endpoint()).await;
-        let default_concurrency = shared::engine::EngineConfig::from_env(
-            &Env::from_pairs([] as [(&str, &str); 0]),
-            "bench",
-            email_notifier::DEFAULT_EVENT_TYPES,
-            email_notifier::SUPPORTED_EVENT_TYPES,
-        )
-        .unwrap()
-        .max_concurrency;
+        let default_concurrency =
+            shared::EngineConfig::defaults::<email_notifier::Notifier>("bench").max_concurrency;
         for concurrency in [default_concurrency, 1] {
             let concurrency_text = concurrency.to_string();
             let mut settings = integration_tests::BENCH_SETTINGS.to_vec();
             settings.push(("MAX_CONCURRENCY", concurrency_text.as_str()));
             let env = Env::from_pairs(settings);
-            let config = email_notifier::Config::from_env(&env).unwrap();
-            let engine = email_notifier::engine(config, &sdk);
+            let config = EmailSettings::from_env(&env).unwrap();
+            let engine = shared::runtime::engine(config, &sdk);
             // One warm-up call, so both runs start with a connection.
             let _ = engine.process(&KinesisBatch::from_slice(br#"{"Records":[]}"#).unwrap(), None).await;
             stub.clear();

@@ -15,11 +15,16 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_config::{Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
-use shared::aws_config::{Region, SdkConfig};
-use shared::aws_sdk_dynamodb::config::Credentials;
-use shared::aws_sdk_dynamodb::types::AttributeValue;
 use shared::{Env, KinesisBatch};
+
+/// email-notifier's settings, as its `main` reads them.
+pub type EmailSettings = shared::runtime::Settings<email_notifier::Notifier>;
+/// inventory-updater's settings, as its `main` reads them.
+pub type InventorySettings = shared::runtime::Settings<inventory_updater::Updater>;
 
 /// The settings both functions require, with names a stub endpoint accepts: for the benchmarks,
 /// which run the functions against `stub_aws` rather than the bootstrapped local server. The
@@ -36,6 +41,16 @@ pub const BENCH_SETTINGS: [(&str, &str); 6] = [
         "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
     ),
 ];
+
+/// The functions' logs as Lambda's JSON log format sets them, at `level`, no sampling: what the
+/// benchmarks and tests log with.
+pub fn json_logs_at(level: &str) -> shared::platform::telemetry::LogSettings {
+    shared::platform::telemetry::LogSettings {
+        level: level.into(),
+        json: true,
+        sample_rate: 0.0,
+    }
+}
 
 /// A writer that counts the bytes written to it (the benchmarks' log and metrics output).
 #[derive(Clone, Default)]
@@ -225,8 +240,7 @@ impl LocalAws {
         &self,
         table: &str,
     ) -> BTreeMap<String, std::collections::HashMap<String, AttributeValue>> {
-        let client =
-            shared::aws_sdk_dynamodb::Client::new(&Self::sdk_config(&self.endpoint()).await);
+        let client = aws_sdk_dynamodb::Client::new(&Self::sdk_config(&self.endpoint()).await);
         let mut out = BTreeMap::new();
         let mut start = None;
         loop {
@@ -274,7 +288,7 @@ impl LocalAws {
     /// Every message of the dead-letter queue, as JSON (received, so they are hidden for a while
     /// after this call).
     pub async fn dlq_messages(&self) -> Vec<Value> {
-        let client = shared::aws_sdk_sqs::Client::new(&Self::sdk_config(&self.endpoint()).await);
+        let client = aws_sdk_sqs::Client::new(&Self::sdk_config(&self.endpoint()).await);
         let url = local_settings()
             .into_iter()
             .find(|(k, _)| k == "DLQ_URL")

@@ -1,56 +1,64 @@
-//! email-notifier: when an order is placed, send its confirmation through SES.
+//! email-notifier: when an order is placed, send its confirmation through SES, once.
 //!
-//! The rule is this crate; everything else (decoding, the batch engine, the SES adapter) is in
-//! `shared`.
+//! - this file: what it reads ([`EmailEvent`]), its rule ([`EmailRule`]), its settings and its
+//!   wiring ([`Notifier`]);
+//! - [`ports`]: what it needs, an [`EmailSender`], and what it sends, a [`Confirmation`];
+//! - [`ses`]: the sender over Amazon SES; `fakes`: an in-memory sender, for tests.
+//!
+//! Everything else (decoding, the batch engine, the ledger, the dead-letter queue, the runtime) is
+//! the engine's, in `shared`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use serde::{Deserialize, Deserializer, Serialize};
-use shared::adapters::{DynamoLedger, SesEmailSender};
-use shared::config::{CommonConfig, ConfigErrors, Env, Problems};
-use shared::idempotency::once;
-use shared::order::{OrderLines, PlacedOrder, ORDER_CREATED, ORDER_PLACED};
-use shared::ports::IdempotencyStore;
-use shared::ports::{Confirmation, EmailSender};
-use shared::runtime::DeadLetterQueue;
-use shared::{no_rule, BatchEngine, Consumer, EffectError, Event, Outcome};
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
+pub mod ports;
+pub mod ses;
 
-/// The event types this function handles unless `EVENT_TYPES` says otherwise.
-pub const DEFAULT_EVENT_TYPES: &[&str] = &[ORDER_PLACED];
+use orders::{OrderLines, PlacedOrder, ORDER_CREATED};
+use serde::{Deserialize, Serialize};
+use shared::adapters::DynamoLedger;
+use shared::idempotency::{once, IdempotencyStore};
+use shared::runtime::{Function, Wiring};
+use shared::{Consumer, EffectError, Env, Event, Outcome, Problems};
 
-/// The event types this function has a rule for (both read as a whole [`PlacedOrder`]: a
-/// confirmation shows everything, and goes to its address).
-pub const SUPPORTED_EVENT_TYPES: &[&str] = &[ORDER_PLACED, ORDER_CREATED];
+pub use ports::{Confirmation, EmailSender};
+pub use ses::SesEmailSender;
 
-/// The function's settings, read once at start-up.
+/// What email-notifier reads: the whole order (a confirmation shows everything, and goes to its
+/// address), from `ORDER_PLACED`, and from `ORDER_CREATED` when `EVENT_TYPES` names it.
+#[derive(Debug, Deserialize, Serialize)]
+pub enum EmailEvent<'a> {
+    /// A placed (or created) order.
+    #[serde(rename = "ORDER_PLACED", alias = "ORDER_CREATED", borrow)]
+    Placed(PlacedOrder<'a>),
+}
+
+/// The function's own settings.
+///
+/// | variable | meaning |
+/// |---|---|
+/// | `SENDER_ADDRESS` | the verified SES identity the confirmation comes from |
+/// | `TEMPLATE_NAME` | the SES template of the confirmation |
+/// | `CONFIGURATION_SET` | optional: the SES configuration set for event publishing |
 #[derive(Debug, Clone)]
-pub struct Config {
-    /// The settings every function shares (engine, dead-letter queue, idempotency table).
-    pub common: CommonConfig,
-    /// `SENDER_ADDRESS`: the verified SES identity the confirmation comes from.
+pub struct EmailSettings {
+    /// `SENDER_ADDRESS`.
     pub sender: String,
-    /// `TEMPLATE_NAME`: the SES template of the confirmation.
+    /// `TEMPLATE_NAME`.
     pub template: String,
-    /// `CONFIGURATION_SET` (optional): the SES configuration set for event publishing.
+    /// `CONFIGURATION_SET`.
     pub configuration_set: Option<String>,
 }
 
-impl Config {
-    /// Reads the settings; every missing or wrong one is named in the error.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
-        let function = env!("CARGO_PKG_NAME");
-        Problems::collect(|problems| Self {
-            common: CommonConfig::read(
-                env,
-                function,
-                DEFAULT_EVENT_TYPES,
-                SUPPORTED_EVENT_TYPES,
-                problems,
-            ),
+impl EmailSettings {
+    /// Reads them, keeping each problem in `problems`.
+    pub fn read(env: &Env, problems: &mut Problems) -> Self {
+        Self {
             sender: problems.required(env, "SENDER_ADDRESS"),
             template: problems.required(env, "TEMPLATE_NAME"),
             configuration_set: env.optional("CONFIGURATION_SET"),
-        })
+        }
     }
 }
 
@@ -129,21 +137,11 @@ pub fn template_data(order: &PlacedOrder<'_>) -> Result<String, EffectError> {
 }
 
 impl<S: EmailSender, L: IdempotencyStore> Consumer for EmailRule<S, L> {
-    type Payload<'a> = PlacedOrder<'a>;
+    type Payload<'a> = EmailEvent<'a>;
+    const OFF_BY_DEFAULT: &'static [&'static str] = &[ORDER_CREATED];
 
-    fn read<'a, D: Deserializer<'a>>(
-        &self,
-        event_type: &str,
-        payload: D,
-    ) -> Result<PlacedOrder<'a>, D::Error> {
-        match event_type {
-            ORDER_PLACED | ORDER_CREATED => PlacedOrder::deserialize(payload),
-            other => Err(no_rule(other)),
-        }
-    }
-
-    async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
-        let order = &event.payload;
+    async fn handle(&self, event: &Event<'_, Self>) -> Result<Outcome, EffectError> {
+        let EmailEvent::Placed(order) = &event.payload;
         let confirmation = Confirmation {
             to: &order.email,
             order_id: &order.order_id,
@@ -158,21 +156,26 @@ impl<S: EmailSender, L: IdempotencyStore> Consumer for EmailRule<S, L> {
     }
 }
 
-/// The engine the function runs: the rule over SES and the DynamoDB ledger, poison to the DLQ.
-pub fn engine(
-    config: Config,
-    aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<EmailRule<SesEmailSender, DynamoLedger>, DeadLetterQueue> {
-    let ses = SesEmailSender::new(
-        shared::aws::ses_client(aws),
-        config.sender,
-        config.template,
-        config.configuration_set,
-    );
-    let dynamodb = shared::aws_sdk_dynamodb::Client::new(aws);
-    let rule = EmailRule::new(ses, config.common.ledger(&dynamodb));
-    let dlq = config.common.dead_letter_queue(aws, &dynamodb);
-    BatchEngine::new(rule, dlq, config.common.engine)
+/// The function as it is deployed: the rule over SES and the DynamoDB ledger.
+pub type Notifier = EmailRule<SesEmailSender, DynamoLedger>;
+
+impl Function for Notifier {
+    const NAME: &'static str = env!("CARGO_PKG_NAME");
+    type Settings = EmailSettings;
+
+    fn settings(env: &Env, problems: &mut Problems) -> EmailSettings {
+        EmailSettings::read(env, problems)
+    }
+
+    fn wire(settings: EmailSettings, wiring: &Wiring<'_>) -> Self {
+        let ses = SesEmailSender::new(
+            ses::client(wiring.sdk),
+            settings.sender,
+            settings.template,
+            settings.configuration_set,
+        );
+        EmailRule::new(ses, wiring.ledger())
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +197,19 @@ mod tests {
                 "itemCount": 5, "total": "12.50"
             })
         );
+    }
+
+    /// The types it reads: placements, and creations only when named; the hash of what it read is
+    /// the order's own, as it was before the payload was an enum (hashes are stored: pinned).
+    #[test]
+    fn its_types_and_its_hash() {
+        use shared::idempotency::PayloadHash;
+        let types = shared::EventTypes::of::<Notifier>();
+        assert_eq!(types.declared(), ["ORDER_CREATED", "ORDER_PLACED"]);
+        assert_eq!(types.defaults(), ["ORDER_PLACED"]);
+        let text = r#"{"orderId":"o-1","userId":"u-1","email":"a@b.co","items":[{"productId":"p","quantity":2}],"total":"9.50"}"#;
+        let event = EmailEvent::Placed(serde_json::from_str(text).unwrap());
+        let hash = PayloadHash::of_variant(&event).unwrap();
+        assert_eq!(hash.to_string(), "411708cb4848289ce220038bdb67f19a");
     }
 }

@@ -1,11 +1,14 @@
 //! What the function logs: each record's context in a span, and never an email address, even when
 //! an AWS error message names one.
 
-use email_notifier::{Config, EmailRule};
+use email_notifier::fakes::FakeEmailSender;
+use email_notifier::{EmailRule, Notifier};
+
+type Config = shared::runtime::Settings<Notifier>;
+use email_notifier::{Confirmation, EmailSender};
 use serde_json::Value;
-use shared::fakes::{CapturedLog, FakeEmailSender, FakeLedger};
-use shared::ports::{Confirmation, EmailSender};
-use shared::telemetry::{self, REDACTED};
+use shared::fakes::{CapturedLog, FakeLedger};
+use shared::platform::telemetry::{self, LogSettings, REDACTED};
 use shared::{BatchEngine, EffectError, Env, ErrorClass, KinesisBatch, PoisonRecord, PoisonSink};
 
 /// A sink that logs each poison record's reason, which may quote an AWS error message.
@@ -82,7 +85,12 @@ fn logs_carry_record_context_and_never_an_address() {
     let samples = [sample("mixed-batch.json"), sample("poison-batch.json")];
     let captured = CapturedLog::default();
     let writer = captured.clone();
-    let subscriber = telemetry::subscriber("trace", true, move || writer.clone());
+    let settings = LogSettings {
+        level: "trace".into(),
+        json: true,
+        sample_rate: 0.0,
+    };
+    let subscriber = telemetry::subscriber(&settings, move || writer.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,8 +1,11 @@
 //! The email rule over an in-memory sender, on the `events/` samples.
 
-use email_notifier::{Config, EmailRule};
+use email_notifier::fakes::FakeEmailSender;
+use email_notifier::{EmailRule, Notifier};
+
+type Config = shared::runtime::Settings<Notifier>;
 use serde_json::Value;
-use shared::fakes::{kinesis_event, FakeEmailSender, FakeLedger, FakePoisonSink};
+use shared::fakes::{kinesis_event, FakeLedger, FakePoisonSink};
 use shared::idempotency::EffectKey;
 use shared::{BatchEngine, Env, ErrorClass, KinesisBatch};
 
@@ -87,7 +90,22 @@ async fn poison_batch_sends_the_good_ones() {
     let out = engine.process(&sample("poison-batch.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
     assert_eq!(engine.consumer().sender().sent().len(), 2);
-    assert_eq!(engine.poison_sink().captured().len(), 6);
+    let captured = engine.poison_sink().captured();
+    assert_eq!(captured.len(), 6);
+    // What a confirmation needs is validated: an address SES would refuse, an order of nothing.
+    let reasons: Vec<&str> = captured.iter().map(|p| p.reason.as_str()).collect();
+    for expected in [
+        "not valid base64",
+        "not an event envelope",
+        "the ORDER_PLACED payload violates its schema: email is not a valid address",
+        "the ORDER_PLACED payload violates its schema: items is empty",
+        "partitionKey",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "no reason mentions {expected:?}: {reasons:?}"
+        );
+    }
 }
 
 /// A throttled send is reported for retry, the rest of the batch goes on, and a permanent
@@ -153,7 +171,7 @@ async fn claims_are_released_or_expire() {
     assert_eq!(out.stats.applied, 1);
 
     // A crash between claim and send: the claim stays, with its lease.
-    use shared::ports::{Claim, IdempotencyStore};
+    use shared::idempotency::{Claim, IdempotencyStore};
     let ledger = engine.consumer().ledger();
     assert!(matches!(
         ledger.claim(&EffectKey::bare("evt-1001")).await.unwrap(),

@@ -1,27 +1,46 @@
 //! inventory-updater: reserve stock when an order is placed or created, release it when the order
 //! is cancelled.
 //!
-//! The rule is this crate: what it reads of each event type, and what it does with it. Everything
-//! else (decoding, the batch engine, the DynamoDB adapter) is in `shared`.
+//! - this file: what it reads ([`InventoryEvent`]), its rule ([`InventoryRule`]), its settings
+//!   and its wiring ([`Updater`]);
+//! - [`lifecycle`]: what each event does to an order, given what is recorded: one decision, which
+//!   the store and its fake both make;
+//! - [`ports`]: what it needs, an [`InventoryStore`], and what it answers;
+//! - [`dynamodb`]: the store over DynamoDB; `fakes`: an in-memory store, for tests.
+//!
+//! Everything else (decoding, the batch engine, the ledger, the dead-letter queue, the runtime) is
+//! the engine's, in `shared`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use serde::{Deserialize, Deserializer, Serialize};
-use shared::adapters::DynamoInventory;
-use shared::config::{CommonConfig, ConfigErrors, Env, Problems};
-use shared::order::{OrderId, OrderLines, ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED};
-use shared::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
-use shared::runtime::DeadLetterQueue;
-use shared::{no_rule, BatchEngine, Consumer, EffectError, Event, Outcome};
+pub mod dynamodb;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
+pub mod lifecycle;
+pub mod ports;
 
-/// The event types this function handles unless `EVENT_TYPES` says otherwise (all it supports).
-pub const DEFAULT_EVENT_TYPES: &[&str] = &[ORDER_PLACED, ORDER_CREATED, ORDER_CANCELLED];
+use orders::{OrderId, OrderLines};
+use serde::{Deserialize, Serialize};
+use shared::runtime::{Function, Wiring};
+use shared::{Consumer, EffectError, Env, Event, Outcome, Problems};
 
-/// The event types this function has a rule for.
-pub const SUPPORTED_EVENT_TYPES: &[&str] = DEFAULT_EVENT_TYPES;
+pub use dynamodb::DynamoInventory;
+pub use ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 
-/// What a placement or creation must carry to reserve stock: the order and its lines. Anything
-/// else (the email, the total, the status) is not read.
+/// What inventory-updater reads, by event type: of a placement or creation, the order and its
+/// lines; of a cancellation, the order. Nothing else of a payload (the address, the total) is
+/// read, nor checked.
+#[derive(Debug, Deserialize, Serialize)]
+pub enum InventoryEvent<'a> {
+    /// `ORDER_PLACED` or `ORDER_CREATED`: reserve the lines.
+    #[serde(rename = "ORDER_PLACED", alias = "ORDER_CREATED", borrow)]
+    Reserve(OrderToReserve<'a>),
+    /// `ORDER_CANCELLED`: release what the order holds.
+    #[serde(rename = "ORDER_CANCELLED", borrow)]
+    Release(Cancellation<'a>),
+}
+
+/// What a placement or creation must carry to reserve stock.
 #[derive(Debug, Deserialize, Serialize)]
 pub struct OrderToReserve<'a> {
     /// The order.
@@ -32,7 +51,7 @@ pub struct OrderToReserve<'a> {
     pub items: OrderLines<'a>,
 }
 
-/// What a cancellation must carry: the order.
+/// What a cancellation must carry.
 #[derive(Debug, Deserialize, Serialize)]
 pub struct Cancellation<'a> {
     /// The order.
@@ -40,40 +59,15 @@ pub struct Cancellation<'a> {
     pub order_id: OrderId<'a>,
 }
 
-/// An event this function reads, by type. It serialises as its fields, to be hashed.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum InventoryEvent<'a> {
-    /// `ORDER_PLACED` or `ORDER_CREATED`: reserve the lines.
-    Reserve(OrderToReserve<'a>),
-    /// `ORDER_CANCELLED`: release what the order holds.
-    Release(Cancellation<'a>),
-}
-
-/// The function's settings, read once at start-up.
+/// The function's own settings.
+///
+/// | variable | meaning |
+/// |---|---|
+/// | `INVENTORY_TABLE` | the DynamoDB table of stock and reservations |
 #[derive(Debug, Clone)]
-pub struct Config {
-    /// The settings every function shares (engine, dead-letter queue, idempotency table).
-    pub common: CommonConfig,
-    /// `INVENTORY_TABLE`: the DynamoDB table of stock and reservations.
+pub struct InventorySettings {
+    /// `INVENTORY_TABLE`.
     pub table: String,
-}
-
-impl Config {
-    /// Reads the settings; every missing or wrong one is named in the error.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigErrors> {
-        let function = env!("CARGO_PKG_NAME");
-        Problems::collect(|problems| Self {
-            common: CommonConfig::read(
-                env,
-                function,
-                DEFAULT_EVENT_TYPES,
-                SUPPORTED_EVENT_TYPES,
-                problems,
-            ),
-            table: problems.required(env, "INVENTORY_TABLE"),
-        })
-    }
 }
 
 /// The rule: reserve on placed or created, release on cancelled.
@@ -97,62 +91,82 @@ impl<S: InventoryStore> InventoryRule<S> {
 impl<S: InventoryStore> Consumer for InventoryRule<S> {
     type Payload<'a> = InventoryEvent<'a>;
 
-    fn read<'a, D: Deserializer<'a>>(
-        &self,
-        event_type: &str,
-        payload: D,
-    ) -> Result<InventoryEvent<'a>, D::Error> {
-        match event_type {
-            ORDER_PLACED | ORDER_CREATED => {
-                Deserialize::deserialize(payload).map(InventoryEvent::Reserve)
-            }
-            ORDER_CANCELLED => Deserialize::deserialize(payload).map(InventoryEvent::Release),
-            other => Err(no_rule(other)),
-        }
-    }
-
-    async fn handle(&self, event: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
-        let event_key = event.effect_key()?;
-        match &event.payload {
+    async fn handle(&self, event: &Event<'_, Self>) -> Result<Outcome, EffectError> {
+        let key = event.effect_key()?;
+        Ok(match &event.payload {
             InventoryEvent::Reserve(order) => {
                 let lines = order.items.quantities().map_err(EffectError::bad_data)?;
-                Ok(
-                    match self
-                        .store
-                        .reserve(&event_key, &order.order_id, &lines)
-                        .await?
-                    {
-                        ReserveOutcome::Reserved => Outcome::Applied,
-                        ReserveOutcome::AlreadyRecorded => Outcome::Duplicate,
-                        ReserveOutcome::Rejected(reason) => Outcome::Rejected(reason),
-                    },
-                )
+                match self.store.reserve(&key, &order.order_id, &lines).await? {
+                    ReserveOutcome::Reserved => Outcome::Applied,
+                    ReserveOutcome::AlreadyRecorded => Outcome::Duplicate,
+                    ReserveOutcome::Rejected(reason) => Outcome::Rejected(reason),
+                }
             }
-            InventoryEvent::Release(cancel) => Ok(
-                match self.store.release(&event_key, &cancel.order_id).await? {
+            InventoryEvent::Release(cancel) => {
+                match self.store.release(&key, &cancel.order_id).await? {
                     ReleaseOutcome::Released => Outcome::Applied,
                     ReleaseOutcome::AlreadyReleased => Outcome::Duplicate,
                     ReleaseOutcome::NothingReserved => {
                         Outcome::NoEffect("nothing reserved for this order".into())
                     }
                     ReleaseOutcome::CancelledFirst => Outcome::NoEffect(
-                        "cancelled before it was placed: recorded, so a late placement takes no stock"
+                        "cancelled before it was placed: recorded, so a late placement takes no \
+                         stock"
                             .into(),
                     ),
-                },
-            ),
-        }
+                }
+            }
+        })
     }
 }
 
-/// The engine the function runs: the rule over DynamoDB, poison to the DLQ.
-pub fn engine(
-    config: Config,
-    aws: &shared::aws_config::SdkConfig,
-) -> BatchEngine<InventoryRule<DynamoInventory>, DeadLetterQueue> {
-    let dynamodb = shared::aws_sdk_dynamodb::Client::new(aws);
-    let dlq = config.common.dead_letter_queue(aws, &dynamodb);
-    let common = config.common;
-    let store = DynamoInventory::new(dynamodb, config.table, common.idempotency, common.function);
-    BatchEngine::new(InventoryRule::new(store), dlq, common.engine)
+/// The function as it is deployed: the rule over DynamoDB.
+pub type Updater = InventoryRule<DynamoInventory>;
+
+impl Function for Updater {
+    const NAME: &'static str = env!("CARGO_PKG_NAME");
+    type Settings = InventorySettings;
+
+    fn settings(env: &Env, problems: &mut Problems) -> InventorySettings {
+        InventorySettings {
+            table: problems.required(env, "INVENTORY_TABLE"),
+        }
+    }
+
+    fn wire(settings: InventorySettings, wiring: &Wiring<'_>) -> Self {
+        let client = wiring.dynamodb.clone();
+        InventoryRule::new(DynamoInventory::new(
+            client,
+            settings.table,
+            wiring.markers(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::idempotency::PayloadHash;
+
+    use super::*;
+
+    /// The types it reads, all by default; what it hashes of each is the payload it read, as it
+    /// was before the payload was an enum (hashes are stored).
+    #[test]
+    fn its_types_and_its_hashes() {
+        let types = shared::EventTypes::of::<Updater>();
+        assert_eq!(
+            types.declared(),
+            ["ORDER_CANCELLED", "ORDER_CREATED", "ORDER_PLACED"]
+        );
+        assert_eq!(types.defaults(), types.declared());
+        let placed = r#"{"orderId":"o-1","items":[{"productId":"p","quantity":2}]}"#;
+        let order: OrderToReserve<'_> = serde_json::from_str(placed).unwrap();
+        let alone = PayloadHash::of(&order).unwrap();
+        let read = InventoryEvent::Reserve(serde_json::from_str(placed).unwrap());
+        assert_eq!(PayloadHash::of_variant(&read).unwrap(), alone);
+        let cancel: Cancellation<'_> = serde_json::from_str(r#"{"orderId":"o-1"}"#).unwrap();
+        let alone = PayloadHash::of(&cancel).unwrap();
+        let read = InventoryEvent::Release(serde_json::from_str(r#"{"orderId":"o-1"}"#).unwrap());
+        assert_eq!(PayloadHash::of_variant(&read).unwrap(), alone);
+    }
 }

@@ -1,8 +1,11 @@
 //! The inventory rule over an in-memory store, on the `events/` samples.
 
-use inventory_updater::{Config, InventoryRule};
-use shared::fakes::{kinesis_event, FakeInventory, FakePoisonSink};
-use shared::ports::ReservationStatus;
+use inventory_updater::fakes::FakeInventory;
+use inventory_updater::lifecycle::ReservationStatus;
+use inventory_updater::{InventoryRule, Updater};
+
+type Config = shared::runtime::Settings<Updater>;
+use shared::fakes::{kinesis_event, FakePoisonSink};
 use shared::{BatchEngine, Env, ErrorClass, KinesisBatch};
 
 fn sample(name: &str) -> KinesisBatch {
@@ -236,7 +239,7 @@ async fn kpl_failure_reports_the_parent() {
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
-    use shared::aws_lambda_events::encodings::Base64Data;
+    use aws_lambda_events::encodings::Base64Data;
     serde_json::from_value::<Base64Data>(serde_json::Value::String(s.to_owned()))
         .unwrap()
         .0

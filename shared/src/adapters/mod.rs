@@ -1,9 +1,8 @@
-//! The real adapters of the ports, over the AWS SDK: SES, DynamoDB and SQS.
+//! The adapters every function needs, over the AWS SDK: the dead-letter queue ([`dlq`], SQS and
+//! S3) where poison records go, and the idempotency ledger ([`ledger`], DynamoDB).
 
-pub mod dynamodb;
-pub mod ses;
-pub mod sqs;
+pub mod dlq;
+pub mod ledger;
 
-pub use dynamodb::{DynamoInventory, DynamoLedger};
-pub use ses::SesEmailSender;
-pub use sqs::SqsPoisonSink;
+pub use dlq::{DeadLetterQueue, DlqSettings, SqsPoisonSink};
+pub use ledger::{DynamoLedger, LedgerSettings, Markers};

@@ -4,7 +4,33 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// What the tests' consumers read: of each order type the samples hold, the order's id. The
+/// engine knows no order; to it these are a consumer's event types like any other.
+#[derive(Debug, Deserialize, Serialize)]
+pub enum TestEvent {
+    /// An order event: its id (the rest of the payload is not read).
+    #[serde(
+        rename = "ORDER_PLACED",
+        alias = "ORDER_CREATED",
+        alias = "ORDER_CANCELLED"
+    )]
+    Order {
+        /// The order.
+        #[serde(rename = "orderId")]
+        order_id: String,
+    },
+}
+
+impl TestEvent {
+    /// The order's id.
+    pub fn order_id(&self) -> &str {
+        let TestEvent::Order { order_id } = self;
+        order_id
+    }
+}
 
 /// The sequence number of the `i`th record: 56 digits, like Kinesis's.
 pub fn seq(i: u64) -> String {

@@ -66,7 +66,7 @@ impl KinesisStream {
             .await
             .map_err(|e| {
                 let why = chain(&e);
-                let hint = shared::aws::unreachable_hint(&why);
+                let hint = shared::cli::unreachable_hint(&why);
                 format!("cannot describe the stream {}: {why}{hint}", self.name)
             })?;
         Ok(out

@@ -9,9 +9,10 @@
 //!   readers accept an object too). The object key is
 //!   `aws/lambda/<mapping-uuid>/<shardId>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>`.
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::mapping::{Source, StreamRecord};
+use shared::time::iso_millis as iso;
 
 /// Why records were discarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,22 +33,131 @@ impl Condition {
     }
 }
 
-/// One invocation record.
-#[derive(Debug, Clone)]
-pub struct FailureRecord {
-    /// The metadata (what SQS and SNS get).
-    pub metadata: Value,
-    /// The invocation event of the discarded records (what S3 also gets).
-    pub payload: Vec<u8>,
+/// Lambda's `OnFailure` invocation record of a Kinesis source: the one definition of it, which the
+/// local mapping writes and the operator's tool (`tools/fanout`) reads, from the local stack or
+/// from AWS. What a reader does not need may be missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnFailure {
+    /// The invocation that gave up.
+    #[serde(default)]
+    pub request_context: RequestContext,
+    /// Its last answer, when an invocation answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_context: Option<ResponseContext>,
+    /// The record's version (`1.0`).
+    #[serde(default)]
+    pub version: String,
+    /// When it was written.
+    #[serde(default)]
+    pub timestamp: String,
+    /// The discarded records: the shard and the range of sequence numbers.
+    #[serde(rename = "KinesisBatchInfo")]
+    pub batch: BatchInfo,
+    /// S3 destinations only: the invocation event of the discarded records, as JSON text (a
+    /// writer that puts the object itself is read as its text).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "json_text"
+    )]
+    pub payload: Option<String>,
+}
+
+/// The invocation an `OnFailure` record is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestContext {
+    /// Its id.
+    #[serde(default)]
+    pub request_id: String,
+    /// The function.
+    #[serde(default)]
+    pub function_arn: String,
+    /// Why the records were discarded ([`Condition`]'s names).
+    #[serde(default)]
+    pub condition: String,
+    /// How many times the batch was invoked.
+    #[serde(default)]
+    pub approximate_invoke_count: u64,
+}
+
+/// The last answer of the invocation an `OnFailure` record is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseContext {
+    /// The HTTP status of the invoke.
+    pub status_code: u16,
+    /// The version that ran.
+    pub executed_version: String,
+    /// `Unhandled` when the function failed as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_error: Option<String>,
+}
+
+/// The discarded records of an `OnFailure` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchInfo {
     /// The shard.
     pub shard_id: String,
+    /// The first record's sequence number.
+    pub start_sequence_number: String,
+    /// The last record's sequence number.
+    pub end_sequence_number: String,
+    /// When the first record arrived.
+    #[serde(default)]
+    pub approximate_arrival_of_first_record: String,
+    /// When the last record arrived.
+    #[serde(default)]
+    pub approximate_arrival_of_last_record: String,
+    /// How many records.
+    #[serde(default)]
+    pub batch_size: u64,
+    /// The stream.
+    #[serde(default)]
+    pub stream_arn: String,
+}
+
+impl OnFailure {
+    /// The function's name, from its ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`).
+    pub fn function_name(&self) -> &str {
+        let arn = &self.request_context.function_arn;
+        arn.split_once(":function:").map_or(arn, |(_, name)| name)
+    }
+
+    /// The stream's name, from its ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
+    pub fn stream_name(&self) -> Option<&str> {
+        self.batch
+            .stream_arn
+            .split_once(":stream/")
+            .map(|(_, name)| name)
+    }
+}
+
+/// A JSON value as its text: a string as it is, anything else written out.
+fn json_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(
+        match Option::<serde_json::Value>::deserialize(deserializer)? {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) => Some(text),
+            Some(other) => Some(other.to_string()),
+        },
+    )
+}
+
+/// One invocation record, as the local mapping writes it.
+#[derive(Debug, Clone)]
+pub struct FailureRecord {
+    /// The record (what SQS and SNS get, without the payload).
+    pub record: OnFailure,
+    /// The invocation event of the discarded records (what S3 also gets).
+    pub payload: Vec<u8>,
     /// The mapping's id.
     pub uuid: String,
     /// When (epoch milliseconds).
     pub at_ms: i64,
 }
-
-use shared::time::iso_millis as iso;
 
 impl FailureRecord {
     /// The record for the discarded `range` (first and last record) of `count` records.
@@ -63,51 +173,56 @@ impl FailureRecord {
         payload: Vec<u8>,
     ) -> Self {
         let at_ms = shared::time::now_ms();
-        let mut metadata = json!({
-            "requestContext": {
-                "requestId": uuid::Uuid::new_v4().to_string(),
-                "functionArn": source.function_arn,
-                "condition": condition.as_str(),
-                "approximateInvokeCount": invoke_count,
+        let record = OnFailure {
+            request_context: RequestContext {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                function_arn: source.function_arn.clone(),
+                condition: condition.as_str().to_owned(),
+                approximate_invoke_count: invoke_count,
             },
-            "version": "1.0",
-            "timestamp": iso(at_ms),
-            "KinesisBatchInfo": {
-                "shardId": source.shard_id,
-                "startSequenceNumber": range.0.sequence_number,
-                "endSequenceNumber": range.1.sequence_number,
-                "approximateArrivalOfFirstRecord": iso((range.0.arrival * 1000.0) as i64),
-                "approximateArrivalOfLastRecord": iso((range.1.arrival * 1000.0) as i64),
-                "batchSize": count,
-                "streamArn": source.stream_arn,
+            response_context: function_error.map(|error| ResponseContext {
+                status_code: 200,
+                executed_version: "$LATEST".into(),
+                function_error: error.then(|| "Unhandled".into()),
+            }),
+            version: "1.0".into(),
+            timestamp: iso(at_ms),
+            batch: BatchInfo {
+                shard_id: source.shard_id.clone(),
+                start_sequence_number: range.0.sequence_number.clone(),
+                end_sequence_number: range.1.sequence_number.clone(),
+                approximate_arrival_of_first_record: iso((range.0.arrival * 1000.0) as i64),
+                approximate_arrival_of_last_record: iso((range.1.arrival * 1000.0) as i64),
+                batch_size: count as u64,
+                stream_arn: source.stream_arn.clone(),
             },
-        });
-        if let (Some(error), Some(m)) = (function_error, metadata.as_object_mut()) {
-            let mut response = json!({"statusCode": 200, "executedVersion": "$LATEST"});
-            if error {
-                response["functionError"] = "Unhandled".into();
-            }
-            m.insert("responseContext".into(), response);
-        }
+            payload: None,
+        };
         Self {
-            metadata,
+            record,
             payload,
-            shard_id: source.shard_id.clone(),
             uuid: source.uuid.clone(),
             at_ms,
         }
     }
 
+    /// The shard.
+    pub fn shard_id(&self) -> &str {
+        &self.record.batch.shard_id
+    }
+
     /// The SQS (and SNS) message body: the metadata.
     pub fn message(&self) -> String {
-        self.metadata.to_string()
+        serde_json::to_string(&self.record).unwrap_or_default()
     }
 
     /// The S3 object's body: the metadata and the invocation event under `payload`.
     pub fn object(&self) -> String {
-        let mut full = self.metadata.clone();
-        full["payload"] = Value::String(String::from_utf8_lossy(&self.payload).into_owned());
-        full.to_string()
+        let full = OnFailure {
+            payload: Some(String::from_utf8_lossy(&self.payload).into_owned()),
+            ..self.record.clone()
+        };
+        serde_json::to_string(&full).unwrap_or_default()
     }
 
     /// The S3 object's key.
@@ -119,7 +234,7 @@ impl FailureRecord {
         format!(
             "aws/lambda/{}/{}/{}/{}T{}-{}",
             self.uuid,
-            self.shard_id,
+            self.shard_id(),
             date.replace('-', "/"),
             date,
             time,
@@ -130,6 +245,8 @@ impl FailureRecord {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]
@@ -195,5 +312,20 @@ mod tests {
         let m: Value = serde_json::from_str(&aged.message()).unwrap();
         assert_eq!(m["requestContext"]["condition"], "RecordAgeExceeded");
         assert!(m.get("responseContext").is_none());
+    }
+
+    /// A record reads back as written, and as other writers write it: the payload as an object,
+    /// fields missing that a reader does not need.
+    #[test]
+    fn reads_back() {
+        let text = r#"{"KinesisBatchInfo":{"shardId":"s-1","startSequenceNumber":"1","endSequenceNumber":"2","streamArn":"arn:aws:kinesis:us-east-1:1:stream/orders"},"requestContext":{"functionArn":"arn:aws:lambda:us-east-1:1:function:f:live","condition":"RecordAgeExceeded"},"payload":{"Records":[]}}"#;
+        let record: OnFailure = serde_json::from_str(text).unwrap();
+        assert_eq!(record.batch.shard_id, "s-1");
+        assert_eq!(record.function_name(), "f:live");
+        assert_eq!(record.stream_name(), Some("orders"));
+        assert_eq!(record.payload.as_deref(), Some(r#"{"Records":[]}"#));
+        let again: OnFailure =
+            serde_json::from_str(&serde_json::to_string(&record).unwrap()).unwrap();
+        assert_eq!(again, record);
     }
 }

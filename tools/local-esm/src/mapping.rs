@@ -775,10 +775,10 @@ mod tests {
         assert_eq!((stats.done, stats.read), (5, 5));
         let records = sink.0.lock().unwrap();
         assert_eq!(records.len(), 1);
-        let m = &records[0].metadata;
-        assert_eq!(m["requestContext"]["condition"], "RetryAttemptsExhausted");
-        assert_eq!(m["KinesisBatchInfo"]["startSequenceNumber"], "10000");
-        assert_eq!(m["KinesisBatchInfo"]["endSequenceNumber"], "10003");
+        let m = &records[0].record;
+        assert_eq!(m.request_context.condition, "RetryAttemptsExhausted");
+        assert_eq!(m.batch.start_sequence_number, "10000");
+        assert_eq!(m.batch.end_sequence_number, "10003");
         let payload: Value = serde_json::from_slice(&records[0].payload).unwrap();
         assert_eq!(payload["Records"].as_array().unwrap().len(), 4);
     }
@@ -843,10 +843,10 @@ mod tests {
         assert_eq!(f.seen.lock().unwrap()[0], ["10002", "10003"]);
         let records = sink.0.lock().unwrap();
         assert_eq!(
-            records[0].metadata["requestContext"]["condition"],
+            records[0].record.request_context.condition,
             "RecordAgeExceeded"
         );
-        assert!(records[0].metadata.get("responseContext").is_none());
+        assert!(records[0].record.response_context.is_none());
     }
 
     /// A timeout fails the batch like a function error.

@@ -3,8 +3,8 @@
 //! event types the consumers skip, a share of duplicates (a record sent again, as a producer's
 //! retry would) and a share of poison (data that is not an event).
 
+use orders::{ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED, PAYMENT_CAPTURED};
 use serde_json::{json, Value};
-use shared::order::{ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED};
 
 use crate::envelope::{now, OrderEvent};
 
@@ -66,9 +66,6 @@ pub struct Sent {
     /// A second copy of an earlier record.
     pub duplicate: bool,
 }
-
-/// Another type some producers write to the same stream; the order consumers skip it.
-pub const PAYMENT_CAPTURED: &str = "PAYMENT_CAPTURED";
 
 impl Mix {
     /// The records, in the order to write them.

@@ -182,7 +182,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     // One request first: a stream that is not there, or an endpoint that does not answer, is said
     // in one line before any record is tried.
     if let Err(e) = kinesis.open_shards().await {
-        let hint = shared::aws::unreachable_hint(&e.0);
+        let hint = shared::cli::unreachable_hint(&e.0);
         return Err(format!(
             "cannot reach the stream {}: {}{hint}",
             o.stream, e.0

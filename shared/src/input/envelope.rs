@@ -1,24 +1,30 @@
 //! The envelope every producer writes, `{eventId, eventType, timestamp, payload}`, and its one
 //! reader.
 //!
-//! The envelope is generic: it knows event types by name, and hands the payload to the consumer,
-//! which reads it with its own derived schema for that type ([`Consumer::read`]). When the type
-//! comes before the payload, as producers write it, the payload is read in the same pass.
+//! The envelope knows event types by name only. What a consumer reads is an enum with one variant
+//! per event type it handles, named by the type's wire name, each holding that type's payload
+//! schema (`#[derive(Deserialize)] enum Read { #[serde(rename = "ORDER_PLACED")] Placed(Order) }`).
+//! [`Envelope::read`] reads a record's payload into the variant of its type, in the same pass as
+//! the envelope when the type comes first, as producers write it. The enum is the one place the
+//! types are declared: [`declared_types`] lists them.
 //!
-//! Producers write `eventType` before the payload, so of a type the function does not handle
-//! nothing after the type is read: a broken payload of such a type is left to the function that
-//! handles it.
+//! Of a type the function does not handle, nothing after the type is read: a broken payload of
+//! such a type is left to the function that handles it.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::value::StrDeserializer;
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, IgnoredAny, IntoDeserializer, MapAccess,
+    VariantAccess, Visitor,
+};
 use serde::Deserialize;
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
-use crate::ports::Consumer;
+use super::batch::DataFault;
 
 /// Why a record can never be processed. Such a record is poison: it is captured, not retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +34,7 @@ pub enum Malformed {
     Record(String),
     /// The record's data is missing or not base64.
     #[error("{0}")]
-    Data(#[from] crate::batch::DataFault),
+    Data(#[from] DataFault),
     /// The data is not JSON, or not the `{eventId, eventType, timestamp, payload}` envelope.
     #[error("not an event envelope: {0}")]
     Envelope(String),
@@ -52,8 +58,8 @@ pub enum RecordData<'a> {
     Bytes(&'a [u8]),
 }
 
-/// A wanted event's envelope, borrowed from the record's data, with its payload as the consumer
-/// read it.
+/// A wanted event's envelope, borrowed from the record's data, with its payload read into the
+/// variant of its type.
 #[derive(Debug)]
 pub struct Envelope<'a, P> {
     /// The producer's id of the event, the natural idempotency key. Optional on the wire; an
@@ -61,7 +67,7 @@ pub struct Envelope<'a, P> {
     pub event_id: Option<Cow<'a, str>>,
     /// The event type's wire name.
     pub event_type: Cow<'a, str>,
-    /// The payload, read by the consumer's schema for this type.
+    /// The payload, read by the schema of its type.
     pub payload: P,
 }
 
@@ -74,26 +80,22 @@ pub enum Read<'a, P> {
     Wanted(Envelope<'a, P>),
 }
 
-impl<'a, P> Envelope<'a, P> {
-    /// Reads the envelope from a record's data, and its payload with `consumer` when `wanted`
-    /// holds for its type. Of an unwanted type nothing after the type is read.
-    /// `timestamp` is not read (producers write it in any form, or not at all), and unknown fields
-    /// are skipped.
-    pub fn read<C>(
+impl<'a, P: Deserialize<'a>> Envelope<'a, P> {
+    /// Reads the envelope from a record's data, and its payload into `P`'s variant of its type
+    /// when `wanted` holds for the type. Of an unwanted type nothing after the type is read.
+    /// `timestamp` is not read (producers write it in any form, or not at all), and unknown
+    /// fields are skipped.
+    pub fn read(
         data: RecordData<'a>,
-        consumer: &C,
         wanted: impl Fn(&str) -> bool,
-    ) -> Result<Read<'a, P>, Malformed>
-    where
-        C: Consumer<Payload<'a> = P>,
-    {
+    ) -> Result<Read<'a, P>, Malformed> {
         let unwanted = RefCell::new(None);
         let payload_error = RefCell::new(None);
         let seed = EnvelopeSeed {
-            consumer,
             wanted: &wanted,
             unwanted: &unwanted,
             payload_error: &payload_error,
+            payload: std::marker::PhantomData,
         };
         let read = deserialize(data, seed);
         match (read, unwanted.into_inner(), payload_error.into_inner()) {
@@ -106,6 +108,123 @@ impl<'a, P> Envelope<'a, P> {
             }
             (Err(e), None, _) => Err(Malformed::Envelope(e.to_string())),
         }
+    }
+}
+
+/// The event types a payload enum declares: its variants' wire names, aliases included. Empty
+/// when `P` is not an enum read by its variants' names (an untagged or internally tagged enum, a
+/// struct): such a type cannot say which types it reads.
+pub fn declared_types<P: Deserialize<'static>>() -> Vec<&'static str> {
+    match P::deserialize(Probe) {
+        Err(ProbeError(Some(variants))) => variants.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// A deserializer that answers only the question "which variants?": serde's derived enums name
+/// them when they ask for an enum.
+struct Probe;
+
+/// What [`Probe`] found: the variants, or nothing (`P` did not ask for an enum).
+#[derive(Debug)]
+struct ProbeError(Option<&'static [&'static str]>);
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not an enum of event types")
+    }
+}
+
+impl std::error::Error for ProbeError {}
+
+impl de::Error for ProbeError {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        ProbeError(None)
+    }
+}
+
+impl<'de> Deserializer<'de> for Probe {
+    type Error = ProbeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeError> {
+        Err(ProbeError(None))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, ProbeError> {
+        Err(ProbeError(Some(variants)))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct identifier
+        ignored_any
+    }
+}
+
+/// A payload with its event type, read as the variant of that name: the enum's variant is the
+/// type, its content the payload.
+struct Tagged<'t, D> {
+    event_type: &'t str,
+    payload: D,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tagged<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        visitor.visit_enum(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
+impl<'de, D: Deserializer<'de>> EnumAccess<'de> for Tagged<'_, D> {
+    type Error = D::Error;
+    type Variant = Content<D>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Content<D>), D::Error> {
+        let name: StrDeserializer<'_, D::Error> = self.event_type.into_deserializer();
+        Ok((seed.deserialize(name)?, Content(self.payload)))
+    }
+}
+
+/// The payload, as the content of its type's variant.
+struct Content<D>(D);
+
+impl<'de, D: Deserializer<'de>> VariantAccess<'de> for Content<D> {
+    type Error = D::Error;
+
+    /// A variant with no content: the payload is skipped.
+    fn unit_variant(self) -> Result<(), D::Error> {
+        IgnoredAny::deserialize(self.0).map(drop)
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, D::Error> {
+        seed.deserialize(self.0)
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_tuple(len, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_struct("payload", fields, visitor)
     }
 }
 
@@ -129,18 +248,18 @@ fn deserialize<'a, T>(
 }
 
 /// The one reader of the envelope: a map visitor that stops at a type `wanted` does not hold for,
-/// and reads a wanted type's payload with the consumer: in place when the type came
-/// first, else from its text once the type is known.
-struct EnvelopeSeed<'s, 'a, C, W> {
-    consumer: &'s C,
+/// and reads a wanted type's payload: in place when the type came first, else from its text once
+/// the type is known.
+struct EnvelopeSeed<'s, 'a, P, W> {
     wanted: &'s W,
     /// Where the reader leaves an unwanted type as soon as it meets it (what follows is not read).
     unwanted: &'s RefCell<Option<Cow<'a, str>>>,
     /// Where the reader leaves what is wrong with the payload, told apart from the envelope.
     payload_error: &'s RefCell<Option<Malformed>>,
+    payload: std::marker::PhantomData<P>,
 }
 
-impl<'a, C: Consumer, W: Fn(&str) -> bool> EnvelopeSeed<'_, 'a, C, W> {
+impl<P, W> EnvelopeSeed<'_, '_, P, W> {
     /// Keeps what is wrong with the payload of `event_type`, and answers `error`, which stops the
     /// envelope.
     fn payload_failed<E: fmt::Display>(&self, event_type: &str, error: E) -> E {
@@ -152,8 +271,10 @@ impl<'a, C: Consumer, W: Fn(&str) -> bool> EnvelopeSeed<'_, 'a, C, W> {
     }
 }
 
-impl<'a, C: Consumer, W: Fn(&str) -> bool> DeserializeSeed<'a> for EnvelopeSeed<'_, 'a, C, W> {
-    type Value = Read<'a, C::Payload<'a>>;
+impl<'a, P: Deserialize<'a>, W: Fn(&str) -> bool> DeserializeSeed<'a>
+    for EnvelopeSeed<'_, 'a, P, W>
+{
+    type Value = Read<'a, P>;
     fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_map(self)
     }
@@ -172,19 +293,21 @@ enum Field {
     Other,
 }
 
-/// A wanted event's payload, read in place by the consumer.
-struct PayloadSeed<'s, 'a, C, W> {
-    envelope: &'s EnvelopeSeed<'s, 'a, C, W>,
+/// A wanted event's payload, read in place.
+struct PayloadSeed<'s, 'a, P, W> {
+    envelope: &'s EnvelopeSeed<'s, 'a, P, W>,
     event_type: &'s str,
 }
 
-impl<'a, C: Consumer, W: Fn(&str) -> bool> DeserializeSeed<'a> for PayloadSeed<'_, 'a, C, W> {
-    type Value = C::Payload<'a>;
-    fn deserialize<D: Deserializer<'a>>(self, payload: D) -> Result<C::Payload<'a>, D::Error> {
-        self.envelope
-            .consumer
-            .read(self.event_type, payload)
-            .map_err(|e| self.envelope.payload_failed(self.event_type, e))
+impl<'a, P: Deserialize<'a>, W> DeserializeSeed<'a> for PayloadSeed<'_, 'a, P, W> {
+    type Value = P;
+    fn deserialize<D: Deserializer<'a>>(self, payload: D) -> Result<P, D::Error> {
+        let event_type = self.event_type;
+        P::deserialize(Tagged {
+            event_type,
+            payload,
+        })
+        .map_err(|e| self.envelope.payload_failed(event_type, e))
     }
 }
 
@@ -194,8 +317,8 @@ enum PayloadSoFar<'a, V> {
     Raw(&'a RawValue),
 }
 
-impl<'a, C: Consumer, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'_, 'a, C, W> {
-    type Value = Read<'a, C::Payload<'a>>;
+impl<'a, P: Deserialize<'a>, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'_, 'a, P, W> {
+    type Value = Read<'a, P>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object {eventId, eventType, timestamp, payload}")
@@ -246,10 +369,13 @@ impl<'a, C: Consumer, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'_, 'a, 
             Some(PayloadSoFar::Read(payload)) => payload,
             Some(PayloadSoFar::Raw(raw)) => {
                 let mut de = serde_json::Deserializer::from_str(raw.get());
-                self.consumer
-                    .read(&event_type, &mut de)
-                    .and_then(|p| de.end().map(|()| p))
-                    .map_err(|e| de::Error::custom(self.payload_failed(&event_type, e)))?
+                let read = PayloadSeed {
+                    envelope: &self,
+                    event_type: &event_type,
+                }
+                .deserialize(&mut de)
+                .and_then(|p| de.end().map(|()| p));
+                read.map_err(de::Error::custom)?
             }
             None => {
                 let missing = de::Error::missing_field("payload");
@@ -269,9 +395,20 @@ struct EventTypeName<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for EventTypeName<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_str(TextVisitor("a string"))
-            .map(EventTypeName)
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(V).map(EventTypeName)
     }
 }
 
@@ -305,71 +442,57 @@ impl<'de: 'a, 'a> Deserialize<'de> for EventId<'a> {
         deserializer.deserialize_any(V).map(EventId)
     }
 }
-
-/// A string, borrowed when it can be.
-struct TextVisitor(&'static str);
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Event, Outcome};
-    use crate::error::EffectError;
     use proptest::prelude::*;
 
-    /// A consumer that reads any payload as its raw JSON, or as a cancellation.
-    struct Raw;
-
-    impl Consumer for Raw {
-        type Payload<'a> = &'a RawValue;
-        fn read<'a, D: Deserializer<'a>>(&self, _: &str, p: D) -> Result<&'a RawValue, D::Error> {
-            <&RawValue>::deserialize(p)
-        }
-        async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
-            Ok(Outcome::Applied)
-        }
-    }
-
+    /// A payload read as its raw JSON, of the one wanted type.
     #[derive(Debug, Deserialize)]
-    #[allow(dead_code)]
-    struct Cancel<'a> {
-        #[serde(rename = "orderId", borrow)]
-        order_id: crate::order::OrderId<'a>,
+    enum Raw<'a> {
+        #[serde(rename = "ORDER_PLACED", borrow)]
+        Placed(&'a RawValue),
     }
 
-    struct Cancels;
+    impl<'a> Raw<'a> {
+        fn get(&self) -> &'a str {
+            let Raw::Placed(raw) = self;
+            raw.get()
+        }
+    }
 
-    impl Consumer for Cancels {
-        type Payload<'a> = Cancel<'a>;
-        fn read<'a, D: Deserializer<'a>>(&self, t: &str, p: D) -> Result<Cancel<'a>, D::Error> {
-            match t {
-                "ORDER_CANCELLED" => Cancel::deserialize(p),
-                other => Err(crate::ports::no_rule(other)),
+    /// An id that checks itself, as a domain's values do.
+    #[derive(Debug)]
+    struct Id;
+
+    impl<'de> Deserialize<'de> for Id {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let text = Cow::<str>::deserialize(deserializer)?;
+            if text.trim().is_empty() {
+                Err(de::Error::custom("orderId is empty"))
+            } else {
+                Ok(Id)
             }
         }
-        async fn handle(&self, _: &Event<'_, Self::Payload<'_>>) -> Result<Outcome, EffectError> {
-            Ok(Outcome::Applied)
-        }
+    }
+
+    /// A cancellation's schema, as a struct variant.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    enum Cancels {
+        #[serde(rename = "ORDER_CANCELLED")]
+        Cancelled {
+            #[serde(rename = "orderId")]
+            order_id: Id,
+        },
     }
 
     fn wanted(t: &str) -> bool {
         t == "ORDER_PLACED"
     }
 
-    fn read(text: &str) -> Result<Read<'_, &RawValue>, Malformed> {
-        Envelope::read(RecordData::Bytes(text.as_bytes()), &Raw, wanted)
+    fn read(text: &str) -> Result<Read<'_, Raw<'_>>, Malformed> {
+        Envelope::read(RecordData::Bytes(text.as_bytes()), wanted)
     }
 
     /// The reference reading of an envelope: its fields taken in order, each value read by
@@ -477,7 +600,7 @@ mod tests {
         // Not UTF-8 in a field that is skipped: read by bytes, the type still found.
         let bytes = b"{\"eventType\":\"X\",\"n\":\"\xff\"}";
         assert!(matches!(
-            Envelope::read(RecordData::Bytes(bytes), &Raw, wanted),
+            Envelope::<Raw<'_>>::read(RecordData::Bytes(bytes), wanted),
             Ok(Read::Unwanted(t)) if t == "X"
         ));
     }
@@ -498,7 +621,7 @@ mod tests {
     #[test]
     fn payloads_name_the_field_that_breaks_the_schema() {
         let read = |text: &'static str| {
-            Envelope::read(RecordData::Text(text), &Cancels, |t| t == "ORDER_CANCELLED")
+            Envelope::<Cancels>::read(RecordData::Text(text), |t| t == "ORDER_CANCELLED")
         };
         let ok = r#"{"eventType":"ORDER_CANCELLED","payload":{"orderId":"o-1","reason":"changed mind"}}"#;
         assert!(matches!(read(ok), Ok(Read::Wanted(_))));
@@ -525,6 +648,75 @@ mod tests {
         let err =
             read(r#"{"eventType":"ORDER_CANCELLED","payload":{"orderId":"o"}} x"#).unwrap_err();
         assert!(matches!(err, Malformed::Envelope(_)), "{err}");
+    }
+
+    /// The types a payload enum declares are its variants' names, aliases included; a type that is
+    /// not such an enum declares none.
+    #[test]
+    fn declared_types_are_the_variants() {
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        enum Two {
+            #[serde(rename = "A", alias = "B")]
+            Ab(u8),
+            #[serde(rename = "C")]
+            C,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        #[allow(dead_code)]
+        enum Untagged {
+            One(u8),
+        }
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Plain {
+            a: u8,
+        }
+        assert_eq!(declared_types::<Two>(), ["A", "B", "C"]);
+        assert_eq!(declared_types::<Raw<'static>>(), ["ORDER_PLACED"]);
+        assert!(declared_types::<Untagged>().is_empty());
+        assert!(declared_types::<Plain>().is_empty());
+        assert!(declared_types::<u8>().is_empty());
+    }
+
+    /// Every kind of variant reads its payload: a newtype its content, a struct its fields, a unit
+    /// variant none (the payload is skipped); an alias reads as its variant.
+    #[test]
+    fn variants_of_every_kind() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        enum Kinds {
+            #[serde(rename = "N", alias = "M")]
+            Newtype(u8),
+            #[serde(rename = "S")]
+            Struct { a: u8 },
+            #[serde(rename = "U")]
+            Unit,
+        }
+        let read =
+            |text: &'static str| match Envelope::<Kinds>::read(RecordData::Text(text), |_| true) {
+                Ok(Read::Wanted(e)) => e.payload,
+                other => panic!("{text}: {other:?}"),
+            };
+        assert_eq!(read(r#"{"eventType":"N","payload":7}"#), Kinds::Newtype(7));
+        assert_eq!(read(r#"{"payload":7,"eventType":"M"}"#), Kinds::Newtype(7));
+        assert_eq!(
+            read(r#"{"eventType":"S","payload":{"a":1,"b":2}}"#),
+            Kinds::Struct { a: 1 }
+        );
+        assert_eq!(
+            read(r#"{"eventType":"U","payload":{"x":[1]}}"#),
+            Kinds::Unit
+        );
+        let err = Envelope::<Kinds>::read(
+            RecordData::Text(r#"{"eventType":"S","payload":{}}"#),
+            |_| true,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Malformed::Payload { event_type, why } if event_type == "S" && why.contains("missing field `a`")),
+            "{err}"
+        );
     }
 
     fn value() -> impl Strategy<Value = String> {

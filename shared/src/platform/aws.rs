@@ -13,27 +13,6 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
 
-/// What to add to a request's error when it never reached its endpoint: the endpoint, and, for a
-/// local one (`AWS_ENDPOINT_URL` on loopback), that the local stack is down and how to start it.
-/// Empty for any other error. `error` is the error's whole chain ([`crate::error::chain`]).
-pub fn unreachable_hint(error: &str) -> String {
-    let connect = [
-        "dispatch failure",
-        "Connection refused",
-        "tcp connect error",
-    ];
-    if !connect.iter().any(|c| error.contains(c)) {
-        return String::new();
-    }
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(url) if url.contains("127.0.0.1") || url.contains("localhost") => {
-            format!(" (nothing answers at {url}; the local stack is down: start it with 'make up')")
-        }
-        Ok(url) => format!(" (nothing answers at {url}, the AWS_ENDPOINT_URL)"),
-        Err(_) => " (AWS did not answer: check the network and AWS_REGION)".to_owned(),
-    }
-}
-
 /// Loads the shared SDK configuration from the environment: see [`loader`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
     loader().load().await
@@ -66,20 +45,13 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .build_https()
 }
 
-/// An SES client that never retries a send whose outcome is unknown.
-///
-/// The SDK retries a request that timed out or whose answer was lost, which for `SendEmail` can
-/// send the message twice: the service may have accepted the first attempt. This client lets
-/// throttling, 5xx and connection failures retry as usual, and forbids the retry of the others,
-/// so the caller can record the outcome as unknown instead (see [`crate::idempotency::once`]).
-pub fn ses_client(config: &aws_config::SdkConfig) -> aws_sdk_ses::Client {
-    let conf = aws_sdk_ses::config::Builder::from(config)
-        .retry_classifier(NoRetryWhenMaybeProcessed)
-        .build();
-    aws_sdk_ses::Client::from_conf(conf)
-}
-
 /// Forbids retrying a request that may have been processed (timed out, or its answer lost).
+///
+/// The SDK retries a request that timed out or whose answer was lost, which for an effect that is
+/// not idempotent (sending an email) can repeat it: the service may have accepted the first
+/// attempt. A client with this classifier lets throttling, 5xx and connection failures retry as
+/// usual, and forbids the retry of the others, so the caller can record the outcome as unknown
+/// instead (see [`crate::idempotency::once`]).
 #[derive(Debug, Clone, Copy)]
 pub struct NoRetryWhenMaybeProcessed;
 

@@ -1,4 +1,5 @@
-//! [`PoisonSink`] over SQS: the dead-letter queue that keeps each poison record with its payload.
+//! The dead-letter queue: a [`PoisonSink`] over SQS (and S3 for large records) that keeps each
+//! poison record with its payload, once.
 //!
 //! Lambda's own `OnFailure` destination for Kinesis sends metadata only, so the functions capture
 //! records that can never succeed themselves. Each message body is the [`PoisonRecord`] as JSON:
@@ -8,18 +9,113 @@
 //! A queue takes messages of up to `MaximumMessageSize` (256 KiB by default; SQS allows up to
 //! 1 MiB), and a Kinesis record can hold 10 MiB. So a body larger than the limit goes to an S3
 //! bucket (`FAILURE_BUCKET`, the failure bucket), under `poison/<function>/<shard>/<sequence>…`,
-//! and the message holds a pointer to it (`s3Pointer: {bucket, key}`) with the record's metadata:
-//! the extended-client pattern. A record of any size is then captured at once. Without a bucket, a
-//! body over the limit is refused by SQS, reported for retry, and ends in the `OnFailure`
-//! destination when its retries run out.
+//! and the message holds a pointer to it (`s3Pointer: {bucket, key, size}`) with the record's
+//! metadata: the extended-client pattern. A record of any size is then captured at once. Without
+//! a bucket, a body over the limit is refused by SQS, reported for retry, and ends in the
+//! `OnFailure` destination when its retries run out. [`PoisonMessage`] is a message of either
+//! kind.
 
 use aws_sdk_sqs::types::MessageAttributeValue;
+use serde::{Deserialize, Serialize};
 
-use crate::error::{EffectError, ErrorClass};
-use crate::ports::{PoisonRecord, PoisonSink};
+use super::ledger::DynamoLedger;
+use crate::engine::consumer::{PoisonRecord, PoisonSink};
+use crate::engine::error::{EffectError, ErrorClass};
+use crate::engine::idempotency::OncePoisonSink;
+use crate::platform::config::{Env, Problems};
 
 /// SQS's default `MaximumMessageSize`: the body size above which a record goes to S3.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// The dead-letter queue's settings.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `DLQ_URL` | required | the SQS queue that keeps poison records with their payload |
+/// | `FAILURE_BUCKET` | none | where a poison record too large for a message is kept |
+/// | `DLQ_MAX_MESSAGE_BYTES` | 262144 | the queue's `MaximumMessageSize` |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqSettings {
+    /// `DLQ_URL`: the queue.
+    pub url: String,
+    /// `FAILURE_BUCKET`: where a poison record too large for a queue message is kept (none: such
+    /// a record is retried until the mapping gives up on it).
+    pub failure_bucket: Option<String>,
+    /// `DLQ_MAX_MESSAGE_BYTES`: the queue's `MaximumMessageSize`.
+    pub max_message_bytes: usize,
+}
+
+impl DlqSettings {
+    /// Reads the settings, keeping each problem in `problems`.
+    pub fn read(env: &Env, problems: &mut Problems) -> Self {
+        let url = problems.required(env, "DLQ_URL");
+        let max_message_bytes = problems.check(
+            env.number(
+                "DLQ_MAX_MESSAGE_BYTES",
+                MAX_MESSAGE_BYTES,
+                4096..=1024 * 1024,
+                " of bytes (the queue's MaximumMessageSize)",
+            ),
+            MAX_MESSAGE_BYTES,
+        );
+        Self {
+            url,
+            failure_bucket: env.optional("FAILURE_BUCKET"),
+            max_message_bytes,
+        }
+    }
+}
+
+/// The poison sink every function runs with: the queue (and the failure bucket for large
+/// records), each record once, as the function's ledger remembers.
+pub type DeadLetterQueue = OncePoisonSink<SqsPoisonSink, DynamoLedger>;
+
+/// The dead-letter queue of `settings`, remembering its captures in `ledger`.
+pub fn dead_letter_queue(
+    settings: &DlqSettings,
+    sdk: &aws_config::SdkConfig,
+    ledger: DynamoLedger,
+) -> DeadLetterQueue {
+    let mut sink = SqsPoisonSink::new(aws_sdk_sqs::Client::new(sdk), settings.url.clone());
+    if let Some(bucket) = &settings.failure_bucket {
+        sink = sink.with_large_bodies(s3_client(sdk), bucket.clone(), settings.max_message_bytes);
+    }
+    OncePoisonSink::new(sink, ledger)
+}
+
+/// An S3 client, addressing buckets by path against a local endpoint (bucket.127.0.0.1 resolves
+/// nowhere).
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// A message of the dead-letter queue: a poison record, whole, or with a pointer to where it is
+/// kept whole (its `data` then empty in the message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoisonMessage {
+    /// The record (without its data when it is kept elsewhere).
+    #[serde(flatten)]
+    pub record: PoisonRecord,
+    /// Where the whole record is, when it was too large for a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_pointer: Option<S3Pointer>,
+}
+
+/// Where a large poison record is kept whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Pointer {
+    /// The bucket.
+    pub bucket: String,
+    /// The object's key.
+    pub key: String,
+    /// The whole record's size, in bytes.
+    #[serde(default)]
+    pub size: usize,
+}
 
 /// Room left in a message for its attributes.
 const ATTRIBUTES_ROOM: usize = 2 * 1024;
@@ -116,16 +212,19 @@ impl PoisonSink for SqsPoisonSink {
                         retryable("PutObject of a large poison record failed")(Box::new(e))
                     })?;
                 // The message: the record without its data, and where the whole record is.
-                let mut pointer = serde_json::to_value(record)
-                    .map_err(|e| retryable("could not encode the poison record")(Box::new(e)))?;
-                if let Some(fields) = pointer.as_object_mut() {
-                    fields.remove("data");
-                    fields.insert(
-                        "s3Pointer".into(),
-                        serde_json::json!({ "bucket": bucket, "key": key, "size": size }),
-                    );
-                }
-                pointer.to_string()
+                let pointer = PoisonMessage {
+                    record: PoisonRecord {
+                        data: String::new(),
+                        ..record.clone()
+                    },
+                    s3_pointer: Some(S3Pointer {
+                        bucket: bucket.clone(),
+                        key,
+                        size,
+                    }),
+                };
+                serde_json::to_string(&pointer)
+                    .map_err(|e| retryable("could not encode the poison record")(Box::new(e)))?
             }
             _ => body,
         };
@@ -173,7 +272,7 @@ mod tests {
             sub_sequence_number: None,
             data: "bm90IGpzb24=".into(),
             reason: "not an event envelope".into(),
-            cause: crate::ports::PoisonCause::Data,
+            cause: crate::engine::consumer::PoisonCause::Data,
             captured_at_ms: 1,
         }
     }

@@ -105,6 +105,15 @@ impl EffectError {
         }
     }
 
+    /// A request the SDK could not even build: it will fail the same way every time.
+    pub fn unbuildable(err: aws_smithy_types::error::operation::BuildError) -> Self {
+        Self::new(
+            ErrorClass::Permanent,
+            "could not build the request",
+            Some(Box::new(err)),
+        )
+    }
+
     /// Marks the failure as one whose outcome is unknown (see [`EffectError::is_ambiguous`]).
     pub fn set_ambiguous(&mut self) {
         self.ambiguous = true;

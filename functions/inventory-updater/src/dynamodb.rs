@@ -9,16 +9,15 @@
 //! A reservation is one `TransactWriteItems`: a conditional decrement per product (`available >=
 //! quantity`, which also fails for an unknown product), the order's item, written only if it does
 //! not exist yet, and the event's idempotency marker in the ledger table, written only if it does
-//! not exist yet. So an order is reserved whole or not at all, and a redelivered event changes
-//! nothing. Releases and recorded rejections carry the marker in their transaction too.
+//! not exist yet (`shared::adapters::Markers`). So an order is reserved whole or not at all, and a
+//! redelivered event changes nothing. Releases and recorded rejections carry the marker in their
+//! transaction too.
 //!
-//! A cancellation that finds no order writes a tombstone (`CANCELLED`), so that a placement
-//! arriving later is rejected ("cancelled before it was placed") instead of taking stock.
-//!
-//! [`DynamoLedger`] is the claim ledger ([`IdempotencyStore`]) over the same kind of table.
+//! What each event does to an order is [`crate::lifecycle::transition`]'s to decide: a placement
+//! is tried as if nothing were recorded, and a failed condition tells what is (the item comes back
+//! with the cancellation); a cancellation reads the order first.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -26,46 +25,16 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
+use orders::{OrderId, Quantity};
+use shared::adapters::Markers;
+use shared::idempotency::EffectKey;
+use shared::{EffectError, ErrorClass};
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::ReturnValue;
-
-use crate::error::{EffectError, ErrorClass};
-use crate::idempotency::{
-    epoch_seconds, ledger_key, EffectKey, IdempotencyConfig, Lease, PAYLOAD_REUSED,
+use crate::lifecycle::{
+    shortage, transition, Event, Reservation, ReservationStatus, Transition, Unchanged,
+    CANCELLED_BEFORE_PLACED,
 };
-use crate::order::{OrderId, Quantity};
-use crate::ports::{
-    Claim, IdempotencyStore, InventoryStore, Mark, ReleaseOutcome, Reservation, ReservationStatus,
-    ReserveOutcome, CANCELLED_BEFORE_PLACED,
-};
-
-/// The largest number of products in one order: a transaction holds at most 100 actions, and two
-/// are the order's own item and the idempotency marker.
-pub const MAX_LINES: usize = 98;
-
-/// A ledger item's `status` once its effect is done.
-const DONE: &str = Mark::Done.as_str();
-/// A ledger item's `status` while a delivery holds its claim.
-const IN_PROGRESS: &str = "IN_PROGRESS";
-
-/// The attribute of a ledger entry or marker that holds its payload's hash.
-const PAYLOAD_HASH: &str = "payloadHash";
-
-/// The payload hash stored in a ledger entry or marker, if any.
-fn stored_hash(item: &Item) -> Option<&str> {
-    item.get(PAYLOAD_HASH)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
-/// The payload hash to store for `event`: none when validation is off.
-fn hash_to_store(config: &IdempotencyConfig, event: &EffectKey<'_>) -> Option<AttributeValue> {
-    event
-        .payload_hash
-        .filter(|_| config.validate_payload)
-        .map(|h| AttributeValue::S(h.to_string()))
-}
+use crate::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
 
 /// The key of a product's stock item.
 pub fn sku_key(sku: &str) -> String {
@@ -129,25 +98,12 @@ impl From<&Reservation> for Item {
     }
 }
 
-/// Reserves and releases stock in a DynamoDB table, with idempotency markers in the ledger table.
+/// Reserves and releases stock in a DynamoDB table, with idempotency markers in the ledger's.
 #[derive(Debug, Clone)]
 pub struct DynamoInventory {
     client: aws_sdk_dynamodb::Client,
     table: String,
-    ledger: IdempotencyConfig,
-    scope: String,
-}
-
-fn built<T>(
-    r: Result<T, aws_smithy_types::error::operation::BuildError>,
-) -> Result<T, EffectError> {
-    r.map_err(|e| {
-        EffectError::new(
-            ErrorClass::Permanent,
-            "could not build the request",
-            Some(Box::new(e)),
-        )
-    })
+    markers: Markers,
 }
 
 /// The reasons a transaction was cancelled, one per action, when that is why it failed.
@@ -191,73 +147,38 @@ fn classify_reasons(reasons: &[CancellationReason]) -> Option<ErrorClass> {
     class
 }
 
+/// What is recorded for the order whose item's condition failed, as the item that came back with
+/// the cancellation says (`None`: it did not come back).
+fn recorded_status(reason: &CancellationReason) -> Option<ReservationStatus> {
+    reason
+        .item()
+        .and_then(|i| i.get("status"))
+        .and_then(|v| v.as_s().ok())
+        .and_then(|s| ReservationStatus::parse(s))
+}
+
 impl DynamoInventory {
-    /// An adapter over `table`, writing markers under `scope` into the ledger's table.
-    pub fn new(
-        client: aws_sdk_dynamodb::Client,
-        table: String,
-        ledger: IdempotencyConfig,
-        scope: &str,
-    ) -> Self {
+    /// An adapter over `table`, marking applied events with `markers`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String, markers: Markers) -> Self {
         Self {
             client,
             table,
-            ledger,
-            scope: scope.to_owned(),
+            markers,
         }
     }
 
-    /// The event's marker, with its payload's hash, written only if absent: the transaction fails
-    /// on a redelivery, and the marker there comes back with the cancellation.
-    fn marker_put(&self, event: &EffectKey<'_>) -> Result<TransactWriteItem, EffectError> {
-        let expires = epoch_seconds(SystemTime::now()) + self.ledger.ttl.as_secs();
-        let put = Put::builder()
-            .table_name(&self.ledger.table)
-            .item("pk", AttributeValue::S(ledger_key(&self.scope, &event.key)))
-            .item("status", AttributeValue::S(DONE.into()))
-            .item("expiresAt", AttributeValue::N(expires.to_string()))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let put = match hash_to_store(&self.ledger, event) {
-            Some(hash) => put.item(PAYLOAD_HASH, hash),
-            None => put,
-        };
-        Ok(TransactWriteItem::builder()
-            .put(built(put.build())?)
-            .build())
-    }
-
-    /// Called when the event's marker failed its condition (the key was applied before): an
-    /// error if it was applied with another payload. The marker comes back with the cancellation;
-    /// a server that does not return it is asked.
-    async fn check_reuse(
-        &self,
-        marker: &CancellationReason,
-        event: &EffectKey<'_>,
-    ) -> Result<(), EffectError> {
-        if hash_to_store(&self.ledger, event).is_none() {
-            return Ok(());
-        }
-        let reused = match marker.item() {
-            Some(item) => event.reused(stored_hash(item)),
-            None => {
-                let got = self
-                    .client
-                    .get_item()
-                    .table_name(&self.ledger.table)
-                    .key("pk", AttributeValue::S(ledger_key(&self.scope, &event.key)))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| EffectError::from_sdk("GetItem", e))?;
-                event.reused(got.item().and_then(stored_hash))
-            }
-        };
-        if reused {
-            Err(EffectError::bad_data(PAYLOAD_REUSED))
-        } else {
-            Ok(())
-        }
+    /// The order's reservation, if anything is recorded for it.
+    async fn recorded(&self, order_id: &str) -> Result<Option<Reservation>, EffectError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(order_key(order_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| EffectError::from_sdk("GetItem", e))?;
+        got.item().map(Reservation::try_from).transpose()
     }
 
     fn order_put(&self, order_id: &str, r: &Reservation) -> Result<TransactWriteItem, EffectError> {
@@ -272,7 +193,7 @@ impl DynamoInventory {
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         Ok(TransactWriteItem::builder()
-            .put(built(put.build())?)
+            .put(put.build().map_err(EffectError::unbuildable)?)
             .build())
     }
 
@@ -299,7 +220,7 @@ impl DynamoInventory {
                 .condition_expression("attribute_exists(pk)")
         };
         Ok(TransactWriteItem::builder()
-            .update(built(update.build())?)
+            .update(update.build().map_err(EffectError::unbuildable)?)
             .build())
     }
 
@@ -326,7 +247,7 @@ impl DynamoInventory {
             None => update.update_expression("SET #s = :to"),
         };
         Ok(TransactWriteItem::builder()
-            .update(built(update.build())?)
+            .update(update.build().map_err(EffectError::unbuildable)?)
             .build())
     }
 
@@ -338,14 +259,12 @@ impl DynamoInventory {
         reason: String,
     ) -> Result<ReserveOutcome, EffectError> {
         let rejection = Reservation {
-            status: ReservationStatus::Rejected,
-            lines: BTreeMap::new(),
             reason: Some(reason.clone()),
-            cancelled_by: None,
+            ..Reservation::empty(ReservationStatus::Rejected)
         };
         let actions = vec![
             self.order_put(order_id, &rejection)?,
-            self.marker_put(event)?,
+            self.markers.put(event)?,
         ];
         let err = match self.transact(actions).await {
             Ok(()) => return Ok(ReserveOutcome::Rejected(reason)),
@@ -361,9 +280,9 @@ impl DynamoInventory {
 
     /// What a placement comes to when its transaction, whose last two actions are the order's
     /// item and the event's marker (each written only if absent), was cancelled by either: this
-    /// event, or another event of the order, was applied before; unless the order's item is a
-    /// tombstone, and the order is then rejected as cancelled before it was placed; or this key
-    /// was applied with another payload. `None` when neither failed its condition.
+    /// event was applied before (unless with another payload: poison); or something is recorded
+    /// for the order, and [`transition`] says what the placement does to it. `None` when neither
+    /// failed its condition.
     async fn recorded_before(
         &self,
         reasons: &[CancellationReason],
@@ -375,16 +294,36 @@ impl DynamoInventory {
         };
         if is_condition_failure(marker) {
             return Some(
-                self.check_reuse(marker, event)
+                self.markers
+                    .check_reuse(marker, event)
                     .await
                     .map(|()| ReserveOutcome::AlreadyRecorded),
             );
         }
-        if is_condition_failure(order) && is_tombstone(order) {
-            return Some(self.reject_cancelled(event, order_id).await);
+        if !is_condition_failure(order) {
+            return None;
         }
-        is_condition_failure(order).then_some(Ok(ReserveOutcome::AlreadyRecorded))
+        // Not every server returns the item with the cancellation: then it is read.
+        let status = match recorded_status(order) {
+            Some(status) => status,
+            None => match self.recorded(order_id).await {
+                Ok(Some(reservation)) => reservation.status,
+                Ok(None) => {
+                    return Some(Err(EffectError::retryable(
+                        "the order's item was there, then gone",
+                    )))
+                }
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        Some(
+            match transition(Some(status), &Event::Placed { products: 0 }) {
+                Transition::RejectCancelled => self.reject_cancelled(event, order_id).await,
+                _ => Ok(ReserveOutcome::AlreadyRecorded),
+            },
+        )
     }
+
     /// Records an order cancelled before it was placed: a tombstone, with the event that
     /// cancelled it, written only if the order has no item yet.
     async fn record_tombstone(
@@ -393,20 +332,19 @@ impl DynamoInventory {
         order_id: &str,
     ) -> Result<ReleaseOutcome, EffectError> {
         let tombstone = Reservation {
-            status: ReservationStatus::Cancelled,
-            lines: BTreeMap::new(),
-            reason: None,
             cancelled_by: Some(event.key.clone().into_owned()),
+            ..Reservation::empty(ReservationStatus::Cancelled)
         };
         let actions = vec![
             self.order_put(order_id, &tombstone)?,
-            self.marker_put(event)?,
+            self.markers.put(event)?,
         ];
         match self.transact(actions).await {
             Ok(()) => Ok(ReleaseOutcome::CancelledFirst),
             Err(e) => match cancellation_reasons(&e) {
                 // This event was applied before.
                 Some([_, marker]) if is_condition_failure(marker) => self
+                    .markers
                     .check_reuse(marker, event)
                     .await
                     .map(|()| ReleaseOutcome::AlreadyReleased),
@@ -422,7 +360,7 @@ impl DynamoInventory {
     }
 
     /// Rejects the placement of an order whose tombstone is there: the tombstone becomes the
-    /// rejection ("cancelled before it was placed"), and no stock is taken.
+    /// rejection ([`CANCELLED_BEFORE_PLACED`]), and no stock is taken.
     async fn reject_cancelled(
         &self,
         event: &EffectKey<'_>,
@@ -434,14 +372,14 @@ impl DynamoInventory {
             ReservationStatus::Rejected,
             Some(CANCELLED_BEFORE_PLACED),
         )?;
-        let actions = vec![reject, self.marker_put(event)?];
+        let actions = vec![reject, self.markers.put(event)?];
         match self.transact(actions).await {
             Ok(()) => Ok(ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())),
             // Another event of the order, or this one (with this payload), got there first.
             Err(e) => match cancellation_reasons(&e) {
                 Some(reasons @ [_, marker]) if only_condition_failures(reasons) => {
                     if is_condition_failure(marker) {
-                        self.check_reuse(marker, event).await?;
+                        self.markers.check_reuse(marker, event).await?;
                     }
                     Ok(ReserveOutcome::AlreadyRecorded)
                 }
@@ -463,15 +401,6 @@ impl DynamoInventory {
     }
 }
 
-/// Whether a cancelled action's item, returned with it, is an order's tombstone.
-fn is_tombstone(reason: &CancellationReason) -> bool {
-    reason
-        .item()
-        .and_then(|i| i.get("status"))
-        .and_then(|v| v.as_s().ok())
-        .is_some_and(|s| s == ReservationStatus::Cancelled.as_str())
-}
-
 impl InventoryStore for DynamoInventory {
     async fn reserve(
         &self,
@@ -480,34 +409,37 @@ impl InventoryStore for DynamoInventory {
         lines: &BTreeMap<&str, Quantity>,
     ) -> Result<ReserveOutcome, EffectError> {
         let order_id = order_id.as_str();
-        if lines.len() > MAX_LINES {
-            let reason = format!("more than {MAX_LINES} distinct products");
-            return self.record_rejection(event, order_id, reason).await;
+        // Tried as if nothing were recorded for the order; a failed condition says what is.
+        let placed = Event::Placed {
+            products: lines.len(),
+        };
+        match transition(None, &placed) {
+            Transition::Reserve => {}
+            Transition::Reject(reason) => {
+                return self.record_rejection(event, order_id, reason).await
+            }
+            other => {
+                return Err(EffectError::permanent(format!(
+                    "a placement of an unrecorded order came to {other:?}"
+                )))
+            }
         }
         let reservation = Reservation {
-            status: ReservationStatus::Reserved,
             lines: lines
                 .iter()
                 .map(|(k, q)| ((*k).to_owned(), q.get()))
                 .collect(),
-            reason: None,
-            cancelled_by: None,
+            ..Reservation::empty(ReservationStatus::Reserved)
         };
         let mut actions = Vec::with_capacity(lines.len() + 2);
         for (sku, q) in lines {
             actions.push(self.stock_update(sku, q.get(), true)?);
         }
         actions.push(self.order_put(order_id, &reservation)?);
-        actions.push(self.marker_put(event)?);
+        actions.push(self.markers.put(event)?);
 
-        let err = match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => return Ok(ReserveOutcome::Reserved),
+        let err = match self.transact(actions).await {
+            Ok(()) => return Ok(ReserveOutcome::Reserved),
             Err(err) => err,
         };
         let Some(reasons) = cancellation_reasons(&err) else {
@@ -523,7 +455,9 @@ impl InventoryStore for DynamoInventory {
                 Some(Box::new(err)),
             ));
         }
-        let reason = lines
+        // The first product whose stock refused: its item comes back with the cancellation (none:
+        // there is no such product).
+        let refused = lines
             .iter()
             .zip(reasons)
             .find(|(_, r)| is_condition_failure(r))
@@ -531,16 +465,11 @@ impl InventoryStore for DynamoInventory {
                 let available = r
                     .item()
                     .and_then(|i| i.get("available"))
-                    .and_then(|v| v.as_n().ok());
-                match available {
-                    Some(n) => format!(
-                        "insufficient stock for {sku}: {n} available, {} wanted",
-                        q.get()
-                    ),
-                    None => format!("unknown product {sku}"),
-                }
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok());
+                shortage(sku, available, q.get())
             });
-        match reason {
+        match refused {
             Some(reason) => self.record_rejection(event, order_id, reason).await,
             None => Err(EffectError::new(
                 ErrorClass::Retryable,
@@ -556,28 +485,17 @@ impl InventoryStore for DynamoInventory {
         order_id: &OrderId<'_>,
     ) -> Result<ReleaseOutcome, EffectError> {
         let order_id = order_id.as_str();
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(order_key(order_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| EffectError::from_sdk("GetItem", e))?;
-        let Some(item) = got.item() else {
-            return self.record_tombstone(event, order_id).await;
-        };
-        let reservation = Reservation::try_from(item)?;
-        match reservation.status {
-            ReservationStatus::Rejected => return Ok(ReleaseOutcome::NothingReserved),
-            ReservationStatus::Released | ReservationStatus::Cancelled => {
-                return Ok(ReleaseOutcome::AlreadyReleased)
+        let recorded = self.recorded(order_id).await?;
+        let lines = match transition(recorded.as_ref().map(|r| r.status), &Event::Cancelled) {
+            Transition::Tombstone => return self.record_tombstone(event, order_id).await,
+            Transition::Release => recorded.map(|r| r.lines).unwrap_or_default(),
+            Transition::Unchanged(Unchanged::NothingReserved) => {
+                return Ok(ReleaseOutcome::NothingReserved)
             }
-            ReservationStatus::Reserved => {}
-        }
-        let mut actions = Vec::with_capacity(reservation.lines.len() + 2);
-        for (sku, q) in &reservation.lines {
+            _ => return Ok(ReleaseOutcome::AlreadyReleased),
+        };
+        let mut actions = Vec::with_capacity(lines.len() + 2);
+        for (sku, q) in &lines {
             actions.push(self.stock_update(sku, *q, false)?);
         }
         actions.push(self.status_change(
@@ -586,22 +504,17 @@ impl InventoryStore for DynamoInventory {
             ReservationStatus::Released,
             None,
         )?);
-        actions.push(self.marker_put(event)?);
+        actions.push(self.markers.put(event)?);
 
-        let err = match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => return Ok(ReleaseOutcome::Released),
+        let err = match self.transact(actions).await {
+            Ok(()) => return Ok(ReleaseOutcome::Released),
             Err(err) => err,
         };
         // This event, or another delivery, released it between our read and our write: the
         // order's item or the event's marker (the last two actions) already exists.
         match cancellation_reasons(&err) {
             Some([.., marker]) if is_condition_failure(marker) => self
+                .markers
                 .check_reuse(marker, event)
                 .await
                 .map(|()| ReleaseOutcome::AlreadyReleased),
@@ -610,142 +523,6 @@ impl InventoryStore for DynamoInventory {
             }
             _ => Err(EffectError::from_sdk("TransactWriteItems", err)),
         }
-    }
-}
-
-/// The claim ledger over a DynamoDB table (key `pk`, TTL attribute `expiresAt`).
-#[derive(Debug, Clone)]
-pub struct DynamoLedger {
-    client: aws_sdk_dynamodb::Client,
-    config: IdempotencyConfig,
-    scope: String,
-}
-
-impl DynamoLedger {
-    /// A ledger whose keys are prefixed with `scope` (the function's name).
-    pub fn new(client: aws_sdk_dynamodb::Client, config: IdempotencyConfig, scope: &str) -> Self {
-        Self {
-            client,
-            config,
-            scope: scope.to_owned(),
-        }
-    }
-
-    fn key(&self, event_key: &str) -> AttributeValue {
-        AttributeValue::S(ledger_key(&self.scope, event_key))
-    }
-
-    async fn read(&self, event_key: &str) -> Result<Option<Item>, EffectError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.config.table)
-            .key("pk", self.key(event_key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| EffectError::from_sdk("GetItem", e))?;
-        Ok(got.item)
-    }
-}
-
-impl IdempotencyStore for DynamoLedger {
-    async fn claim(&self, event: &EffectKey<'_>) -> Result<Claim, EffectError> {
-        let event_key = &*event.key;
-        let now = epoch_seconds(SystemTime::now());
-        let lease = Lease::new();
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.config.table)
-            .item("pk", self.key(event_key))
-            .item("status", AttributeValue::S(IN_PROGRESS.into()))
-            .item("token", AttributeValue::S(lease.token.clone()))
-            .item(
-                "leaseExpiresAt",
-                AttributeValue::N((now + self.config.lease.as_secs()).to_string()),
-            )
-            .item(
-                "expiresAt",
-                AttributeValue::N((now + self.config.ttl.as_secs()).to_string()),
-            )
-            .condition_expression(
-                "attribute_not_exists(pk) OR (#s = :in_progress AND leaseExpiresAt < :now)",
-            )
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let put = match hash_to_store(&self.config, event) {
-            Some(hash) => put.item(PAYLOAD_HASH, hash),
-            None => put,
-        };
-        let err = match put.send().await {
-            Ok(_) => return Ok(Claim::Claimed(lease)),
-            Err(err) => err,
-        };
-        let existing = match err.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(e)) => match e.item() {
-                Some(item) => Some(item.clone()),
-                // Not every server returns the old item: read it.
-                None => self.read(event_key).await?,
-            },
-            _ => return Err(EffectError::from_sdk("PutItem", err)),
-        };
-        let status = existing
-            .as_ref()
-            .and_then(|i| i.get("status"))
-            .and_then(|v| v.as_s().ok());
-        let stored = existing.as_ref().and_then(stored_hash);
-        Ok(match status.map(String::as_str) {
-            // Gone since (expired, or released): another delivery may claim it at once.
-            None => Claim::InProgress,
-            _ if hash_to_store(&self.config, event).is_some() && event.reused(stored) => {
-                Claim::Reused
-            }
-            Some(IN_PROGRESS) => Claim::InProgress,
-            // DONE, UNKNOWN: settled, never repeated.
-            Some(_) => Claim::AlreadyDone,
-        })
-    }
-
-    async fn complete(
-        &self,
-        event_key: &str,
-        lease: &Lease,
-        mark: Mark,
-        note: &str,
-    ) -> Result<(), EffectError> {
-        self.client
-            .update_item()
-            .table_name(&self.config.table)
-            .key("pk", self.key(event_key))
-            .update_expression("SET #s = :done, note = :note REMOVE leaseExpiresAt")
-            .condition_expression("#t = :token")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":done", AttributeValue::S(mark.as_str().into()))
-            .expression_attribute_values(":note", AttributeValue::S(note.to_owned()))
-            .expression_attribute_values(":token", AttributeValue::S(lease.token.clone()))
-            .return_values(ReturnValue::None)
-            .send()
-            .await
-            .map_err(|e| EffectError::from_sdk("UpdateItem", e))?;
-        Ok(())
-    }
-
-    async fn release(&self, event_key: &str, lease: &Lease) -> Result<(), EffectError> {
-        self.client
-            .delete_item()
-            .table_name(&self.config.table)
-            .key("pk", self.key(event_key))
-            .condition_expression("#t = :token")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":token", AttributeValue::S(lease.token.clone()))
-            .send()
-            .await
-            .map_err(|e| EffectError::from_sdk("DeleteItem", e))?;
-        Ok(())
     }
 }
 
@@ -761,7 +538,8 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
 
     use super::*;
-    use crate::idempotency::PayloadHash;
+    use shared::adapters::LedgerSettings;
+    use shared::idempotency::{PayloadHash, PAYLOAD_REUSED};
 
     fn order(id: &'static str) -> OrderId<'static> {
         OrderId::parse(Cow::Borrowed(id)).unwrap()
@@ -788,8 +566,8 @@ mod tests {
         }
     }
 
-    fn ledger_config() -> IdempotencyConfig {
-        IdempotencyConfig {
+    fn ledger_config() -> LedgerSettings {
+        LedgerSettings {
             table: "idempotency".into(),
             ttl: std::time::Duration::from_secs(3600),
             lease: std::time::Duration::from_secs(60),
@@ -806,12 +584,8 @@ mod tests {
     }
 
     fn inventory(client: Client) -> DynamoInventory {
-        DynamoInventory::new(
-            client,
-            "inventory".into(),
-            ledger_config(),
-            "inventory-updater",
-        )
+        let markers = Markers::new(client.clone(), ledger_config(), "inventory-updater");
+        DynamoInventory::new(client, "inventory".into(), markers)
     }
 
     fn no_retry(c: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
@@ -1126,97 +900,5 @@ mod tests {
             ReleaseOutcome::Released
         );
         assert_eq!(write.num_calls(), 1);
-    }
-
-    /// A claim is a conditional put: absent, or in progress with an expired lease.
-    #[tokio::test]
-    async fn ledger_claim_request_shape() {
-        use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
-        let rule = mock!(Client::put_item)
-            .match_requests(|r| {
-                let item = r.item().unwrap();
-                r.table_name() == Some("idempotency")
-                    && item.get("pk") == Some(&AttributeValue::S("email-notifier#evt-1".into()))
-                    && item.get("status") == Some(&AttributeValue::S("IN_PROGRESS".into()))
-                    && item.contains_key("token")
-                    && item.contains_key("leaseExpiresAt")
-                    && item.contains_key("expiresAt")
-                    && item.get("payloadHash") == Some(&AttributeValue::S(ev_hash()))
-                    && r.condition_expression()
-                        == Some("attribute_not_exists(pk) OR (#s = :in_progress AND leaseExpiresAt < :now)")
-            })
-            .then_output(|| PutItemOutput::builder().build());
-        let ledger = DynamoLedger::new(
-            mock_client!(aws_sdk_dynamodb, [&rule]),
-            ledger_config(),
-            "email-notifier",
-        );
-        assert!(matches!(
-            ledger.claim(&ev("evt-1")).await.unwrap(),
-            Claim::Claimed(_)
-        ));
-    }
-
-    /// A failed claim reads the old item from the error: done means a duplicate, unless it was
-    /// claimed with another payload's hash (reused); anything else a claim in progress. An entry
-    /// with no hash matches; with validation off, hashes are neither written nor compared.
-    #[tokio::test]
-    async fn ledger_claim_conflicts() {
-        let answer = |status: &str, hash: Option<&str>| {
-            let hash = hash.map_or(String::new(), |h| {
-                format!(r#","payloadHash":{{"S":"{h}"}}"#)
-            });
-            let body = format!(
-                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{{"pk":{{"S":"email-notifier#evt-1"}},"status":{{"S":"{status}"}}{hash}}}}}"#
-            );
-            mock!(Client::put_item)
-                .then_http_response(dynamo_error(Box::leak(body.into_boxed_str())))
-        };
-        let other = "0123456789abcdef0123456789abcdef";
-        let rules = [
-            answer("DONE", Some(&ev_hash())),
-            answer("DONE", Some(other)),
-            answer("DONE", None),
-            answer("IN_PROGRESS", Some(other)),
-            answer("IN_PROGRESS", Some(&ev_hash())),
-        ];
-        let client = mock_client!(
-            aws_sdk_dynamodb,
-            RuleMode::Sequential,
-            [&rules[0], &rules[1], &rules[2], &rules[3], &rules[4]],
-            no_retry
-        );
-        let ledger = DynamoLedger::new(client, ledger_config(), "email-notifier");
-        for expected in [
-            Claim::AlreadyDone,
-            Claim::Reused,
-            Claim::AlreadyDone,
-            Claim::Reused,
-            Claim::InProgress,
-        ] {
-            assert_eq!(ledger.claim(&ev("evt-1")).await.unwrap(), expected);
-        }
-
-        let body = format!(
-            r#"{{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{{"pk":{{"S":"email-notifier#evt-1"}},"status":{{"S":"DONE"}},"payloadHash":{{"S":"{other}"}}}}}}"#
-        );
-        let unchecked = mock!(Client::put_item)
-            .match_requests(|r| !r.item().unwrap().contains_key("payloadHash"))
-            .then_http_response(dynamo_error(Box::leak(body.into_boxed_str())));
-        let client = mock_client!(
-            aws_sdk_dynamodb,
-            RuleMode::Sequential,
-            [&unchecked],
-            no_retry
-        );
-        let config = IdempotencyConfig {
-            validate_payload: false,
-            ..ledger_config()
-        };
-        let ledger = DynamoLedger::new(client, config, "email-notifier");
-        assert_eq!(
-            ledger.claim(&ev("evt-1")).await.unwrap(),
-            Claim::AlreadyDone
-        );
     }
 }

@@ -1,6 +1,6 @@
-//! The batch engine: Lambda's Kinesis delivery rules, applied to one invocation.
+//! The batch engine: Lambda's Kinesis delivery rules, applied to one invocation of any
+//! [`Consumer`]. (`docs/esm-semantics.md` states the rules in full.)
 //!
-//! The rules (from `esm-semantics.md`):
 //! - records of one partition key run one after another, in sequence order; different keys run
 //!   concurrently, at most `max_concurrency` at a time;
 //! - a retryable failure is reported under the record's sequence number and stops its key, so no
@@ -12,96 +12,31 @@
 //! - near the deadline no record is started, records still running are abandoned, and all of them
 //!   are reported, so the invocation returns in time instead of timing out.
 //!
-//! When every record fails, the response lists them all, and the invocation succeeds: Lambda
-//! retries from the first. We do not return a function error as Powertools does, because bisecting
-//! only helps find a poison record, and poison never reaches the retry path here: a batch where
-//! everything fails is an outage downstream, and bisecting it only multiplies the invocations.
+//! When every record fails, the response reports the first failure of each key, and the
+//! invocation succeeds: Lambda retries from the first. We do not return a function error as
+//! Powertools does, because bisecting only helps find a poison record, and poison never reaches
+//! the retry path here: a batch where everything fails is an outage downstream, and bisecting it
+//! only multiplies the invocations.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::BuildHasher;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures_util::stream::{self, StreamExt};
-use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::telemetry::{in_record, logging, RecordIdentity};
-
-use crate::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
-use crate::error::{EffectError, ErrorClass};
-use crate::event::{Envelope, Malformed, Read, RecordData};
-use crate::idempotency::{EffectKey, PayloadHash};
-use crate::kpl::{self, UserRecord};
-use crate::ports::{Consumer, PoisonCause, PoisonRecord, PoisonSink};
-
-/// What a rule did with one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The effect took place.
-    Applied,
-    /// The effect had already taken place (a redelivery): nothing was done.
-    Duplicate,
-    /// The business said no (for example out of stock). Recorded, and not retried.
-    Rejected(String),
-    /// There was nothing to do (for example cancelling an order that holds no stock).
-    NoEffect(String),
-}
-
-/// Where a record is in the batch: its identity in the stream.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordContext<'a> {
-    /// The Kinesis partition key.
-    pub partition_key: &'a str,
-    /// The Kinesis sequence number, the identifier failures are reported under (for a KPL user
-    /// record, its parent's).
-    pub sequence_number: &'a str,
-    /// For a KPL user record, its position in the aggregate.
-    pub sub_sequence_number: Option<u64>,
-    /// The shard, when the record's `eventID` names it.
-    pub shard_id: Option<&'a str>,
-}
-
-/// One wanted event, its payload read by its type's schema, ready for a rule.
-#[derive(Debug)]
-pub struct Event<'a, P> {
-    /// The event type's wire name.
-    pub event_type: &'a str,
-    /// The producer's id of the event, when it sent one.
-    pub event_id: Option<&'a str>,
-    /// The payload, as the consumer's schema for this type read it.
-    pub payload: P,
-    /// Where the record sits in the stream.
-    pub record: RecordContext<'a>,
-}
-
-impl<P> Event<'_, P> {
-    /// The key that identifies this event for idempotency: its `eventId`, or, when the producer
-    /// sent none, the record's identity in the stream (shard, sequence number and, for a KPL user
-    /// record, sub-sequence number).
-    pub fn idempotency_key(&self) -> Cow<'_, str> {
-        let shard = self.record.shard_id.unwrap_or("shard");
-        match (self.event_id, self.record.sub_sequence_number) {
-            (Some(id), _) if !id.is_empty() => Cow::Borrowed(id),
-            (_, None) => Cow::Owned(format!("{shard}:{}", self.record.sequence_number)),
-            (_, Some(sub)) => Cow::Owned(format!("{shard}:{}:{sub}", self.record.sequence_number)),
-        }
-    }
-}
-
-impl<P: Serialize> Event<'_, P> {
-    /// The event as its effect is keyed: [`Self::idempotency_key`], and the hash of the payload as
-    /// the rule read it, which a later delivery of the same key must match
-    /// ([`crate::idempotency`]).
-    pub fn effect_key(&self) -> Result<EffectKey<'_>, EffectError> {
-        Ok(EffectKey {
-            key: self.idempotency_key(),
-            payload_hash: Some(PayloadHash::of(&self.payload)?),
-        })
-    }
-}
+use super::consumer::{
+    Consumer, Event, EventTypes, Outcome, PoisonCause, PoisonRecord, PoisonSink, RecordContext,
+};
+use super::error::ErrorClass;
+use super::stats::BatchStats;
+use crate::input::batch::{compare_sequence_numbers, DataFault, KinesisBatch, RecordView};
+use crate::input::envelope::{Envelope, Malformed, Read, RecordData};
+use crate::input::kpl::{self, UserRecord};
+use crate::platform::config::{ConfigError, Env, Problems};
+use crate::platform::telemetry::{in_record, logging, RecordIdentity};
 
 /// The set of event types a function handles, by wire name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +63,14 @@ impl EventTypeSet {
 }
 
 /// How the engine runs a batch.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `EVENT_TYPES` | the consumer's defaults | comma-separated event types to handle, of those it declares |
+/// | `MAX_CONCURRENCY` | 64 | partition keys in progress at once (1 to 1024) |
+/// | `DEADLINE_MARGIN_MS` | 1000 | stop starting records this long before the deadline |
+/// | `IDEMPOTENCY_CACHE_SIZE` | 10000 | finished records a warm container remembers (0: none) |
+/// | `AWS_LAMBDA_FUNCTION_NAME` | the function's name | recorded with poison records (set by Lambda) |
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// The function's name, recorded with each poison record.
@@ -138,41 +81,85 @@ pub struct EngineConfig {
     pub max_concurrency: usize,
     /// No record starts, and running ones are abandoned, this long before the deadline.
     pub deadline_margin: Duration,
-    /// The CloudWatch namespace of the per-invocation EMF metrics (`METRICS_NAMESPACE`).
-    pub metrics_namespace: String,
     /// How many finished records a warm container remembers, so that their redelivery costs no
     /// call (`IDEMPOTENCY_CACHE_SIZE`; 0: none).
     pub completed_cache: usize,
 }
 
-/// The counts of one invocation.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchStats {
-    /// Records in the batch.
-    pub received: u64,
-    /// Effects applied.
-    pub applied: u64,
-    /// Events already applied before (redeliveries).
-    pub duplicates: u64,
-    /// Of the duplicates, records this warm container had finished itself: known without a call.
-    pub remembered: u64,
-    /// Business rejections, recorded and not retried.
-    pub rejected: u64,
-    /// Events that called for no effect.
-    pub no_effect: u64,
-    /// Unwanted event types, by type.
-    pub skipped: BTreeMap<String, u64>,
-    /// Records that can never succeed, captured and acknowledged.
-    pub poison: u64,
-    /// Records that failed retryably (reported).
-    pub failed: u64,
-    /// Records not run because an earlier record of their key failed (redelivered after it).
-    pub blocked: u64,
-    /// Records not started, or abandoned, because the deadline drew near (reported).
-    pub unstarted: u64,
-    /// Log lines the records' buffers dropped (full): see [`crate::telemetry`].
-    pub log_lines_dropped: u64,
+impl EngineConfig {
+    /// The settings of consumer `C`, named `function`, with nothing set: its default types, and
+    /// every default.
+    pub fn defaults<C: Consumer>(function: &str) -> Self {
+        let env = Env::from_pairs([]);
+        Self::read::<C>(&env, function, &mut Problems::default())
+    }
+
+    /// Reads the settings of consumer `C`, keeping each problem in `problems`. Every type
+    /// `EVENT_TYPES` names must be one `C` declares ([`EventTypes`]).
+    pub fn read<C: Consumer>(env: &Env, function: &str, problems: &mut Problems) -> Self {
+        let types = EventTypes::of::<C>();
+        if types.declared().is_empty() {
+            problems.push(ConfigError::Invalid {
+                name: "EVENT_TYPES",
+                value: String::new(),
+                reason: "the function declares no event type: its Payload must be an enum \
+                         with one variant per type, named by the type"
+                    .into(),
+            });
+        }
+        let defaults = || EventTypeSet::new(types.defaults().iter().copied());
+        let event_types = match env.optional("EVENT_TYPES") {
+            None => defaults(),
+            Some(list) => {
+                let named: Vec<&str> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                let expected = format!(
+                    "expected a comma-separated list of event types from: {}",
+                    types.declared().join(", ")
+                );
+                let unknown = named.iter().find(|t| !types.declared().contains(t));
+                let why = match unknown {
+                    _ if named.is_empty() => Some(expected),
+                    Some(unknown) => Some(format!(
+                        "this function has no rule for {unknown}; {expected}"
+                    )),
+                    None => None,
+                };
+                match why {
+                    Some(reason) => {
+                        problems.push(ConfigError::Invalid {
+                            name: "EVENT_TYPES",
+                            value: list.clone(),
+                            reason,
+                        });
+                        defaults()
+                    }
+                    None => EventTypeSet::new(named),
+                }
+            }
+        };
+        let max_concurrency = problems.check(env.number("MAX_CONCURRENCY", 64, 1..=1024, ""), 64);
+        let margin_ms = problems.check(
+            env.number("DEADLINE_MARGIN_MS", 1000, 0..=60_000, " of milliseconds"),
+            1000,
+        );
+        let completed_cache = problems.check(
+            env.number("IDEMPOTENCY_CACHE_SIZE", 10_000, 0..=1_000_000, ""),
+            0,
+        );
+        EngineConfig {
+            function: env
+                .optional("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| function.to_owned()),
+            event_types,
+            max_concurrency,
+            deadline_margin: Duration::from_millis(margin_ms),
+            completed_cache,
+        }
+    }
 }
 
 /// The result of one invocation: the response for Lambda, and what happened.
@@ -244,12 +231,11 @@ pub struct BatchEngine<C, P> {
 /// Such a record is a duplicate without asking the ledger: no DynamoDB call. The ledger stays the
 /// truth across containers, and for a record seen again after this memory forgot it.
 ///
-/// The identity is the stream's (source ARN, shard, sequence number, sub-sequence number), which
-/// only a redelivery repeats: a producer's duplicate is a new record and still goes to the
-/// ledger. It is kept as a 128-bit hash (16 bytes a record).
+/// The identity is the stream's (its ARN, then [`RecordContext::stream_identity`]), which only a
+/// redelivery repeats: a producer's duplicate is a new record and still goes to the ledger.
 struct Completed {
     capacity: usize,
-    seen: Mutex<(HashSet<u128>, VecDeque<u128>)>,
+    seen: Mutex<(HashSet<String>, VecDeque<String>)>,
 }
 
 impl Completed {
@@ -263,23 +249,18 @@ impl Completed {
         }
     }
 
-    fn contains(&self, id: u128) -> bool {
-        self.capacity > 0
-            && self
-                .seen
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .0
-                .contains(&id)
+    fn contains(&self, id: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .contains(id)
     }
 
-    fn insert(&self, id: u128) {
-        if self.capacity == 0 {
-            return;
-        }
+    fn insert(&self, id: String) {
         let mut guard = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let (set, order) = &mut *guard;
-        if set.insert(id) {
+        if set.insert(id.clone()) {
             order.push_back(id);
             while order.len() > self.capacity {
                 if let Some(old) = order.pop_front() {
@@ -288,19 +269,6 @@ impl Completed {
             }
         }
     }
-}
-
-/// A record's identity in the stream, hashed: `None` without a sequence number.
-fn identity(batch: &KinesisBatch, unit: &Unit<'_>) -> Option<u128> {
-    let seq = unit.sequence_number?;
-    let parts = (
-        batch.event_source_arn(),
-        unit.view.shard_id(),
-        seq,
-        unit.sub_sequence_number,
-    );
-    let hash = |seed| foldhash::quality::FixedState::with_seed(seed).hash_one(parts);
-    Some(u128::from(hash(0x6b69_6e65_7369_7331)) << 64 | u128::from(hash(0x6661_6e6f_7574_3230)))
 }
 
 impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
@@ -332,13 +300,6 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
 
     /// Processes a batch. `deadline` is when Lambda cuts the invocation off (`None`: never).
     pub async fn process(&self, batch: &KinesisBatch, deadline: Option<Instant>) -> BatchOutcome {
-        let (mut outcome, dropped) =
-            crate::telemetry::in_invocation(self.process_batch(batch, deadline)).await;
-        outcome.stats.log_lines_dropped = dropped;
-        outcome
-    }
-
-    async fn process_batch(&self, batch: &KinesisBatch, deadline: Option<Instant>) -> BatchOutcome {
         // KPL aggregates are opened first; their user records live here while the batch runs.
         let aggregates: Vec<Option<Vec<UserRecord>>> = batch
             .records()
@@ -418,9 +379,9 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             }
             let unit = &units[index];
             let id = (self.completed.capacity > 0)
-                .then(|| identity(batch, unit))
+                .then(|| unit.stream_identity(batch))
                 .flatten();
-            if id.is_some_and(|id| self.completed.contains(id)) {
+            if id.as_deref().is_some_and(|id| self.completed.contains(id)) {
                 let mut t = lock();
                 t.stats.duplicates += 1;
                 t.stats.remembered += 1;
@@ -494,7 +455,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         if let Some(why) = why {
             return Err(Malformed::Record(why.into()));
         }
-        Envelope::read(unit.record_data()?, &self.consumer, |t| self.wanted(t))
+        Envelope::read(unit.record_data()?, |t| self.wanted(t))
     }
 
     async fn run_unit<'u>(&self, batch: &KinesisBatch, unit: &Unit<'u>) -> Step<'u> {
@@ -511,17 +472,18 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             }
         };
         let identity = logging().then(|| Self::identity(unit, Some(&envelope)));
-        let event = Event {
-            event_type: &envelope.event_type,
-            event_id: envelope.event_id.as_deref(),
-            payload: envelope.payload,
-            record: RecordContext {
-                partition_key: unit.partition_key.unwrap_or_default(),
-                sequence_number: unit.sequence_number.unwrap_or_default(),
-                sub_sequence_number: unit.sub_sequence_number,
-                shard_id: unit.view.shard_id(),
-            },
+        let record = RecordContext {
+            partition_key: unit.partition_key.unwrap_or_default(),
+            sequence_number: unit.sequence_number.unwrap_or_default(),
+            sub_sequence_number: unit.sub_sequence_number,
+            shard_id: unit.view.shard_id(),
         };
+        let event: Event<'_, C> = Event::new(
+            envelope.event_type,
+            envelope.event_id,
+            envelope.payload,
+            record,
+        );
         let handled = async {
             match self.consumer.handle(&event).await {
                 Ok(outcome) => {
@@ -602,6 +564,19 @@ struct Unit<'a> {
 }
 
 impl<'a> Unit<'a> {
+    /// The unit's identity in the stream, with the stream's ARN: what the warm memory keeps.
+    /// `None` without a sequence number.
+    fn stream_identity(&self, batch: &KinesisBatch) -> Option<String> {
+        let context = RecordContext {
+            partition_key: "",
+            sequence_number: self.sequence_number?,
+            sub_sequence_number: self.sub_sequence_number,
+            shard_id: self.view.shard_id(),
+        };
+        let stream = batch.event_source_arn().unwrap_or("");
+        Some(format!("{stream}/{}", context.stream_identity()))
+    }
+
     /// The data, as text when the batch knows it for UTF-8 (it is not checked again).
     fn record_data(&self) -> Result<RecordData<'a>, DataFault> {
         match self.text {
@@ -677,45 +652,82 @@ fn group_by_key(units: &[Unit<'_>]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Converts the runtime API's deadline (`Lambda-Runtime-Deadline-Ms`) into a monotonic instant.
-///
-/// Lambda sends milliseconds since the Unix epoch. Some local emulators (`cargo lambda watch`)
-/// send the function's timeout instead, a value far too small to be a date; it is read as a
-/// duration from now, so a local run gets the same deadline behaviour as the real service.
-pub fn deadline_from_runtime_ms(deadline_ms: u64) -> Instant {
-    // 2001-09-09 in epoch milliseconds: no real deadline is earlier.
-    const EARLIEST_EPOCH_MS: u64 = 1_000_000_000_000;
-    let now = Instant::now();
-    if deadline_ms < EARLIEST_EPOCH_MS {
-        return now + Duration::from_millis(deadline_ms);
-    }
-    let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
-    match deadline.duration_since(SystemTime::now()) {
-        Ok(left) => now + left,
-        Err(_) => now,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde::{Deserialize, Serialize};
 
-    /// An epoch deadline becomes the time left; a small value is read as a timeout from now.
-    #[tokio::test(start_paused = true)]
-    async fn deadline_conversion() {
-        let now_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let left = deadline_from_runtime_ms(now_ms + 30_000) - Instant::now();
-        assert!(
-            left > Duration::from_secs(29) && left <= Duration::from_secs(30),
-            "{left:?}"
-        );
-        assert_eq!(deadline_from_runtime_ms(now_ms - 5_000), Instant::now());
+    use super::*;
+    use crate::engine::error::EffectError;
+
+    /// A consumer of three types, one of them off by default.
+    struct Three;
+
+    #[derive(Deserialize, Serialize)]
+    enum Payload {
+        #[serde(rename = "A")]
+        A,
+        #[serde(rename = "B", alias = "C")]
+        B,
+    }
+
+    impl Consumer for Three {
+        type Payload<'a> = Payload;
+        const OFF_BY_DEFAULT: &'static [&'static str] = &["C"];
+        async fn handle(&self, _: &Event<'_, Self>) -> Result<Outcome, EffectError> {
+            Ok(Outcome::Applied)
+        }
+    }
+
+    fn read(pairs: &[(&str, &str)]) -> Result<EngineConfig, crate::ConfigErrors> {
+        Problems::collect(|p| EngineConfig::read::<Three>(&Env::from_pairs(pairs.to_vec()), "f", p))
+    }
+
+    /// Defaults apply when nothing is set: the consumer's declared types, but those it handles
+    /// only when named.
+    #[test]
+    fn defaults() {
+        let cfg = read(&[]).unwrap();
+        assert_eq!(cfg.max_concurrency, 64);
+        assert_eq!(cfg.deadline_margin, Duration::from_millis(1000));
+        assert_eq!(cfg.completed_cache, 10_000);
+        assert_eq!(cfg.event_types.iter().collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(cfg.function, "f");
         assert_eq!(
-            deadline_from_runtime_ms(600_000) - Instant::now(),
-            Duration::from_secs(600)
+            EngineConfig::defaults::<Three>("f").event_types,
+            cfg.event_types
         );
+    }
+
+    /// EVENT_TYPES overrides the defaults within what the consumer declares; bad values name the
+    /// setting and the types it could have named.
+    #[test]
+    fn overrides_and_errors() {
+        let cfg = read(&[("EVENT_TYPES", "C, A"), ("MAX_CONCURRENCY", "4")]).unwrap();
+        assert_eq!(cfg.event_types.iter().collect::<Vec<_>>(), ["A", "C"]);
+        assert_eq!(cfg.max_concurrency, 4);
+
+        let err = read(&[("EVENT_TYPES", "ORDER_SHIPPED")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("EVENT_TYPES=ORDER_SHIPPED is not valid: this function has no rule for ORDER_SHIPPED; expected a comma-separated list of event types from: A, B, C"), "{text}");
+        assert!(read(&[("EVENT_TYPES", " , ")]).is_err());
+        for bad in ["many", "0", "1025"] {
+            let err = read(&[("MAX_CONCURRENCY", bad)]).unwrap_err();
+            assert_eq!(err.names(), ["MAX_CONCURRENCY"], "{bad}");
+        }
+    }
+
+    /// A consumer whose payload declares no type cannot start, and says why.
+    #[test]
+    fn a_payload_that_declares_nothing() {
+        struct Plain;
+        impl Consumer for Plain {
+            type Payload<'a> = u8;
+            async fn handle(&self, _: &Event<'_, Self>) -> Result<Outcome, EffectError> {
+                Ok(Outcome::Applied)
+            }
+        }
+        let err = Problems::collect(|p| EngineConfig::read::<Plain>(&Env::from_pairs([]), "f", p))
+            .unwrap_err();
+        assert!(err.to_string().contains("declares no event type"), "{err}");
     }
 }

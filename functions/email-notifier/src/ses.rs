@@ -1,9 +1,20 @@
 //! [`EmailSender`] over Amazon SES: one templated email per confirmation.
 
 use aws_sdk_ses::types::Destination;
+use shared::aws::NoRetryWhenMaybeProcessed;
+use shared::EffectError;
 
-use crate::error::EffectError;
 use crate::ports::{Confirmation, EmailSender};
+
+/// An SES client that never retries a send whose outcome is unknown: a send that timed out may
+/// have been accepted, and retrying it would send the message twice. The caller records such an
+/// outcome as unknown instead (see `shared::idempotency::once`).
+pub fn client(config: &aws_config::SdkConfig) -> aws_sdk_ses::Client {
+    let conf = aws_sdk_ses::config::Builder::from(config)
+        .retry_classifier(NoRetryWhenMaybeProcessed)
+        .build();
+    aws_sdk_ses::Client::from_conf(conf)
+}
 
 /// Sends confirmations with SES `SendTemplatedEmail`.
 #[derive(Debug, Clone)]
@@ -59,8 +70,8 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
 
     use super::*;
-    use crate::error::ErrorClass;
-    use crate::order::{Email, OrderId};
+    use orders::{Email, OrderId};
+    use shared::ErrorClass;
 
     fn confirmation_parts() -> (Email<'static>, OrderId<'static>) {
         (

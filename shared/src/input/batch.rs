@@ -13,7 +13,7 @@
 //! allocations, not several per record. [`KinesisBatch::read`] reads the next event into the same
 //! arenas, so whoever drives the invocations can reuse them (see `crate::runtime`).
 //!
-//! The reader is hand-written (on [`crate::json::Cursor`]) because this is the one big, hot input:
+//! The reader is hand-written (on [`super::json::Cursor`]) because this is the one big, hot input:
 //! a full batch is 6 MB. The tests hold it to `serde_json` on generated events.
 
 use std::borrow::Cow;
@@ -21,7 +21,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::json::{has_control, Cursor};
+use super::json::{has_control, Cursor};
 
 /// A span of one of the batch's arenas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

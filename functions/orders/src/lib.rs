@@ -1,12 +1,14 @@
-//! The order domain both functions share: the order event types and the validated values an
-//! order payload is made of.
+//! The order contract: the names of the order events every producer and consumer of the stream
+//! shares, and the values an order payload is made of, each checking itself as it is read.
 //!
-//! The engine knows none of this. Each function derives its own payload for each event type it
-//! handles from these values (`#[derive(Deserialize)]`), so it validates exactly what its rule
-//! uses: each value checks itself as it is read, and the error names the field.
+//! The engine (`shared`) knows none of this. Each function derives its own payload for each event
+//! type it handles from these values (`#[derive(Deserialize)]`), so it validates exactly what its
+//! rule uses, and a value that is wrong names its field.
 //!
 //! What producers write is accepted where it means the same thing: ids as strings (or integers),
 //! quantities as integers or integral floats (`2.0`), money as a JSON number or a decimal string.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -22,6 +24,8 @@ pub const ORDER_PLACED: &str = "ORDER_PLACED";
 pub const ORDER_CREATED: &str = "ORDER_CREATED";
 /// `ORDER_CANCELLED`: an order was cancelled.
 pub const ORDER_CANCELLED: &str = "ORDER_CANCELLED";
+/// `PAYMENT_CAPTURED`: the payment of an order was taken.
+pub const PAYMENT_CAPTURED: &str = "PAYMENT_CAPTURED";
 
 /// Text as the producer wrote it, borrowed from the record's data unless it had escapes. An
 /// integer is taken as its decimal text (some producers write numeric ids).
@@ -129,7 +133,8 @@ non_empty_id!(
 
 /// A validated email address. Its `Debug` never prints it, so it cannot leak into logs.
 ///
-/// It serialises as the address only to be hashed ([`crate::idempotency::PayloadHash`]).
+/// It serialises as the address only so that a payload holding it can be hashed (the engine's
+/// payload validation).
 #[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct Email<'a>(Cow<'a, str>);
 
@@ -449,5 +454,45 @@ mod tests {
         assert!(matches!(o.0, Cow::Borrowed(_)));
         let o: OrderId<'_> = serde_json::from_str(r#""o\u002d1""#).unwrap();
         assert_eq!(o.as_str(), "o-1");
+    }
+
+    /// A whole order as producers write it reads; each value that is wrong names its field.
+    #[test]
+    fn a_placed_order_checks_every_field() {
+        let good = serde_json::json!({
+            "orderId": "o-1", "userId": "u-1", "email": "user-1@example.com",
+            "items": [{"productId": "sku-apple", "quantity": 2}, {"productId": "sku-pear", "quantity": 1}],
+            "total": "12.50", "coupon": "SAVE10"
+        });
+        let text = good.to_string();
+        let order: PlacedOrder<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!(order.order_id.as_str(), "o-1");
+        assert_eq!(order.email.as_str(), "user-1@example.com");
+        assert_eq!(order.total.as_str(), "12.50");
+        assert_eq!(order.items.quantities().unwrap()["sku-apple"].get(), 2);
+        assert!(!format!("{order:?}").contains("user-1@example.com"));
+
+        let wrong = |mutate: &dyn Fn(&mut serde_json::Value)| {
+            let mut order = good.clone();
+            mutate(&mut order);
+            serde_json::from_str::<PlacedOrder<'_>>(&order.to_string())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(wrong(&|o| o["email"] = "nobody".into()).contains("email"));
+        assert!(wrong(&|o| o["email"] = "a b@example.com".into()).contains("email"));
+        assert!(wrong(&|o| o["items"] = serde_json::json!([])).contains("items"));
+        assert!(wrong(&|o| o["items"][0]["quantity"] = 0.into()).contains("quantity"));
+        assert!(wrong(&|o| o["items"][0]["quantity"] = (-1).into()).contains("-1"));
+        assert!(wrong(&|o| o["items"][0]["productId"] = "".into()).contains("productId"));
+        assert!(wrong(&|o| o["orderId"] = " ".into()).contains("orderId"));
+        assert!(wrong(&|o| o["total"] = "-3".into()).contains("total"));
+        assert!(wrong(&|o| o["total"] = "abc".into()).contains("total"));
+        assert!(wrong(&|o| o.as_object_mut().unwrap().clear()).contains("missing field"));
+        let mut number = good.clone();
+        number["total"] = serde_json::json!(12.5);
+        let text = number.to_string();
+        let order: PlacedOrder<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!(order.total.as_str(), "12.5", "kept as written");
     }
 }

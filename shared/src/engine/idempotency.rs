@@ -3,14 +3,15 @@
 //! Lambda redelivers every record after the lowest reported failure, and retries whole batches
 //! after errors. Two mechanisms keep effects single:
 //!
-//! - **Markers in the same transaction** (inventory): the stock change and a marker item keyed by
-//!   the event are written in one DynamoDB transaction, the marker only if it does not exist. A
-//!   redelivered event fails the marker's condition, changes nothing and counts as a duplicate.
-//!   See [`crate::adapters::DynamoInventory`].
-//! - **Claims around an effect that cannot join a transaction** (email): [`once`] claims the event
-//!   in the ledger with a conditional write (`IN_PROGRESS` with a lease), performs the effect, then
-//!   marks it `DONE`. A redelivery of a done event does nothing; a claim whose lease has expired
-//!   (its holder crashed) can be taken again.
+//! - **Markers in the same transaction** (an effect in DynamoDB, such as inventory's): the change
+//!   and a marker item keyed by the event are written in one transaction, the marker only if it
+//!   does not exist. A redelivered event fails the marker's condition, changes nothing and counts
+//!   as a duplicate.
+//! - **Claims around an effect that cannot join a transaction** (such as an email): [`once`]
+//!   claims the event in the ledger ([`IdempotencyStore`]) with a conditional write
+//!   (`IN_PROGRESS` with a lease), performs the effect, then marks it `DONE`. A redelivery of a
+//!   done event does nothing; a claim whose lease has expired (its holder crashed) can be taken
+//!   again.
 //!
 //!   The remaining window: if the process dies after the effect and before the mark, the lease
 //!   expires and a redelivery performs the effect again. For email that means a second
@@ -22,15 +23,12 @@
 //! payload as the rule read it: its typed fields, in the schema's order, so key order, spacing and
 //! `3` against `3.0` do not matter, and fields the rule ignores do not count. The fields are
 //! written in postcard's wire format (compact and stable since postcard 1.0) and hashed with
-//! XXH3-128 (a fixed algorithm): on the CPU path about half what MD5 over compact JSON cost. A delivery whose key is
-//! done but whose hash differs is not a duplicate: the producer reused an `eventId` for another
-//! event, and the record is poison ([`PAYLOAD_REUSED`]). Entries written before the hash existed
-//! have none and match anything. `IDEMPOTENCY_PAYLOAD_VALIDATION=false` turns the check off.
+//! XXH3-128 (a fixed algorithm). A delivery whose key is done but whose hash differs is not a
+//! duplicate: the producer reused an `eventId` for another event, and the record is poison
+//! ([`PAYLOAD_REUSED`]). Entries written before the hash existed have none and match anything.
+//! `IDEMPOTENCY_PAYLOAD_VALIDATION=false` turns the check off.
 //!
-//! Ledger items expire through the table's TTL attribute `expiresAt` (epoch seconds). The TTL must
-//! outlast the longest time a record can be redelivered: the stream's retention, or the event
-//! source mapping's `MaximumRecordAgeInSeconds` when it is set (at most 7 days; the default TTL is
-//! 8 days).
+//! The ledger over DynamoDB, and where its items expire, is in `crate::adapters::ledger`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,29 +36,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::engine::Outcome;
-use crate::error::{EffectError, ErrorClass};
-use crate::ports::{Claim, IdempotencyStore, Mark, PoisonRecord, PoisonSink};
-
-/// The ledger's settings.
-///
-/// | variable | default | meaning |
-/// |---|---|---|
-/// | `IDEMPOTENCY_TABLE` | required | the DynamoDB table of markers and claims (key `pk`, TTL `expiresAt`) |
-/// | `IDEMPOTENCY_TTL_SECONDS` | 691200 (8 days) | how long an event is remembered |
-/// | `IDEMPOTENCY_LEASE_SECONDS` | 60 | how long a claim holds before another delivery may take it |
-/// | `IDEMPOTENCY_PAYLOAD_VALIDATION` | true | a done key seen with another payload is poison, not a duplicate |
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyConfig {
-    /// The table.
-    pub table: String,
-    /// How long an event is remembered.
-    pub ttl: Duration,
-    /// How long a claim holds.
-    pub lease: Duration,
-    /// Whether a done key seen with another payload hash is poison.
-    pub validate_payload: bool,
-}
+use super::consumer::{stream_identity, Consumer, Event, Outcome, PoisonRecord, PoisonSink};
+use super::error::{EffectError, ErrorClass};
 
 /// Why a record whose key is done, with another payload, is poison.
 pub const PAYLOAD_REUSED: &str = "eventId reused with a different payload";
@@ -72,9 +49,18 @@ pub struct PayloadHash([u8; 16]);
 impl PayloadHash {
     /// The hash of `payload`.
     pub fn of<T: serde::Serialize + ?Sized>(payload: &T) -> Result<Self, EffectError> {
-        let bytes = postcard::to_allocvec(payload)
-            .map_err(|e| EffectError::bad_data(format!("the payload cannot be hashed: {e}")))?;
+        let bytes = postcard::to_allocvec(payload).map_err(unhashable)?;
         Ok(Self(xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes()))
+    }
+
+    /// The hash of the content of `payload`, an enum's variant: the variant itself (the event
+    /// type) is left out, so the same content hashes alike under either of two types read alike,
+    /// and as it did when it was hashed on its own.
+    pub fn of_variant<T: serde::Serialize + ?Sized>(payload: &T) -> Result<Self, EffectError> {
+        let bytes = postcard::to_allocvec(payload).map_err(unhashable)?;
+        // postcard writes an enum's variant as its index (a varint), then the content.
+        let (_variant, content) = postcard::take_from_bytes::<u32>(&bytes).map_err(unhashable)?;
+        Ok(Self(xxhash_rust::xxh3::xxh3_128(content).to_be_bytes()))
     }
 
     /// Whether a stored hash (its hex text) is another payload's. No stored hash matches anything:
@@ -95,6 +81,23 @@ impl fmt::Debug for PayloadHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PayloadHash({self})")
     }
+}
+
+impl<C: Consumer + ?Sized> Event<'_, C> {
+    /// The event as its effect is keyed: [`Self::idempotency_key`], and the hash of the payload as
+    /// the rule read it, which a later delivery of the same key must match
+    /// ([`crate::idempotency`]).
+    pub fn effect_key(&self) -> Result<EffectKey<'_>, EffectError> {
+        Ok(EffectKey {
+            key: self.idempotency_key(),
+            payload_hash: Some(PayloadHash::of_variant(&self.payload)?),
+        })
+    }
+}
+
+/// Why a payload could not be hashed.
+fn unhashable(e: postcard::Error) -> EffectError {
+    EffectError::bad_data(format!("the payload cannot be hashed: {e}"))
 }
 
 /// An event as its effect is keyed: the idempotency key, and the hash its payload must match.
@@ -121,16 +124,64 @@ impl<'a> EffectKey<'a> {
     }
 }
 
-/// The ledger key of an event for one effect: `<scope>#<event key>`, so two functions that handle
-/// the same event keep separate entries in one table.
-pub fn ledger_key(scope: &str, event_key: &str) -> String {
-    format!("{scope}#{event_key}")
+/// What claiming an event came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The event is ours to perform.
+    Claimed(Lease),
+    /// The effect was already performed.
+    AlreadyDone,
+    /// Another delivery holds an unexpired claim: it may be performing the effect right now.
+    InProgress,
+    /// The key was claimed for another payload: the producer reused its `eventId`.
+    Reused,
 }
 
-/// Seconds since the Unix epoch, the unit of DynamoDB's TTL.
-pub fn epoch_seconds(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// How a claim ends when its effect did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// The effect happened (`DONE`).
+    Done,
+    /// Nobody knows whether it happened: the request got no answer (`UNKNOWN`). It is not
+    /// repeated; the record goes to the dead-letter queue for a person to check.
+    Unknown,
+}
+
+impl Mark {
+    /// The stored status.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mark::Done => "DONE",
+            Mark::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// The ledger of claims around effects.
+pub trait IdempotencyStore: Sync {
+    /// Claims `event`'s key with a new lease, unless it is done or held by an unexpired lease, or
+    /// was claimed for another payload ([`Claim::Reused`]). The claim keeps the payload's hash.
+    fn claim(
+        &self,
+        event: &EffectKey<'_>,
+    ) -> impl Future<Output = Result<Claim, EffectError>> + Send;
+
+    /// Ends the claim on `key` with `mark` and a note (for example the message id), if `lease`
+    /// still holds it. Either mark makes later claims answer [`Claim::AlreadyDone`].
+    fn complete(
+        &self,
+        key: &str,
+        lease: &Lease,
+        mark: Mark,
+        note: &str,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
+
+    /// Gives up the claim on `key` after a failed effect, so a retry can claim it at once.
+    fn release(
+        &self,
+        key: &str,
+        lease: &Lease,
+    ) -> impl Future<Output = Result<(), EffectError>> + Send;
 }
 
 /// Proof of a claim: only its holder may complete or release it.
@@ -142,8 +193,7 @@ pub struct Lease {
 
 impl Lease {
     /// A new lease with a token unique within and across processes: this process's start (its
-    /// first lease's time, in nanoseconds) and id, then a count. The prefix is made once: a
-    /// lease is taken per event.
+    /// first lease's time, in nanoseconds) and id, then a count.
     pub fn new() -> Self {
         static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -151,28 +201,12 @@ impl Lease {
             let nanos = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos());
-            // `{nanos:x}-{pid:x}-`, written without the formatting machinery.
-            let mut prefix = String::with_capacity(40);
-            push_hex(&mut prefix, nanos);
-            prefix.push('-');
-            push_hex(&mut prefix, u128::from(std::process::id()));
-            prefix.push('-');
-            prefix
+            format!("{nanos:x}-{:x}", std::process::id())
         });
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut token = String::with_capacity(prefix.len() + 16);
-        token.push_str(prefix);
-        push_hex(&mut token, u128::from(n));
-        Self { token }
-    }
-}
-
-/// Appends `v` in lowercase hexadecimal, as `{v:x}` does.
-fn push_hex(out: &mut String, v: u128) {
-    let digits = (128 - v.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..digits).rev() {
-        let nibble = ((v >> (i * 4)) & 0xf) as u32;
-        out.extend(char::from_digit(nibble, 16));
+        Self {
+            token: format!("{prefix}-{n:x}"),
+        }
     }
 }
 
@@ -278,13 +312,8 @@ impl<P: PoisonSink, L: IdempotencyStore> PoisonSink for OncePoisonSink<P, L> {
         let Some(seq) = record.sequence_number.as_deref() else {
             return self.inner.capture(record).await;
         };
-        let mut key = format!(
-            "poison#{}:{seq}",
-            record.shard_id.as_deref().unwrap_or("shard")
-        );
-        if let Some(sub) = record.sub_sequence_number {
-            key.push_str(&format!(":{sub}"));
-        }
+        let identity = stream_identity(record.shard_id.as_deref(), seq, record.sub_sequence_number);
+        let key = format!("poison#{identity}");
         let lease = match self.ledger.claim(&EffectKey::bare(key.as_str())).await? {
             Claim::Claimed(lease) => lease,
             // A capture has no payload to compare: never reused.
@@ -318,17 +347,41 @@ impl<P: PoisonSink, L: IdempotencyStore> PoisonSink for OncePoisonSink<P, L> {
 mod tests {
     use super::*;
 
-    /// The hash is of the payload as the rule read it: however the producer wrote it. The digest is pinned: hashes are stored, and a
-    /// change here (or in `PlacedOrder`'s fields) makes every stored one read as another payload's.
+    /// The hash is of the payload as the rule read it, in postcard's encoding: however the
+    /// producer wrote it, and of a variant's content only. The digest is pinned: hashes are
+    /// stored, and a change here makes every stored one read as another payload's.
     #[test]
     fn payload_hash_is_of_what_the_rule_read() {
-        let read = |text: &'static str| {
-            let order: crate::order::PlacedOrder<'_> = serde_json::from_str(text).unwrap();
-            PayloadHash::of(&order).unwrap()
+        #[derive(serde::Serialize)]
+        struct Line {
+            sku: &'static str,
+            quantity: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct Order {
+            order_id: &'static str,
+            user_id: &'static str,
+            email: &'static str,
+            items: Vec<Line>,
+            total: &'static str,
+        }
+        #[derive(serde::Serialize)]
+        enum Read {
+            #[allow(dead_code)]
+            First(u8),
+            Second(Order),
+        }
+        let order = || Order {
+            order_id: "o-1",
+            user_id: "u-1",
+            email: "a@b.co",
+            items: vec![Line {
+                sku: "p",
+                quantity: 2,
+            }],
+            total: "9.50",
         };
-        let hash = read(
-            r#"{"orderId":"o-1","userId":"u-1","email":"a@b.co","items":[{"productId":"p","quantity":2}],"total":"9.50"}"#,
-        );
+        let hash = PayloadHash::of(&order()).unwrap();
         // postcard: each string as its length and bytes, each number and count a varint.
         let encoded = b"\x03o-1\x03u-1\x06a@b.co\x01\x01p\x02\x049.50";
         assert_eq!(
@@ -336,13 +389,15 @@ mod tests {
             format!("{:032x}", xxhash_rust::xxh3::xxh3_128(encoded))
         );
         assert_eq!(hash.to_string(), "411708cb4848289ce220038bdb67f19a");
-        let same = read(
-            r#"{"total":9.50, "items":[{"quantity":2.0,"productId":"p"}], "extra":[1], "email":"a@b.co","userId":"u-1","orderId":"o-1"}"#,
+        assert_eq!(
+            PayloadHash::of_variant(&Read::Second(order())).unwrap(),
+            hash
         );
-        assert_eq!(same, hash);
-        let other = read(
-            r#"{"orderId":"o-1","userId":"u-1","email":"a@b.co","items":[{"productId":"p","quantity":3}],"total":"9.50"}"#,
-        );
+        let other = PayloadHash::of(&Order {
+            total: "9.51",
+            ..order()
+        })
+        .unwrap();
         assert_ne!(other, hash);
 
         let key = EffectKey {
@@ -355,24 +410,9 @@ mod tests {
         assert!(!EffectKey::bare("evt").reused(Some(&other.to_string())));
     }
 
+    /// Each lease has its own token; one process, one prefix.
     #[test]
-    fn hex_is_written_as_format_writes_it() {
-        for v in [
-            0u128,
-            1,
-            9,
-            10,
-            15,
-            16,
-            255,
-            4096,
-            u128::from(u64::MAX),
-            u128::MAX,
-        ] {
-            let mut out = String::new();
-            push_hex(&mut out, v);
-            assert_eq!(out, format!("{v:x}"));
-        }
+    fn leases_are_unique() {
         let (a, b) = (Lease::new().token, Lease::new().token);
         assert_eq!(a.split('-').count(), 3, "{a}");
         assert_ne!(a, b, "each lease has its own token");
@@ -380,7 +420,6 @@ mod tests {
         assert_eq!(process(&a), process(&b), "one process, one prefix");
     }
     use crate::fakes::FakeLedger;
-    use crate::ErrorClass;
 
     /// The first delivery performs the effect and keeps its note; later ones are duplicates.
     #[tokio::test]
@@ -482,7 +521,7 @@ mod tests {
             sub_sequence_number: None,
             data: "eA==".into(),
             reason: "bad".into(),
-            cause: crate::ports::PoisonCause::Data,
+            cause: crate::engine::consumer::PoisonCause::Data,
             captured_at_ms: 1,
         };
         sink.inner().refuse(true);

@@ -4,21 +4,77 @@
 //! CloudWatch Logs turns them into metrics. They bypass `tracing` on purpose: a log formatter
 //! (or Lambda's JSON log format) would wrap them, and a wrapped line is no longer EMF.
 //!
-//! - one line with the dimension `Function`: every count of [`BatchStats`] and `BatchDuration`;
-//! - one line per skipped event type with the dimensions `Function` and `EventType`:
-//!   `RecordsSkipped` for that type (no such line when nothing was skipped).
+//! - one line with the dimension `Function`: every count of the invocation and `BatchDuration`;
+//! - one line per skipped event type with the dimensions `Function` and `EventType`: the count
+//!   of skipped records for that type (no such line when nothing was skipped).
+//!
+//! The counts and their metrics' names are the engine's (`crate::engine::stats`); this module
+//! only writes them.
 //!
 //! The format: <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::BatchStats;
+use super::config::{ConfigError, Env, Problems};
 
 /// The namespace when `METRICS_NAMESPACE` is not set.
 pub const DEFAULT_NAMESPACE: &str = "kinesis-fanout";
+
+/// Where the metrics go.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `METRICS_NAMESPACE` | `kinesis-fanout` | the CloudWatch namespace of the EMF metrics |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// The CloudWatch namespace.
+    pub namespace: String,
+}
+
+impl Default for MetricsSettings {
+    /// The default namespace.
+    fn default() -> Self {
+        Self {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+        }
+    }
+}
+
+impl MetricsSettings {
+    /// Reads the settings, keeping each problem in `problems`.
+    pub fn read(env: &Env, problems: &mut Problems) -> Self {
+        let namespace = env
+            .optional("METRICS_NAMESPACE")
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        if !valid_namespace(&namespace) {
+            problems.push(ConfigError::Invalid {
+                name: "METRICS_NAMESPACE",
+                value: namespace.clone(),
+                reason: "expected 1 to 255 letters, digits, spaces or . - _ / # :, not starting \
+                         with ':' or 'AWS/'"
+                    .into(),
+            });
+        }
+        Self { namespace }
+    }
+}
+
+/// One invocation's metrics: the counts, by metric name, and one count by event type.
+#[derive(Debug, Clone)]
+pub struct Invocation<'a> {
+    /// The function (the `Function` dimension).
+    pub function: &'a str,
+    /// Each count, by its metric's name, in order.
+    pub counts: &'a [(&'static str, u64)],
+    /// The metric counted by event type (the `EventType` dimension), and its counts.
+    pub by_type: (&'static str, &'a BTreeMap<String, u64>),
+    /// How long the batch took.
+    pub duration: Duration,
+}
 
 /// The dimension value that stands for an event type CloudWatch would not accept as one (blank,
 /// longer than 1024 characters, or not printable ASCII).
@@ -41,38 +97,18 @@ pub fn valid_namespace(namespace: &str) -> bool {
 }
 
 /// The EMF lines of one invocation, without trailing newlines: the function's line, then one line
-/// per skipped event type. `timestamp_ms` is the time of the metrics, in milliseconds since the
-/// epoch.
-pub fn emf_lines(
-    namespace: &str,
-    function: &str,
-    stats: &BatchStats,
-    duration: Duration,
-    timestamp_ms: u64,
-) -> Vec<String> {
-    let processed = stats.applied + stats.duplicates + stats.rejected + stats.no_effect;
-    let counts = [
-        ("RecordsReceived", stats.received),
-        ("RecordsProcessed", processed),
-        ("RecordsApplied", stats.applied),
-        ("RecordsDuplicate", stats.duplicates),
-        ("RecordsRemembered", stats.remembered),
-        ("RecordsRejected", stats.rejected),
-        ("RecordsSkipped", stats.skipped.values().sum()),
-        ("RecordsPoison", stats.poison),
-        ("RecordsFailed", stats.failed),
-        ("RecordsBlocked", stats.blocked),
-        ("RecordsUnstarted", stats.unstarted),
-    ];
+/// per event type of `by_type`. `timestamp_ms` is the time of the metrics, in milliseconds since
+/// the epoch.
+pub fn emf_lines(namespace: &str, invocation: &Invocation<'_>, timestamp_ms: u64) -> Vec<String> {
     // Milliseconds, to the microsecond.
-    let duration_ms = duration.as_micros() as f64 / 1000.0;
-
-    let mut metrics: Vec<(&str, &str, Value)> = counts
+    let duration_ms = invocation.duration.as_micros() as f64 / 1000.0;
+    let mut metrics: Vec<(&str, &str, Value)> = invocation
+        .counts
         .iter()
         .map(|&(name, value)| (name, COUNT, Value::from(value)))
         .collect();
     metrics.push(("BatchDuration", MILLISECONDS, Value::from(duration_ms)));
-
+    let function = invocation.function;
     let mut lines = vec![line(
         namespace,
         timestamp_ms,
@@ -81,8 +117,9 @@ pub fn emf_lines(
     )];
 
     // Event types CloudWatch would refuse as dimension values are counted together.
+    let (metric, counts) = invocation.by_type;
     let mut by_type: Vec<(&str, u64)> = Vec::new();
-    for (event_type, &count) in &stats.skipped {
+    for (event_type, &count) in counts {
         let name = if valid_dimension_value(event_type) {
             event_type.as_str()
         } else {
@@ -98,7 +135,7 @@ pub fn emf_lines(
             namespace,
             timestamp_ms,
             &[("Function", function), ("EventType", event_type)],
-            &[("RecordsSkipped", COUNT, Value::from(count))],
+            &[(metric, COUNT, Value::from(count))],
         ));
     }
     lines
@@ -106,18 +143,12 @@ pub fn emf_lines(
 
 /// Writes the EMF lines of one invocation to `out` (the functions give stdout), timestamped now.
 /// Write errors are ignored: metrics never fail an invocation.
-pub fn emit(
-    out: &mut impl Write,
-    namespace: &str,
-    function: &str,
-    stats: &BatchStats,
-    duration: Duration,
-) {
+pub fn emit(out: &mut impl Write, namespace: &str, invocation: &Invocation<'_>) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    let lines = emf_lines(namespace, function, stats, duration, now_ms);
+    let lines = emf_lines(namespace, invocation, now_ms);
     write_lines(out, &lines);
 }
 
@@ -178,29 +209,28 @@ fn line(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::config::Env;
-    use crate::engine::EngineConfig;
 
     const TS: u64 = 1_700_000_000_123;
 
-    /// Distinct numbers in every field, and two skipped types.
-    fn stats() -> BatchStats {
-        BatchStats {
-            received: 100,
-            applied: 11,
-            duplicates: 7,
-            remembered: 31,
-            rejected: 5,
-            no_effect: 3,
-            skipped: BTreeMap::from([("ORDER_SHIPPED".to_owned(), 13), ("PING".to_owned(), 17)]),
-            poison: 2,
-            failed: 19,
-            blocked: 23,
-            unstarted: 29,
-            log_lines_dropped: 0,
+    /// Distinct numbers in every count.
+    const COUNTS: [(&str, u64); 4] = [
+        ("RecordsReceived", 100),
+        ("RecordsApplied", 11),
+        ("RecordsSkipped", 30),
+        ("RecordsPoison", 2),
+    ];
+
+    fn skipped() -> BTreeMap<String, u64> {
+        BTreeMap::from([("ORDER_SHIPPED".to_owned(), 13), ("PING".to_owned(), 17)])
+    }
+
+    fn invocation<'a>(by_type: &'a BTreeMap<String, u64>, duration: Duration) -> Invocation<'a> {
+        Invocation {
+            function: "email-notifier",
+            counts: &COUNTS,
+            by_type: ("RecordsSkipped", by_type),
+            duration,
         }
     }
 
@@ -262,15 +292,13 @@ mod tests {
         (namespace, set, seen)
     }
 
-    /// The function's line: valid EMF, every count equal to the stats, the duration in
-    /// milliseconds.
+    /// The function's line: valid EMF, every count as given, the duration in milliseconds.
     #[test]
     fn function_line_is_valid_emf_with_the_counts() {
+        let skipped = skipped();
         let lines = emf_lines(
             "ns/x",
-            "email-notifier",
-            &stats(),
-            Duration::from_micros(12_345),
+            &invocation(&skipped, Duration::from_micros(12_345)),
             TS,
         );
         let docs = parse(&lines);
@@ -284,22 +312,8 @@ mod tests {
         assert_eq!(namespace, "ns/x");
         assert_eq!(dims, ["Function"]);
         assert_eq!(doc["Function"], "email-notifier");
-
-        let expected = [
-            ("RecordsReceived", 100),
-            ("RecordsProcessed", 11 + 7 + 5 + 3),
-            ("RecordsApplied", 11),
-            ("RecordsDuplicate", 7),
-            ("RecordsRemembered", 31),
-            ("RecordsRejected", 5),
-            ("RecordsSkipped", 13 + 17),
-            ("RecordsPoison", 2),
-            ("RecordsFailed", 19),
-            ("RecordsBlocked", 23),
-            ("RecordsUnstarted", 29),
-        ];
-        assert_eq!(metrics.len(), expected.len() + 1);
-        for (name, value) in expected {
+        assert_eq!(metrics.len(), COUNTS.len() + 1);
+        for (name, value) in COUNTS {
             assert_eq!(doc[name].as_u64(), Some(value), "{name}");
             assert!(
                 metrics.contains(&(name.into(), "Count".into())),
@@ -313,7 +327,8 @@ mod tests {
     /// One line per skipped type, with both dimensions and that type's count.
     #[test]
     fn one_line_per_skipped_type() {
-        let lines = emf_lines("ns", "f", &stats(), Duration::ZERO, TS);
+        let skipped = skipped();
+        let lines = emf_lines("ns", &invocation(&skipped, Duration::ZERO), TS);
         let docs = parse(&lines);
         let mut seen = BTreeMap::new();
         for doc in &docs[1..] {
@@ -321,25 +336,20 @@ mod tests {
             assert_eq!(namespace, "ns");
             assert_eq!(dims, ["Function", "EventType"]);
             assert_eq!(metrics, [("RecordsSkipped".into(), "Count".into())]);
-            assert_eq!(doc["Function"], "f");
+            assert_eq!(doc["Function"], "email-notifier");
             let t = doc["EventType"].as_str().unwrap().to_owned();
             seen.insert(t, doc["RecordsSkipped"].as_u64().unwrap());
         }
-        assert_eq!(seen, stats().skipped);
+        assert_eq!(seen, skipped);
     }
 
-    /// No per-type line when nothing was skipped; the function's line says 0.
+    /// No per-type line when nothing was skipped.
     #[test]
     fn no_type_line_without_skips() {
-        let stats = BatchStats {
-            received: 1,
-            applied: 1,
-            ..BatchStats::default()
-        };
-        let docs = parse(&emf_lines("ns", "f", &stats, Duration::ZERO, TS));
+        let none = BTreeMap::new();
+        let docs = parse(&emf_lines("ns", &invocation(&none, Duration::ZERO), TS));
         assert_eq!(docs.len(), 1);
         directive(&docs[0]);
-        assert_eq!(docs[0]["RecordsSkipped"].as_u64(), Some(0));
         assert_eq!(docs[0]["BatchDuration"].as_f64(), Some(0.0));
     }
 
@@ -347,18 +357,15 @@ mod tests {
     /// names that need escaping stay valid JSON.
     #[test]
     fn odd_event_types() {
-        let stats = BatchStats {
-            skipped: BTreeMap::from([
-                (String::new(), 1),
-                ("   ".to_owned(), 2),
-                ("x".repeat(1025), 4),
-                ("TYPE\u{7}".to_owned(), 8),
-                ("ÉVÉNEMENT".to_owned(), 16),
-                (r#"quote"back\slash"#.to_owned(), 32),
-            ]),
-            ..BatchStats::default()
-        };
-        let docs = parse(&emf_lines("ns", "f", &stats, Duration::ZERO, TS));
+        let skipped = BTreeMap::from([
+            (String::new(), 1),
+            ("   ".to_owned(), 2),
+            ("x".repeat(1025), 4),
+            ("TYPE\u{7}".to_owned(), 8),
+            ("ÉVÉNEMENT".to_owned(), 16),
+            (r#"quote"back\slash"#.to_owned(), 32),
+        ]);
+        let docs = parse(&emf_lines("ns", &invocation(&skipped, Duration::ZERO), TS));
         let mut seen = BTreeMap::new();
         for doc in &docs[1..] {
             directive(doc);
@@ -370,13 +377,13 @@ mod tests {
             (r#"quote"back\slash"#.to_owned(), 32),
         ]);
         assert_eq!(seen, expected);
-        assert_eq!(docs[0]["RecordsSkipped"].as_u64(), Some(63));
     }
 
     /// Lines are written each with a newline; a failing writer is ignored, not a panic.
     #[test]
     fn writes_lines_and_ignores_errors() {
-        let lines = emf_lines("ns", "f", &stats(), Duration::ZERO, TS);
+        let skipped = skipped();
+        let lines = emf_lines("ns", &invocation(&skipped, Duration::ZERO), TS);
         let mut out = Vec::new();
         write_lines(&mut out, &lines);
         let text = String::from_utf8(out).unwrap();
@@ -398,17 +405,17 @@ mod tests {
     /// stops start-up, naming the setting.
     #[test]
     fn namespace_from_env() {
-        let types = [crate::order::ORDER_PLACED];
         let read = |pairs: &[(&str, &str)]| {
-            EngineConfig::from_env(&Env::from_pairs(pairs.iter().copied()), "f", &types, &types)
+            Problems::collect(|p| MetricsSettings::read(&Env::from_pairs(pairs.to_vec()), p))
         };
-        assert_eq!(read(&[]).unwrap().metrics_namespace, DEFAULT_NAMESPACE);
+        assert_eq!(read(&[]).unwrap().namespace, DEFAULT_NAMESPACE);
         assert_eq!(DEFAULT_NAMESPACE, "kinesis-fanout");
-        let blank = read(&[("METRICS_NAMESPACE", " ")]).unwrap();
-        assert_eq!(blank.metrics_namespace, DEFAULT_NAMESPACE);
+        assert_eq!(
+            read(&[("METRICS_NAMESPACE", " ")]).unwrap().namespace,
+            DEFAULT_NAMESPACE
+        );
         let set = read(&[("METRICS_NAMESPACE", "Shop/Orders")]).unwrap();
-        assert_eq!(set.metrics_namespace, "Shop/Orders");
-
+        assert_eq!(set.namespace, "Shop/Orders");
         for bad in ["AWS/Lambda", ":x", "a\u{e9}", &"n".repeat(256)] {
             let err = read(&[("METRICS_NAMESPACE", bad)]).unwrap_err();
             assert!(err.to_string().contains("METRICS_NAMESPACE"), "{err}");

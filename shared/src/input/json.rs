@@ -1,4 +1,4 @@
-//! The JSON cursor the Lambda event's reader ([`crate::batch`]) reads with: one pass over the
+//! The JSON cursor the Lambda event's reader ([`super::batch`]) reads with: one pass over the
 //! body, strings borrowed unless they hold escapes, every value checked against the JSON grammar
 //! (RFC 8259) as it is read or skipped.
 //!
