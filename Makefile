@@ -35,7 +35,7 @@ $(CHECKOV): requirements-checkov.txt
 
 tools: $(TOOLS) $(CHECKOV) ## install the Python tools (cargo-lambda, SAM CLI, zig, moto, cfn-lint, checkov) into .venv
 
-bins: ## build the functions and the local tools (producer, local-esm) for local runs (debug)
+bins: ## build the functions and the local tools (producer, local-esm, fanout) for local runs (debug)
 	cargo build --workspace --bins
 
 # `sam build` builds each function with cargo-lambda (release, zig as the linker) into .aws-sam/.
@@ -74,7 +74,7 @@ up: $(TOOLS) bins ## start the local AWS-API server, the functions and the local
 down: ## stop what 'make up' started
 	scripts/stack.sh down
 
-invoke: $(TOOLS) ## invoke a function on the running stack and say what it did: make invoke FN=email-notifier EVENT=order-placed (JSON=1: the raw response)
+invoke: $(TOOLS) bins ## invoke a function on the running stack and say what it did: make invoke FN=email-notifier EVENT=order-placed (JSON=1: the raw response)
 	scripts/stack.sh invoke $(FN) $(EVENT)
 
 produce: ## put events on the running stack's stream (ARGS="generate --orders 200 --keys 20", or "put FILE.jsonl")
@@ -93,12 +93,13 @@ fuzz: ## fuzz the decoders (FUZZ_SECONDS per target; needs cargo-fuzz: cargo ins
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 -malloc_limit_mb=256; \
 	done
 
-# The dead-letter queue of the running local stack; for AWS, run scripts/dlq.py with DLQ_URL set.
+# The dead-letter queue of the running local stack; for AWS, run target/debug/fanout (or a release
+# build of tools/fanout) with DLQ_URL, FAILURE_BUCKET and STREAM_NAME set.
 REDRIVE ?=
-dlq: $(TOOLS) ## list the local stack's dead-letter queue and failure bucket
+dlq: $(TOOLS) bins ## list the local stack's dead-letter queue and failure bucket
 	scripts/stack.sh dlq
 
-redrive: $(TOOLS) ## put the local failures back on the stream (REDRIVE="--dry-run", "--only-reason TEXT", "--sequence N", "--all")
+redrive: $(TOOLS) bins ## put the local failures back on the stream (REDRIVE="--dry-run", "--only-reason TEXT", "--sequence N", "--all")
 	scripts/stack.sh redrive $(REDRIVE)
 
 snapshot: $(TOOLS) ## print the running stack's stock, reservations, emails, ledger and dead-letter queue

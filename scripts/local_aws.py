@@ -5,8 +5,9 @@
     local_aws.py snapshot  --endpoint URL   print stock, reservations, emails, ledger and DLQ as JSON
     local_aws.py restock --endpoint URL --units N   add N units of each product
     local_aws.py remove-dlq --endpoint URL  delete the dead-letter queue (bootstrap makes it again)
-    local_aws.py report --before F --after F --invocations F
-                                            print the demo's report
+    local_aws.py esm-report --esm F         print what the local event source mapping did
+    local_aws.py report --before F --after F
+                                            print the demo's report of the state before and after
 
 Names come from local.env (the same file the functions read), so the functions and the resources
 agree. Runs with the project's .venv Python (boto3 comes with moto).
@@ -167,68 +168,18 @@ def snapshot(endpoint):
     }
 
 
-def log_lines(lines):
-    """The functions' JSON log lines (as `cargo lambda watch` writes them to .local/watch.log), each
-    as a dict of its fields with `level` and `span`; other lines are skipped. The one reader of that
-    log: the demo's report and scripts/invoke.py use it."""
-    out = []
-    for line in lines:
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            value = json.loads(line[start:])
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            fields = dict(value.get("fields", value))
-            fields.setdefault("level", value.get("level"))
-            fields.setdefault("span", value.get("span"))
-            out.append(fields)
-    return out
+def esm_report(esm):
+    print("\n== The event source mapping (local-esm) ==")
+    for name, f in esm["functions"].items():
+        t = f["totals"]
+        print(f"  {name}: {t['read']} records read from {len(f['shards'])} shards, "
+              f"{t['delivered']} delivered in {t['invocations']} invocations; "
+              f"{t['partial_failures']} partial failures, {t['function_errors']} function errors, "
+              f"{t['bisections']} bisections, {t['retries']} retries, {t['discarded']} discarded; "
+              f"iterator age max {t['max_iterator_age_ms']} ms")
 
 
-def function_counts(log, first_line):
-    """The functions' own counts: the sum of their `batch done` lines from line `first_line` on."""
-    keys = ("received", "applied", "duplicates", "rejected", "no_effect", "skipped", "poison",
-            "failed", "blocked", "unstarted")
-    total = dict.fromkeys(keys, 0)
-    with open(log) as f:
-        lines = f.read().splitlines()[first_line:]
-    for fields in log_lines(lines):
-        if fields.get("message") == "batch done":
-            for k in keys:
-                total[k] += int(fields.get(k, 0))
-    return total
-
-
-def report(before, after, invocations=None, esm=None, counts=None):
-    if invocations:
-        print("\n== Invocations ==")
-        print(f"{'function':<18} {'event':<22} {'batchItemFailures':<18} counts")
-        for inv in invocations:
-            failures = inv["response"].get("batchItemFailures", [])
-            s = inv.get("stats", {})
-            counts = ", ".join(f"{k}={s[k]}" for k in (
-                "received", "applied", "duplicates", "rejected", "no_effect", "skipped", "poison",
-                "failed", "blocked", "unstarted") if s.get(k))
-            print(f"{inv['function']:<18} {inv['event']:<22} {len(failures):<18} {counts}")
-            for f in failures:
-                print(f"{'':<41} retry from {f['itemIdentifier']}")
-    if esm:
-        print("\n== The event source mapping (local-esm) ==")
-        for name, f in esm["functions"].items():
-            t = f["totals"]
-            print(f"  {name}: {t['read']} records read from {len(f['shards'])} shards, "
-                  f"{t['delivered']} delivered in {t['invocations']} invocations; "
-                  f"{t['partial_failures']} partial failures, {t['function_errors']} function errors, "
-                  f"{t['bisections']} bisections, {t['retries']} retries, {t['discarded']} discarded; "
-                  f"iterator age max {t['max_iterator_age_ms']} ms")
-
-    if counts:
-        print("  the functions' own counts, both together (their `batch done` lines): " + ", ".join(
-            f"{k}={v}" for k, v in counts.items() if v))
-
+def report(before, after):
     emails = after["emails"][len(before["emails"]):]
     print(f"\n== Emails recorded by the server: {len(emails)} ==")
     for m in emails[:10]:
@@ -295,10 +246,8 @@ def main():
     r = sub.add_parser("report")
     r.add_argument("--before", required=True)
     r.add_argument("--after", required=True)
-    r.add_argument("--invocations")
-    r.add_argument("--esm", help="the local event source mapping's status file")
-    r.add_argument("--function-log", help="the functions' log (JSON lines), for their counts")
-    r.add_argument("--from-line", type=int, default=0, help="the first line of --function-log to count")
+    e = sub.add_parser("esm-report")
+    e.add_argument("--esm", required=True, help="the local event source mapping's status file")
     a = p.parse_args()
     if a.cmd == "bootstrap":
         bootstrap(a.endpoint)
@@ -309,11 +258,10 @@ def main():
     elif a.cmd == "snapshot":
         json.dump(snapshot(a.endpoint), sys.stdout, indent=2)
         print()
+    elif a.cmd == "esm-report":
+        esm_report(json.load(open(a.esm)))
     else:
-        load = lambda f: json.load(open(f))
-        invocations = a.invocations and [json.loads(line) for line in open(a.invocations) if line.strip()]
-        counts = a.function_log and function_counts(a.function_log, a.from_line)
-        report(load(a.before), load(a.after), invocations, a.esm and load(a.esm), counts)
+        report(json.load(open(a.before)), json.load(open(a.after)))
 
 
 if __name__ == "__main__":

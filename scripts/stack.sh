@@ -5,9 +5,9 @@
 #   stack.sh up                 start all three, bootstrap the server, leave them running
 #   stack.sh down               stop what `up` started
 #   stack.sh invoke FN EVENT    invoke a function with events/EVENT against the running stack, and
-#                               say what it did (scripts/invoke.py)
+#                               say what it did (fanout invoke)
 #   stack.sh produce ARGS...    run the producer (tools/producer) against the running stack
-#   stack.sh dlq | redrive ARGS...  scripts/dlq.py list | redrive against the running stack
+#   stack.sh dlq | redrive ARGS...  the operator's tool (tools/fanout) against the running stack
 #   stack.sh snapshot           print the running stack's stock, reservations, emails, ledger, DLQ
 #   stack.sh demo               up, produce a realistic mix onto the stream, wait until the mapping
 #                               has delivered it, print a report, down (also on failure or Ctrl-C)
@@ -35,7 +35,13 @@ running() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/nu
 
 BIN="${CARGO_TARGET_DIR:-target}/debug"
 
-# The local settings (local.env) and the server's endpoint, for the tools.
+# The local settings (local.env), for the tools.
+with_env() {
+  ( set -a; . ./local.env; set +a
+    exec "$@" )
+}
+
+# The local settings and the server's endpoint, for the tools.
 with_stack_env() {
   ( set -a; . ./local.env; set +a
     export AWS_ENDPOINT_URL="http://127.0.0.1:$(cat "$STATE/moto.port")"
@@ -108,7 +114,7 @@ down() {
 }
 
 invoke() { # function, event name (events/NAME[.json]) or path
-  LOCAL_STATE="$STATE" "$PY" scripts/invoke.py "$@"
+  with_env "$BIN/fanout" invoke --state "$STATE" "$@"
 }
 
 produce() { # producer arguments
@@ -158,8 +164,9 @@ demo() {
   wait_delivered "$put"
   echo "delivered $(( ($(now_ms) - started) ))ms after the first put"
   "$PY" scripts/local_aws.py snapshot --endpoint "$endpoint" >"$STATE/after.json"
-  "$PY" scripts/local_aws.py report --before "$STATE/before.json" --after "$STATE/after.json" \
-    --esm "$STATE/esm.json" --function-log "$STATE/watch.log" --from-line "$logged"
+  "$PY" scripts/local_aws.py esm-report --esm "$STATE/esm.json"
+  "$BIN/fanout" counts "$STATE/watch.log" --from-line "$logged"
+  "$PY" scripts/local_aws.py report --before "$STATE/before.json" --after "$STATE/after.json"
 
   echo
   echo "== A batch Lambda gives up on, kept whole in S3 =="
@@ -173,14 +180,14 @@ demo() {
   put=$(now_ms)
   wait_delivered "$put"
   "$PY" scripts/local_aws.py bootstrap --endpoint "$endpoint" # the queue is back
-  with_stack_env "$PY" scripts/dlq.py list --endpoint "$endpoint" | sed -n '/failure records\? in/,$p'
+  with_stack_env "$BIN/fanout" dlq --from bucket
   echo
   echo "== Redriving the failure bucket: the records go back on the stream, in order; the objects are deleted =="
-  with_stack_env "$PY" scripts/dlq.py redrive --from bucket --endpoint "$endpoint"
+  with_stack_env "$BIN/fanout" redrive --from bucket
   put=$(now_ms)
   wait_delivered "$put"
   echo "redelivered: the queue is back, so the poison record is captured this time"
-  with_stack_env "$PY" scripts/dlq.py list --endpoint "$endpoint" | grep -E "messages? in|ord-lost-queue|evt-lost-queue|failure records? in" || true
+  with_stack_env "$BIN/fanout" dlq | grep -E "messages? in|ord-lost-queue|evt-lost-queue|failure records? in" || true
 }
 
 case "${1:-}" in
@@ -189,8 +196,8 @@ case "${1:-}" in
   invoke) shift; invoke "$@" ;;
   produce) shift; produce "$@" ;;
   run-esm) shift; with_stack_env "$BIN/local-esm" "$@" ;; # for `up`
-  dlq) shift; require_up moto; with_stack_env "$PY" scripts/dlq.py list --endpoint "$(endpoint)" "$@" ;;
-  redrive) shift; require_up moto; with_stack_env "$PY" scripts/dlq.py redrive --endpoint "$(endpoint)" "$@" ;;
+  dlq) shift; require_up moto; with_stack_env "$BIN/fanout" dlq "$@" ;;
+  redrive) shift; require_up moto; with_stack_env "$BIN/fanout" redrive "$@" ;;
   snapshot) require_up moto; "$PY" scripts/local_aws.py snapshot --endpoint "$(endpoint)" ;;
   demo) demo ;;
   *) echo "usage: $0 up|down|invoke FN EVENT|produce ARGS...|dlq|redrive ARGS...|snapshot|demo" >&2; exit 2 ;;

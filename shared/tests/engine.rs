@@ -73,6 +73,7 @@ impl Consumer for Recorder {
 fn config(max_concurrency: usize) -> EngineConfig {
     EngineConfig {
         function: "test-fn".into(),
+        scope: "test".into(),
         event_types: EventTypeSet::new(["ORDER_PLACED", "ORDER_CANCELLED"]),
         max_concurrency,
         deadline_margin: Duration::from_millis(100),

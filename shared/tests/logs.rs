@@ -54,6 +54,7 @@ fn engine(lines: usize) -> BatchEngine<Chatty, FakePoisonSink> {
         FakePoisonSink::default(),
         EngineConfig {
             function: "f".into(),
+            scope: "test".into(),
             event_types: EventTypeSet::new(["ORDER_PLACED"]),
             max_concurrency: 8,
             deadline_margin: Duration::from_millis(100),

@@ -109,6 +109,7 @@ proptest! {
         let rule = Rule { calls: Mutex::new(Vec::new()), fail };
         let config = EngineConfig {
             function: "p".into(),
+            scope: "test".into(),
             event_types: EventTypeSet::new(["ORDER_PLACED"]),
             max_concurrency: concurrency,
             deadline_margin: Duration::ZERO,

@@ -265,6 +265,7 @@ mod tests {
     fn record() -> PoisonRecord {
         PoisonRecord {
             function: "email-notifier".into(),
+            scope: String::new(),
             event_source_arn: Some("arn:aws:kinesis:us-east-1:1:stream/s".into()),
             shard_id: Some("shardId-000000000000".into()),
             partition_key: Some("k".into()),

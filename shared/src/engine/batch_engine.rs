@@ -75,6 +75,8 @@ impl EventTypeSet {
 pub struct EngineConfig {
     /// The function's name, recorded with each poison record.
     pub function: String,
+    /// The scope of its idempotency entries (its crate's name), recorded with each poison record.
+    pub scope: String,
     /// The event types the function handles; others are skipped.
     pub event_types: EventTypeSet,
     /// At most this many partition keys are in progress at once (at least 1).
@@ -87,7 +89,8 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    /// The settings of consumer `C`, named `function`, with nothing set: its default types, and
+    /// The settings of consumer `C`, named `function` (also the scope of its idempotency
+    /// entries), with nothing set: its default types, and
     /// every default.
     pub fn defaults<C: Consumer>(function: &str) -> Self {
         let env = Env::from_pairs([]);
@@ -154,6 +157,7 @@ impl EngineConfig {
             function: env
                 .optional("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| function.to_owned()),
+            scope: function.to_owned(),
             event_types,
             max_concurrency,
             deadline_margin: Duration::from_millis(margin_ms),
@@ -522,6 +526,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         };
         let poison = PoisonRecord {
             function: self.config.function.clone(),
+            scope: self.config.scope.clone(),
             event_source_arn: batch.event_source_arn().map(str::to_owned),
             shard_id: unit.view.shard_id().map(str::to_owned),
             partition_key: unit.partition_key.map(str::to_owned),

@@ -198,6 +198,11 @@ impl<'a, C: Consumer + ?Sized> Event<'a, C> {
 pub struct PoisonRecord {
     /// The function that gave up on it.
     pub function: String,
+    /// The scope of that function's idempotency entries (its crate's name, which Lambda's name
+    /// for it may not be): where a redrive forgets an outcome that was never known. Empty in a
+    /// record captured before it was kept: the function's name is then the scope.
+    #[serde(default)]
+    pub scope: String,
     /// The stream's ARN, when the event named it.
     #[serde(default)]
     pub event_source_arn: Option<String>,
@@ -230,6 +235,15 @@ pub struct PoisonRecord {
 }
 
 impl PoisonRecord {
+    /// The scope of its function's idempotency entries.
+    pub fn scope(&self) -> &str {
+        if self.scope.is_empty() {
+            &self.function
+        } else {
+            &self.scope
+        }
+    }
+
     /// The idempotency key its event had: the `eventId` in its data, else its identity in the
     /// stream. `None` when it has no sequence number and its data names no `eventId`.
     pub fn idempotency_key(&self) -> Option<String> {

@@ -514,6 +514,7 @@ mod tests {
         let sink = OncePoisonSink::new(FakePoisonSink::default(), FakeLedger::default());
         let record = PoisonRecord {
             function: "f".into(),
+            scope: String::new(),
             event_source_arn: None,
             shard_id: Some("shardId-0".into()),
             partition_key: Some("k".into()),
