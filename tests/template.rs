@@ -72,7 +72,7 @@ fn check(logical_id: &str, types: &EventTypes) {
     let (filtered, passes_untyped) = filter(&mapping(&text, logical_id));
     assert_eq!(
         filtered, code,
-        "{logical_id}: FilterCriteria vs DEFAULT_EVENT_TYPES"
+        "{logical_id}: FilterCriteria vs the types the payload declares by default"
     );
     assert!(
         passes_untyped,

@@ -209,6 +209,45 @@ pub fn kinesis_event<'a>(
     crate::input::batch::KinesisBatch::from_slice(body.as_bytes()).unwrap_or_default()
 }
 
+/// A DynamoDB error answer (status 400), as the service sends it (JSON protocol), for an adapter's
+/// tests over `aws-smithy-mocks`.
+pub fn dynamodb_error(
+    body: &'static str,
+) -> impl Fn() -> aws_smithy_runtime_api::http::Response + Send + Sync {
+    move || {
+        let status = aws_smithy_runtime_api::http::StatusCode::try_from(400)
+            .unwrap_or_else(|_| unreachable!("400 is a status"));
+        let mut resp = aws_smithy_runtime_api::http::Response::new(
+            status,
+            aws_smithy_types::body::SdkBody::from(body),
+        );
+        resp.headers_mut()
+            .insert("content-type", "application/x-amz-json-1.0");
+        resp
+    }
+}
+
+/// An event's key with the hash of a payload (`{"orderId": "o-1"}`), for an adapter's tests.
+pub fn effect_key(key: &'static str) -> EffectKey<'static> {
+    let payload = serde_json::json!({"orderId": "o-1"});
+    EffectKey {
+        key: key.into(),
+        payload_hash: crate::idempotency::PayloadHash::of(&payload).ok(),
+    }
+}
+
+/// A ledger's settings for tests: table `idempotency`, an hour's TTL, a minute's lease, payload
+/// validation on.
+#[cfg(feature = "adapters")]
+pub fn ledger_settings() -> crate::adapters::LedgerSettings {
+    crate::adapters::LedgerSettings {
+        table: "idempotency".into(),
+        ttl: std::time::Duration::from_secs(3600),
+        lease: std::time::Duration::from_secs(60),
+        validate_payload: true,
+    }
+}
+
 /// A log writer that keeps what is written, for tests of the logs: clones share one buffer.
 #[derive(Debug, Clone, Default)]
 pub struct CapturedLog(std::sync::Arc<Mutex<Vec<u8>>>);

@@ -3,13 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_mocks::{mock, mock_client, RuleMode};
 use payment_recorder::{Captured, DynamoBook, PaymentBook, Recorder};
-use shared::adapters::LedgerSettings;
 use shared::fakes::{kinesis_event, FakePoisonSink};
 use shared::runtime::{Function, Settings, Wiring};
 use shared::{BatchEngine, EffectError, EngineConfig, Env, EventTypes, Outcome, Problems};
@@ -98,12 +96,7 @@ async fn the_book_over_dynamodb() {
     // Wired as its `main` wires it, over the mocked client.
     let env = Env::from_pairs([("PAYMENTS_TABLE", "payments")]);
     let table = Recorder::<DynamoBook>::settings(&env, &mut Problems::default());
-    let ledger = LedgerSettings {
-        table: "idempotency".into(),
-        ttl: Duration::from_secs(60),
-        lease: Duration::from_secs(1),
-        validate_payload: true,
-    };
+    let ledger = shared::fakes::ledger_settings();
     let sdk = aws_config::SdkConfig::builder().build();
     let wiring = Wiring {
         sdk: &sdk,

@@ -534,12 +534,12 @@ mod tests {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use aws_smithy_runtime_api::http::StatusCode;
-    use aws_smithy_types::body::SdkBody;
 
     use super::*;
-    use shared::adapters::LedgerSettings;
-    use shared::idempotency::{PayloadHash, PAYLOAD_REUSED};
+    use shared::fakes::{
+        dynamodb_error as dynamo_error, effect_key as ev, ledger_settings as ledger_config,
+    };
+    use shared::idempotency::PAYLOAD_REUSED;
 
     fn order(id: &'static str) -> OrderId<'static> {
         OrderId::parse(Cow::Borrowed(id)).unwrap()
@@ -549,38 +549,6 @@ mod tests {
         l.iter()
             .map(|(s, q)| (*s, Quantity::new(*q).unwrap()))
             .collect()
-    }
-
-    /// A DynamoDB error answer, as the service sends it (JSON protocol).
-    fn dynamo_error(
-        body: &'static str,
-    ) -> impl Fn() -> aws_smithy_runtime_api::http::Response + Send + Sync {
-        move || {
-            let mut resp = aws_smithy_runtime_api::http::Response::new(
-                StatusCode::try_from(400).unwrap(),
-                SdkBody::from(body),
-            );
-            resp.headers_mut()
-                .insert("content-type", "application/x-amz-json-1.0");
-            resp
-        }
-    }
-
-    fn ledger_config() -> LedgerSettings {
-        LedgerSettings {
-            table: "idempotency".into(),
-            ttl: std::time::Duration::from_secs(3600),
-            lease: std::time::Duration::from_secs(60),
-            validate_payload: true,
-        }
-    }
-
-    /// An event's key with the hash of a payload.
-    fn ev(key: &'static str) -> EffectKey<'static> {
-        EffectKey {
-            key: Cow::Borrowed(key),
-            payload_hash: Some(PayloadHash::of(&serde_json::json!({"orderId": "o-1"})).unwrap()),
-        }
     }
 
     fn inventory(client: Client) -> DynamoInventory {

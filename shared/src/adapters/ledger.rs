@@ -361,47 +361,13 @@ impl IdempotencyStore for DynamoLedger {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use aws_sdk_dynamodb::Client;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use aws_smithy_runtime_api::http::StatusCode;
-    use aws_smithy_types::body::SdkBody;
 
     use super::*;
-    use crate::engine::idempotency::PayloadHash;
-
-    /// A DynamoDB error answer, as the service sends it (JSON protocol).
-    fn dynamo_error(
-        body: &'static str,
-    ) -> impl Fn() -> aws_smithy_runtime_api::http::Response + Send + Sync {
-        move || {
-            let mut resp = aws_smithy_runtime_api::http::Response::new(
-                StatusCode::try_from(400).unwrap(),
-                SdkBody::from(body),
-            );
-            resp.headers_mut()
-                .insert("content-type", "application/x-amz-json-1.0");
-            resp
-        }
-    }
-
-    fn ledger_config() -> LedgerSettings {
-        LedgerSettings {
-            table: "idempotency".into(),
-            ttl: std::time::Duration::from_secs(3600),
-            lease: std::time::Duration::from_secs(60),
-            validate_payload: true,
-        }
-    }
-
-    /// An event's key with the hash of a payload.
-    fn ev(key: &'static str) -> EffectKey<'static> {
-        EffectKey {
-            key: Cow::Borrowed(key),
-            payload_hash: Some(PayloadHash::of(&serde_json::json!({"orderId": "o-1"})).unwrap()),
-        }
-    }
+    use crate::fakes::{
+        dynamodb_error as dynamo_error, effect_key as ev, ledger_settings as ledger_config,
+    };
 
     fn no_retry(c: aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder {
         c.retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())

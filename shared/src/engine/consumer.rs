@@ -276,8 +276,8 @@ pub enum PoisonCause {
     /// Its effect failed for good (an address SES refuses, an outcome nobody knows): put back after
     /// the cause is fixed, it may succeed.
     Effect,
-    /// Not recorded: a record captured before poison records said why. Treated as data by those
-    /// who must be careful (a redrive keeps it unless told otherwise).
+    /// Not recorded: a record captured before poison records said why. Nothing says it would fail
+    /// again, so a redrive puts it back (and says its cause was not recorded).
     #[default]
     #[serde(other)]
     Unknown,

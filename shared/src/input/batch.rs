@@ -5,8 +5,9 @@
 //! reader never fails on a record: every field it wants is read as "a string, or nothing", every
 //! other field is skipped (checked against the JSON grammar), and the record's `data` is
 //! base64-decoded on the spot into one buffer shared by the whole batch. What is wrong with a
-//! record is kept beside it, for the engine to capture it as poison. Only a body that is not JSON,
-//! or not an object whose `Records` is an array, fails the invocation.
+//! record is kept beside it, for the engine to capture it as poison. Only a body that is not a
+//! JSON object, or whose `Records` is there and not an array, fails the invocation (an object
+//! with no `Records` is an empty batch).
 //!
 //! The strings of a record (partition key, sequence number, shard) go into one text arena, and the
 //! decoded data into one byte arena, so a batch of thousands of records makes a handful of
@@ -71,7 +72,7 @@ struct RawRecord {
 }
 
 /// The body of an invocation is not a Lambda Kinesis event (not JSON, or not an object whose
-/// `Records` is an array).
+/// `Records`, if there, is an array).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a Lambda Kinesis event: {what} (at byte {at})")]
 pub struct InvalidEvent {

@@ -391,26 +391,8 @@ impl<'a, P: Deserialize<'a>, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'
 }
 
 /// The event type's name: a string, borrowed unless escaped.
-struct EventTypeName<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for EventTypeName<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Cow<'de, str>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(v.to_owned()))
-            }
-        }
-        deserializer.deserialize_str(V).map(EventTypeName)
-    }
-}
+#[derive(Deserialize)]
+struct EventTypeName<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// `eventId`: a string or an integer, as text; `null` is no id.
 struct EventId<'a>(Option<Cow<'a, str>>);

@@ -339,6 +339,12 @@ async fn redrive_queue(
     }
     let (mut redriven, mut kept_again, mut not_chosen) = (0, 0, 0);
     let target = stream.unwrap_or(&place.stream);
+    if place.ledger.is_none() && !choice.keep_unknown && !choice.dry_run && !poison.is_empty() {
+        say!(
+            "note: IDEMPOTENCY_TABLE is not set, so the UNKNOWN outcomes of redriven poison records \
+             are not forgotten, and the functions take them for done; set it to have them act"
+        );
+    }
 
     // Poison records: what goes back, then it goes back in one publish, then its messages go.
     let mut going: Vec<(Record, &PoisonMessage, &Vec<&Received>)> = Vec::new();
