@@ -3,7 +3,8 @@
 //!
 //!     cargo bench -p integration-tests --bench cpu -- EVENT.json [RUNS]
 //!
-//! The event is read as the functions read it: from the body's bytes by `shared::runtime`'s layer.
+//! The event is read as the functions read it: by `lambda_runtime`'s deserializer into a
+//! `KinesisBatch` (the body taken whole as raw JSON, then the one reader of the Lambda event).
 //! Prints one JSON line per measurement (`make bench` gathers them): the median and the minimum
 //! milliseconds over RUNS runs (21 by default, after 3 warm-up runs), the measurements timed in
 //! turns; among them a bare `serde_json` validation pass over the same bytes, the floor any JSON
@@ -129,22 +130,17 @@ impl<'a> Bench<'a> {
     }
 }
 
-/// The event as the functions read it: `shared::runtime`'s layer reads the body's bytes into a
-/// batch whose buffers the last invocation left (`KinesisBatch::read`), and `lambda_runtime` then
-/// deserialises only `null`.
-fn decode(bytes: &[u8], batch: &mut KinesisBatch) -> usize {
-    batch.read(bytes).unwrap();
-    serde_path_to_error::deserialize::<_, serde::de::IgnoredAny>(
-        &mut serde_json::Deserializer::from_slice(b"null"),
-    )
-    .unwrap();
-    batch.len()
+/// The event as the functions read it: `lambda_runtime` deserialises every body through
+/// `serde_path_to_error` (which tracks the path of every field so that a failure can name it) into
+/// the handler's type, here `KinesisBatch`.
+fn decode(bytes: &[u8]) -> KinesisBatch {
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).unwrap()
 }
 
-/// The event as `lambda_runtime` would read it without that layer: `serde_json` through
-/// `serde_path_to_error`, which tracks the path of every field so that a failure can name it.
-fn decode_by_runtime(bytes: &[u8]) -> KinesisBatch {
-    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).unwrap()
+/// The Lambda event's reader alone, into a batch whose buffers the last reading left.
+fn read_only(bytes: &[u8], batch: &mut KinesisBatch) -> usize {
+    batch.read(bytes).unwrap();
+    batch.len()
 }
 
 /// Event bytes to response bytes: what `lambda_runtime` and the engine do per invocation.
@@ -152,10 +148,9 @@ fn path<H: Consumer, P: PoisonSink>(
     rt: &tokio::runtime::Runtime,
     engine: &BatchEngine<H, P>,
     bytes: &[u8],
-    batch: &mut KinesisBatch,
 ) -> usize {
-    decode(bytes, batch);
-    let outcome = rt.block_on(engine.process(batch, None));
+    let batch = decode(bytes);
+    let outcome = rt.block_on(engine.process(&batch, None));
     let response = serde_json::to_vec(&outcome.response).unwrap();
     assert!(outcome.response.batch_item_failures.is_empty());
     std::hint::black_box(response);
@@ -190,8 +185,6 @@ fn main() {
         config.common.engine,
     );
     let batch = KinesisBatch::from_slice(&bytes).unwrap();
-    // Each path reads into a batch of its own, reused from run to run as the runtime reuses them.
-    let (mut email_batch, mut inventory_batch) = (KinesisBatch::default(), KinesisBatch::default());
     let mut reused = KinesisBatch::default();
 
     // What the functions' logs add: their subscriber (INFO, JSON, as AWS_LAMBDA_LOG_FORMAT=JSON
@@ -204,29 +197,21 @@ fn main() {
         move || counter.clone(),
     ));
     let logged_calls = AtomicUsize::new(0);
-    let (mut email_logged, mut inventory_logged) =
-        (KinesisBatch::default(), KinesisBatch::default());
 
     let mut bench = Bench::default();
     bench.add("serde_json validation pass (IgnoredAny)", || {
         serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).unwrap();
         0
     });
-    bench.add("email-notifier", || {
-        path(&rt, &email, &bytes, &mut email_batch)
-    });
-    bench.add("inventory-updater", || {
-        path(&rt, &inventory, &bytes, &mut inventory_batch)
-    });
+    bench.add("email-notifier", || path(&rt, &email, &bytes));
+    bench.add("inventory-updater", || path(&rt, &inventory, &bytes));
     bench.add("email-notifier, logging at INFO", || {
         logged_calls.fetch_add(1, Ordering::Relaxed);
-        tracing::dispatcher::with_default(&logging, || path(&rt, &email, &bytes, &mut email_logged))
+        tracing::dispatcher::with_default(&logging, || path(&rt, &email, &bytes))
     });
     bench.add("inventory-updater, logging at INFO", || {
         logged_calls.fetch_add(1, Ordering::Relaxed);
-        tracing::dispatcher::with_default(&logging, || {
-            path(&rt, &inventory, &bytes, &mut inventory_logged)
-        })
+        tracing::dispatcher::with_default(&logging, || path(&rt, &inventory, &bytes))
     });
     bench.run(records, runs);
     // Every record of the bench batch succeeds: the bytes logged per record, over every logged run.
@@ -240,9 +225,9 @@ fn main() {
     // Timed in turns among themselves, after the paths, so as not to disturb them.
     let mut bench = Bench::default();
     if std::env::var_os("CPU_BREAKDOWN").is_some() {
-        bench.add("decode only", || decode(&bytes, &mut reused));
-        bench.add("decode only, by lambda_runtime's deserializer", || {
-            decode_by_runtime(&bytes).len()
+        bench.add("decode only", || decode(&bytes).len());
+        bench.add("decode only, the reader alone (buffers reused)", || {
+            read_only(&bytes, &mut reused)
         });
         bench.add("email-notifier engine only", || {
             rt.block_on(email.process(&batch, None)).stats.applied as usize

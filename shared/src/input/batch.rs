@@ -11,8 +11,8 @@
 //!
 //! The strings of a record (partition key, sequence number, shard) go into one text arena, and the
 //! decoded data into one byte arena, so a batch of thousands of records makes a handful of
-//! allocations, not several per record. [`KinesisBatch::read`] reads the next event into the same
-//! arenas, so whoever drives the invocations can reuse them (see `crate::runtime`).
+//! allocations, not several per record. [`KinesisBatch::read`] reads another event into the same
+//! arenas, reusing them.
 //!
 //! The reader is hand-written (on [`super::json::Cursor`]) because this is the one big, hot input:
 //! a full batch is 6 MB. The tests hold it to `serde_json` on generated events.
@@ -258,10 +258,9 @@ impl KinesisBatch {
 }
 
 impl<'de> Deserialize<'de> for KinesisBatch {
-    /// For a handler that takes `LambdaEvent<KinesisBatch>`: the body is taken whole as raw JSON
-    /// (one scan, so `lambda_runtime`'s path-tracking deserializer does not wrap every field), then
-    /// read by [`KinesisBatch::from_slice`]. The functions read the body's bytes directly instead
-    /// (`crate::runtime`), which saves that scan.
+    /// How the runtime reads an invocation's body (`LambdaEvent<KinesisBatch>`): taken whole as
+    /// raw JSON (one call of the deserializer, so `lambda_runtime`'s path-tracking deserializer
+    /// does not wrap every field), then read by [`KinesisBatch::from_slice`].
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = <&'de serde_json::value::RawValue>::deserialize(deserializer)?;
         KinesisBatch::from_slice(raw.get().as_bytes()).map_err(serde::de::Error::custom)
@@ -298,9 +297,8 @@ impl Reader<'_> {
             }
             self.batch.records.clear();
             self.batch.event_source_arn = None;
-            let mut shape = Shape::default();
             c.elements(|c| {
-                let record = self.record(c, &mut shape)?;
+                let record = self.record(c)?;
                 self.batch.records.push(record);
                 Some(())
             })
@@ -314,123 +312,46 @@ impl Reader<'_> {
         }
     }
 
-    /// The next record: by the shape of the record before when it has it, else field by field
-    /// (it then becomes the shape).
-    ///
-    /// The event source mapping writes every record of a batch alike: the same keys, in the same
-    /// order, the same spacing, the same unchanging values (versions, source, region, role,
-    /// stream). So after one record is read field by field, its text is cut at the values that
-    /// vary ([`varies`]), and the next record is read by comparing the unchanging text and
-    /// reading only those values, each by the same [`Reader::field`] under the same key. That
-    /// reads what reading field by field reads: the compared text was checked against the grammar
-    /// in the record the shape came from, and reading it had no effect. Any difference, anywhere,
-    /// and the record is read field by field. (It saves two thirds of the reading; the tests hold
-    /// both ways to `serde_json`.)
-    fn record<'t>(&mut self, c: &mut Cursor<'t>, shape: &mut Shape<'t>) -> Option<RawRecord> {
-        c.peek()?;
-        let start = c.position();
-        if let Some(record) = self.record_like(c, shape) {
-            return Some(record);
-        }
-        c.rewind(start);
-        self.record_by_fields(c, shape)
-    }
-
-    /// The record at the cursor read as one of `shape`; `None` when it is not one (or there is
-    /// no shape), the cursor then anywhere in it.
-    fn record_like(&mut self, c: &mut Cursor<'_>, shape: &Shape<'_>) -> Option<RawRecord> {
-        let tail = shape.tail?;
-        let mut record = RawRecord {
-            is_object: true,
-            ..RawRecord::default()
-        };
-        for (before, key, in_kinesis) in &shape.parts {
-            c.eat_exact(before)?;
-            self.field(c, &mut record, key, *in_kinesis)?;
-        }
-        c.eat_exact(tail)?;
-        Some(record)
-    }
-
     /// One record, field by field; a record that is not an object is kept as an empty one, for
-    /// the engine to capture. Of repeated fields the last counts, as in any JSON reader. A record
-    /// with no repeated field and an object for `kinesis` becomes the shape.
-    fn record_by_fields<'t>(
-        &mut self,
-        c: &mut Cursor<'t>,
-        shape: &mut Shape<'t>,
-    ) -> Option<RawRecord> {
-        shape.tail = None;
+    /// the engine to capture. Of repeated fields the last counts, as in any JSON reader.
+    fn record(&mut self, c: &mut Cursor<'_>) -> Option<RawRecord> {
         if c.peek()? != b'{' {
             c.skip_value()?;
             return Some(RawRecord::default());
         }
-        let start = c.position();
         let mut record = RawRecord {
             is_object: true,
             ..RawRecord::default()
         };
-        let (mut arn, mut keys, mut spans) = (None, Vec::new(), Vec::new());
-        let mut shapeable = true;
-        c.members(|c, key| {
-            keys.push((key.clone(), false));
-            match &*key {
-                "kinesis" => {
-                    (record.partition_key, record.sequence_number, record.data) =
-                        (None, None, Data::default());
-                    if c.peek()? != b'{' {
-                        shapeable = false;
-                        return c.skip_value();
-                    }
-                    c.members(|c, key| {
-                        keys.push((key.clone(), true));
-                        let at = c.peek().map(|_| c.position())?;
-                        self.field(c, &mut record, &key, true)?;
-                        if varies(&key, true) {
-                            spans.push((at, c.position(), key, true));
-                        }
-                        Some(())
-                    })
+        let mut arn = None;
+        c.members(|c, key| match &*key {
+            "kinesis" => {
+                (record.partition_key, record.sequence_number, record.data) =
+                    (None, None, Data::default());
+                if c.peek()? != b'{' {
+                    return c.skip_value();
                 }
-                "eventSourceARN" => {
-                    arn = None;
-                    if c.peek()? != b'"' {
-                        return c.skip_value();
-                    }
-                    arn = Some(c.string()?);
-                    Some(())
-                }
-                _ => {
-                    let at = c.peek().map(|_| c.position())?;
-                    self.field(c, &mut record, &key, false)?;
-                    if varies(&key, false) {
-                        spans.push((at, c.position(), key, false));
-                    }
-                    Some(())
-                }
+                c.members(|c, key| self.field(c, &mut record, &key, true))
             }
+            "eventSourceARN" => {
+                arn = None;
+                if c.peek()? != b'"' {
+                    return c.skip_value();
+                }
+                arn = Some(c.string()?);
+                Some(())
+            }
+            _ => self.field(c, &mut record, &key, false),
         })?;
         // The batch's stream is the first record's (every record of a batch has the same).
         if let (None, Some(arn)) = (self.batch.event_source_arn, arn) {
             self.batch.event_source_arn = push_str(&mut self.batch.text, &arn);
         }
-        let count = keys.len();
-        keys.sort_unstable();
-        keys.dedup();
-        if shapeable && keys.len() == count {
-            shape.parts.clear();
-            let mut from = start;
-            for (at, end, key, in_kinesis) in spans {
-                shape.parts.push((c.slice(from, at)?, key, in_kinesis));
-                from = end;
-            }
-            shape.tail = Some(c.slice(from, c.position())?);
-        }
         Some(record)
     }
 
     /// One field of a record (`in_kinesis`: of its `kinesis` object), other than `kinesis` and
-    /// `eventSourceARN`, which [`Reader::record_by_fields`] reads.
+    /// `eventSourceARN`, which [`Reader::record`] reads.
     fn field(
         &mut self,
         c: &mut Cursor<'_>,
@@ -506,35 +427,6 @@ impl Reader<'_> {
         self.last_shard = push_str(&mut self.batch.text, shard);
         self.last_shard
     }
-}
-
-/// The shape of the last record read field by field, for [`Reader::record`]: the text before each
-/// value that varies (from the end of the one before), with its key and whether it is a field of
-/// `kinesis`; and the text after the last, to the end of the record (`None`: no shape).
-#[derive(Default)]
-struct Shape<'t> {
-    parts: Vec<(&'t str, Cow<'t, str>, bool)>,
-    tail: Option<&'t str>,
-}
-
-/// Whether a field's value varies from record to record. The others are the same on every record
-/// the event source mapping writes (the versions, the source, the role, the region, the stream),
-/// and reading them has no effect but the stream's, taken from the first record.
-fn varies(key: &str, in_kinesis: bool) -> bool {
-    let same = if in_kinesis {
-        matches!(key, "kinesisSchemaVersion" | "encryptionType")
-    } else {
-        matches!(
-            key,
-            "eventSource"
-                | "eventVersion"
-                | "eventName"
-                | "invokeIdentityArn"
-                | "awsRegion"
-                | "eventSourceARN"
-        )
-    };
-    !same
 }
 
 fn push_str(text: &mut String, s: &str) -> Option<Span> {
@@ -714,55 +606,6 @@ mod tests {
         assert_eq!(Some(seen(&batch)), reference(&sample("order-placed.json")));
         assert!(batch.read(b"not json").is_err());
         assert!(batch.is_empty());
-    }
-
-    /// A record written like the one before it is read by its shape; one written differently is
-    /// not, and is read field by field, and becomes the shape.
-    #[test]
-    fn records_of_one_shape_are_read_by_it() {
-        let first = r#"{"kinesis": {"partitionKey": "a", "data": "aGk=", "x": 1}, "eventID": "s-1:1", "awsRegion": "r"}"#;
-        let same = r#"{"kinesis": {"partitionKey": "bb", "data": "aGVsbG8=", "x": [2]}, "eventID": "s-2:2", "awsRegion": "r"}"#;
-        let region = r#"{"kinesis": {"partitionKey": "c", "data": "aGk=", "x": 3}, "eventID": "s-1:3", "awsRegion": "q"}"#;
-        let repeated =
-            r#"{"kinesis": {"partitionKey": "a", "partitionKey": "b"}, "eventID": "s-1:1"}"#;
-        let mut batch = KinesisBatch::default();
-        let mut reader = Reader {
-            batch: &mut batch,
-            last_shard: None,
-        };
-        let mut shape = Shape::default();
-        assert!(
-            reader
-                .record_like(&mut Cursor::new(first), &shape)
-                .is_none(),
-            "no shape yet"
-        );
-        let mut c = Cursor::new(first);
-        reader.record_by_fields(&mut c, &mut shape).unwrap();
-        assert!(c.at_end());
-        let mut c = Cursor::new(same);
-        let record = reader.record_like(&mut c, &shape).expect("the same shape");
-        assert!(c.at_end());
-        assert!(
-            reader
-                .record_like(&mut Cursor::new(region), &shape)
-                .is_none(),
-            "a region changed"
-        );
-        reader.batch.records.push(record);
-        let view = batch.records().next().unwrap();
-        assert_eq!(view.partition_key(), Some("bb"));
-        assert_eq!(view.data(), Ok(&b"hello"[..]));
-        assert_eq!(view.shard_id(), Some("s-2"));
-        // A record with a repeated field is no shape.
-        let mut reader = Reader {
-            batch: &mut KinesisBatch::default(),
-            last_shard: None,
-        };
-        reader
-            .record_by_fields(&mut Cursor::new(repeated), &mut shape)
-            .unwrap();
-        assert!(shape.tail.is_none());
     }
 
     /// One value of the records the property writes (JSON text).

@@ -53,22 +53,6 @@ impl<'a> Cursor<'a> {
         (self.peek()? == c).then(|| self.pos += 1)
     }
 
-    /// Moves back to `pos`, a position this cursor was at.
-    pub(crate) fn rewind(&mut self, pos: usize) {
-        self.pos = pos;
-    }
-
-    /// The text between two positions.
-    pub(crate) fn slice(&self, from: usize, to: usize) -> Option<&'a str> {
-        self.text.get(from..to)
-    }
-
-    /// Takes `text` exactly as it is next (whitespace included), or answers `None`.
-    pub(crate) fn eat_exact(&mut self, text: &str) -> Option<()> {
-        let next = self.bytes().get(self.pos..self.pos + text.len())?;
-        (next == text.as_bytes()).then(|| self.pos += text.len())
-    }
-
     /// Whether only whitespace is left.
     pub(crate) fn at_end(&mut self) -> bool {
         self.skip_ws();

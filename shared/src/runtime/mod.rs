@@ -3,33 +3,23 @@
 //!
 //! Invocations are served with `lambda_runtime`'s `run_concurrent`: one at a time on classic
 //! Lambda, several in one process on Lambda Managed Instances (`AWS_LAMBDA_MAX_CONCURRENCY` > 1).
-//! Everything an invocation holds (its batch, its deadline, its counts) is its own.
-//!
-//! **Why the body is read by a layer.** `lambda_runtime` 1.5 hands a handler only a deserialised
-//! event, and deserialises every body through `serde_path_to_error`, which wraps each of the
-//! ~80,000 calls a full batch makes so that an error can name its path: on a 6,000-record batch
-//! that costs more than all of our own work, and even the cheapest type (one borrowed raw value)
-//! costs a whole extra scan of the body. So [`ReadBatchLayer`] reads each body's bytes into a
-//! [`KinesisBatch`] before the runtime would, leaves it for the handler under the invocation's
-//! request id, and hands the runtime the body `null`. `tests/runtime.rs` runs this against a local
-//! Runtime API, so a `lambda_runtime` upgrade that breaks it fails there.
+//! Everything an invocation holds (its batch, its deadline, its log buffers, its counts) is its
+//! own. The runtime reads each body into a [`KinesisBatch`] (its `Deserialize`: the body taken
+//! whole as raw JSON, then the one reader of the Lambda event); a body that is not a Lambda
+//! Kinesis event fails its own invocation, as any body the runtime cannot read does, and the
+//! event source mapping retries it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context as TaskContext, Poll};
-
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use lambda_runtime::tower::{Layer, Service};
-use lambda_runtime::{layers, service_fn, Context, Diagnostic, LambdaEvent, LambdaInvocation};
-use serde::de::{Deserialize, Deserializer, IgnoredAny};
+use lambda_runtime::{layers, service_fn, Context, Diagnostic, LambdaEvent};
 use tokio::time::Instant;
 
 use crate::adapters::dlq::{dead_letter_queue, DeadLetterQueue, DlqSettings};
 use crate::adapters::ledger::{DynamoLedger, LedgerSettings, Markers};
 use crate::engine::{BatchEngine, BatchStats, Consumer, EngineConfig, PoisonSink};
-use crate::input::batch::{InvalidEvent, KinesisBatch};
+use crate::input::batch::KinesisBatch;
 use crate::platform::config::{ConfigErrors, Env, Problems};
 use crate::platform::metrics::{self, MetricsSettings};
 use crate::platform::telemetry::{self, LogSettings};
@@ -163,131 +153,17 @@ where
 {
     let engine = Arc::new(engine);
     let metrics = Arc::new(metrics);
-    let batches = Batches::default();
-    let handler = {
-        let batches = batches.clone();
-        service_fn(move |event: LambdaEvent<ReadElsewhere>| {
-            let (engine, batches, metrics) = (engine.clone(), batches.clone(), metrics.clone());
-            async move {
-                let request_id = &event.context.request_id;
-                let batch = batches.take(request_id);
-                let response = match &batch {
-                    Some(Ok(batch)) => Ok(handle(&engine, batch, &event.context, &metrics).await),
-                    Some(Err(why)) => Err(unreadable(why.to_string())),
-                    None => Err(unreadable("the body was not read".into())),
-                };
-                if let Some(Ok(batch)) = batch {
-                    batches.give_back(batch);
-                }
-                response
-            }
-        })
-    };
+    let handler = service_fn(move |event: LambdaEvent<KinesisBatch>| {
+        let (engine, metrics) = (engine.clone(), metrics.clone());
+        async move {
+            let response = handle(&engine, &event.payload, &event.context, &metrics).await;
+            Ok::<_, Diagnostic>(response)
+        }
+    });
     lambda_runtime::Runtime::new(handler)
-        .layer(ReadBatchLayer { batches })
         .layer(layers::TracingLayer::new())
         .run_concurrent()
         .await
-}
-
-/// The invocation's error when its body is not a Lambda Kinesis event: the event source mapping
-/// retries the batch, as it does when the runtime cannot deserialise a body.
-fn unreadable(why: String) -> Diagnostic {
-    tracing::error!(error = %why, "the invocation's body is not a Lambda Kinesis event");
-    Diagnostic {
-        error_type: "InvalidKinesisEvent".into(),
-        error_message: format!("the invocation's body is {why}"),
-    }
-}
-
-/// The batches [`ReadBatch`] has read, by request id, until the handler takes them; and the
-/// batches handled, whose buffers the next bodies are read into (a warm Lambda handles one batch
-/// after another: reusing the arenas spares the allocator some megabytes of fresh pages).
-#[derive(Debug, Clone, Default)]
-struct Batches {
-    read: Arc<Mutex<HashMap<String, Result<KinesisBatch, InvalidEvent>>>>,
-    spare: Arc<Mutex<Vec<KinesisBatch>>>,
-}
-
-/// Spare batches kept: one per invocation that may run at once is plenty.
-const MAX_SPARE: usize = 16;
-
-impl Batches {
-    /// Reads a body into a spare batch (or a new one), and leaves it for the handler.
-    fn read(&self, request_id: String, body: &[u8]) {
-        let spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut batch = spare.unwrap_or_default();
-        let read = batch.read(body).map(|()| batch);
-        let mut read_batches = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-        read_batches.insert(request_id, read);
-    }
-
-    fn take(&self, request_id: &str) -> Option<Result<KinesisBatch, InvalidEvent>> {
-        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-        read.remove(request_id)
-    }
-
-    fn give_back(&self, batch: KinesisBatch) {
-        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
-        if spare.len() < MAX_SPARE {
-            spare.push(batch);
-        }
-    }
-}
-
-/// A `lambda_runtime` layer that reads each invocation's body into a [`KinesisBatch`], leaves it
-/// for the handler, and hands the runtime the body `null` instead (see the module's doc for why).
-#[derive(Debug, Clone)]
-struct ReadBatchLayer {
-    batches: Batches,
-}
-
-impl<S> Layer<S> for ReadBatchLayer {
-    type Service = ReadBatch<S>;
-    fn layer(&self, inner: S) -> ReadBatch<S> {
-        ReadBatch {
-            inner,
-            batches: self.batches.clone(),
-        }
-    }
-}
-
-/// The service of [`ReadBatchLayer`].
-#[derive(Debug, Clone)]
-struct ReadBatch<S> {
-    inner: S,
-    batches: Batches,
-}
-
-impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for ReadBatch<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut invocation: LambdaInvocation) -> S::Future {
-        let request_id = invocation.context.request_id.clone();
-        self.batches.read(request_id, &invocation.body);
-        invocation.body = (&b"null"[..]).into();
-        self.inner.call(invocation)
-    }
-}
-
-/// The handler's event type: the body was read by [`ReadBatchLayer`]; this reads nothing.
-#[derive(Debug, Clone, Copy)]
-struct ReadElsewhere;
-
-impl<'de> Deserialize<'de> for ReadElsewhere {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        IgnoredAny::deserialize(deserializer).map(|_| ReadElsewhere)
-    }
 }
 
 /// Handles one invocation: processes the batch before the deadline, logs what happened and
