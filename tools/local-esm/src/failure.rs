@@ -10,8 +10,6 @@
 //!   `aws/lambda/<mapping-uuid>/<shardId>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>`.
 
 use serde::{Deserialize, Deserializer, Serialize};
-
-use crate::mapping::{Source, StreamRecord};
 use shared::time::iso_millis as iso;
 
 /// Why records were discarded.
@@ -160,48 +158,13 @@ pub struct FailureRecord {
 }
 
 impl FailureRecord {
-    /// The record for the discarded `range` (first and last record) of `count` records.
-    /// `function_error`: whether the last invocation failed as a whole (`None`: no invocation
-    /// answered, as when records expired).
-    pub fn new(
-        source: &Source,
-        condition: Condition,
-        invoke_count: u64,
-        function_error: Option<bool>,
-        range: (&StreamRecord, &StreamRecord),
-        count: usize,
-        payload: Vec<u8>,
-    ) -> Self {
-        let at_ms = shared::time::now_ms();
-        let record = OnFailure {
-            request_context: RequestContext {
-                request_id: uuid::Uuid::new_v4().to_string(),
-                function_arn: source.function_arn.clone(),
-                condition: condition.as_str().to_owned(),
-                approximate_invoke_count: invoke_count,
-            },
-            response_context: function_error.map(|error| ResponseContext {
-                status_code: 200,
-                executed_version: "$LATEST".into(),
-                function_error: error.then(|| "Unhandled".into()),
-            }),
-            version: "1.0".into(),
-            timestamp: iso(at_ms),
-            batch: BatchInfo {
-                shard_id: source.shard_id.clone(),
-                start_sequence_number: range.0.sequence_number.clone(),
-                end_sequence_number: range.1.sequence_number.clone(),
-                approximate_arrival_of_first_record: iso((range.0.arrival * 1000.0) as i64),
-                approximate_arrival_of_last_record: iso((range.1.arrival * 1000.0) as i64),
-                batch_size: count as u64,
-                stream_arn: source.stream_arn.clone(),
-            },
-            payload: None,
-        };
+    /// `record`, with the invocation event of its records (`payload`), written at `at_ms` by the
+    /// mapping `uuid`.
+    pub fn new(record: OnFailure, payload: Vec<u8>, uuid: String, at_ms: i64) -> Self {
         Self {
             record,
             payload,
-            uuid: source.uuid.clone(),
+            uuid,
             at_ms,
         }
     }
@@ -249,69 +212,55 @@ mod tests {
 
     use super::*;
 
+    /// What SQS gets (the metadata), what S3 gets (with the payload, as a JSON string), and where.
     #[test]
     fn shapes() {
-        let source = Source {
-            stream_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/s".into(),
-            shard_id: "shardId-000000000001".into(),
-            region: "us-east-1".into(),
-            function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
-            uuid: "u-1".into(),
+        let record = OnFailure {
+            request_context: RequestContext {
+                request_id: "r".into(),
+                function_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+                condition: Condition::RetryAttemptsExhausted.as_str().into(),
+                approximate_invoke_count: 3,
+            },
+            response_context: None,
+            version: "1.0".into(),
+            timestamp: iso(1_795_000_001_500),
+            batch: BatchInfo {
+                shard_id: "shardId-000000000001".into(),
+                start_sequence_number: "10".into(),
+                end_sequence_number: "12".into(),
+                approximate_arrival_of_first_record: iso(1_795_000_000_250),
+                approximate_arrival_of_last_record: iso(1_795_000_001_500),
+                batch_size: 3,
+                stream_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/s".into(),
+            },
+            payload: None,
         };
-        let r = |seq: &str, t: f64| StreamRecord {
-            partition_key: "k".into(),
-            sequence_number: seq.into(),
-            data: vec![],
-            arrival: t,
-        };
-        let (a, b) = (r("10", 1_795_000_000.25), r("12", 1_795_000_001.5));
         let f = FailureRecord::new(
-            &source,
-            Condition::RetryAttemptsExhausted,
-            3,
-            Some(true),
-            (&a, &b),
-            3,
+            record,
             b"{\"Records\":[]}".to_vec(),
+            "u-1".into(),
+            1_795_000_001_500,
         );
         let m: Value = serde_json::from_str(&f.message()).unwrap();
         assert_eq!(m["requestContext"]["condition"], "RetryAttemptsExhausted");
         assert_eq!(m["requestContext"]["approximateInvokeCount"], 3);
-        assert_eq!(m["responseContext"]["functionError"], "Unhandled");
         assert_eq!(m["KinesisBatchInfo"]["startSequenceNumber"], "10");
-        assert_eq!(m["KinesisBatchInfo"]["endSequenceNumber"], "12");
         assert_eq!(m["KinesisBatchInfo"]["batchSize"], 3);
         assert_eq!(
             m["KinesisBatchInfo"]["approximateArrivalOfFirstRecord"],
             "2026-11-18T11:06:40.250Z"
         );
         assert!(m.get("payload").is_none(), "SQS gets metadata only");
+        assert!(m.get("responseContext").is_none(), "no invocation answered");
         let o: Value = serde_json::from_str(&f.object()).unwrap();
         assert_eq!(o["payload"], "{\"Records\":[]}");
         let key = f.object_key();
         assert!(
-            key.starts_with("aws/lambda/u-1/shardId-000000000001/"),
+            key.starts_with("aws/lambda/u-1/shardId-000000000001/2026/11/18/2026-11-18T11.06.41-"),
             "{key}"
         );
-        let parts: Vec<_> = key.split('/').collect();
-        assert_eq!(parts.len(), 8, "{key}");
-        assert!(
-            parts[7].starts_with(&format!("{}-{}-{}T", parts[4], parts[5], parts[6])),
-            "{key}"
-        );
-
-        let aged = FailureRecord::new(
-            &source,
-            Condition::RecordAgeExceeded,
-            1,
-            None,
-            (&a, &a),
-            1,
-            vec![],
-        );
-        let m: Value = serde_json::from_str(&aged.message()).unwrap();
-        assert_eq!(m["requestContext"]["condition"], "RecordAgeExceeded");
-        assert!(m.get("responseContext").is_none());
+        assert_eq!(key.split('/').count(), 8, "{key}");
     }
 
     /// A record reads back as written, and as other writers write it: the payload as an object,

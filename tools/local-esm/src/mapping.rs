@@ -30,7 +30,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::failure::{Condition, FailureRecord};
+use crate::failure::{
+    BatchInfo, Condition, FailureRecord, OnFailure, RequestContext, ResponseContext,
+};
 use crate::filter::{passes, Candidate};
 use crate::template::Mapping;
 
@@ -458,7 +460,7 @@ impl<F: Function, S: FailureSink> Mapper<'_, F, S> {
             last = %last.0.sequence_number,
             "records discarded"
         );
-        let record = FailureRecord::new(
+        let record = failure_record(
             self.source,
             condition,
             u64::try_from(invocations).unwrap_or(1),
@@ -526,6 +528,48 @@ pub fn record_json(r: &StreamRecord, source: &Source) -> Value {
 
 fn function_name(arn: &str) -> &str {
     arn.rsplit(':').next().unwrap_or(arn)
+}
+
+/// The `OnFailure` record of the discarded `range` (first and last record) of `count` records, as
+/// Lambda writes it. `function_error`: whether the last invocation failed as a whole (`None`: no
+/// invocation answered, as when records expired).
+fn failure_record(
+    source: &Source,
+    condition: Condition,
+    invoke_count: u64,
+    function_error: Option<bool>,
+    range: (&StreamRecord, &StreamRecord),
+    count: usize,
+    payload: Vec<u8>,
+) -> FailureRecord {
+    let at_ms = shared::time::now_ms();
+    let iso = shared::time::iso_millis;
+    let record = OnFailure {
+        request_context: RequestContext {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            function_arn: source.function_arn.clone(),
+            condition: condition.as_str().to_owned(),
+            approximate_invoke_count: invoke_count,
+        },
+        response_context: function_error.map(|error| ResponseContext {
+            status_code: 200,
+            executed_version: "$LATEST".into(),
+            function_error: error.then(|| "Unhandled".into()),
+        }),
+        version: "1.0".into(),
+        timestamp: iso(at_ms),
+        batch: BatchInfo {
+            shard_id: source.shard_id.clone(),
+            start_sequence_number: range.0.sequence_number.clone(),
+            end_sequence_number: range.1.sequence_number.clone(),
+            approximate_arrival_of_first_record: iso((range.0.arrival * 1000.0) as i64),
+            approximate_arrival_of_last_record: iso((range.1.arrival * 1000.0) as i64),
+            batch_size: count as u64,
+            stream_arn: source.stream_arn.clone(),
+        },
+        payload: None,
+    };
+    FailureRecord::new(record, payload, source.uuid.clone(), at_ms)
 }
 
 /// The invocation's event: `{"Records": [...]}`.

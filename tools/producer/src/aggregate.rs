@@ -11,17 +11,11 @@
 //!
 //! The format is `shared::kpl`'s (the KPL's `messages.proto`), which the consumers read.
 
-use md5::{Digest, Md5};
 use prost::encoding::encoded_len_varint;
 use prost::Message;
 use shared::kpl::{aggregate_raw, AggregatedRecord, Record};
 
-use crate::ports::{Entry, Shard};
-
-/// The 128-bit hash key Kinesis gives a partition key: the MD5 of its UTF-8 bytes, big-endian.
-pub fn hash_key(partition_key: &str) -> u128 {
-    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
-}
+use crate::ports::{hash_key, Entry, Shard};
 
 /// The stream's open shards, by hash key range.
 #[derive(Debug, Clone)]

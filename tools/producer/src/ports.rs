@@ -44,6 +44,13 @@ pub enum EntryResult {
     },
 }
 
+/// The 128-bit hash key Kinesis gives a partition key: the MD5 of its UTF-8 bytes, big-endian.
+/// A record goes to the shard whose range holds it.
+pub fn hash_key(partition_key: &str) -> u128 {
+    use md5::{Digest, Md5};
+    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
+}
+
 /// A shard and the range of 128-bit hash keys it owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
@@ -193,8 +200,8 @@ pub mod fakes {
     use std::collections::HashSet;
     use std::sync::Mutex;
 
+    use super::hash_key;
     use super::*;
-    use crate::aggregate::hash_key;
 
     /// A stream of `shards` shards that splits the hash key space evenly, as Kinesis does.
     #[derive(Default)]
