@@ -94,7 +94,7 @@ fuzz: ## fuzz the decoders (FUZZ_SECONDS per target; needs cargo-fuzz: cargo ins
 	done
 
 # The dead-letter queue of the running local stack; for AWS, run target/debug/fanout (or a release
-# build of tools/fanout) with DLQ_URL, FAILURE_BUCKET and STREAM_NAME set.
+# build of tools/fanout) with DLQ_URL, FAILURE_BUCKET, STREAM_NAME and IDEMPOTENCY_TABLE set.
 REDRIVE ?=
 dlq: $(TOOLS) bins ## list the local stack's dead-letter queue and failure bucket
 	scripts/stack.sh dlq

@@ -10,7 +10,7 @@ use inventory_updater::fakes::FakeInventory;
 use inventory_updater::{DynamoInventory, InventoryStore, ReleaseOutcome, ReserveOutcome};
 use orders::{OrderId, Quantity};
 use shared::adapters::Markers;
-use shared::idempotency::EffectKey;
+use shared::idempotency::{EffectKey, PayloadHash};
 use shared::runtime::Function;
 
 /// What one step does to an order.
@@ -24,6 +24,9 @@ enum Step {
     ReserveTooManyLines(&'static str),
     /// `ORDER_CANCELLED`, under this event key.
     Release(&'static str),
+    /// An event under this key with another payload than the cancellation's (its `eventId`
+    /// reused), read as a cancellation.
+    ReleaseReused(&'static str),
 }
 
 /// What a step came to.
@@ -129,6 +132,20 @@ fn rows() -> Vec<Row> {
             Seen::Release(ReleaseOutcome::NothingReserved),
             "REJECTED",
         ),
+        // A cancellation that changes nothing finds no marker to compare, in either store: an
+        // `eventId` reused for it changes nothing either.
+        (
+            &[Reserve("e1"), Release("e2")],
+            ReleaseReused("e2"),
+            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            "RELEASED",
+        ),
+        (
+            &[Release("e1")],
+            ReleaseReused("e1"),
+            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            "CANCELLED",
+        ),
         // Rejected for want of stock: nothing to release.
         (
             &[ReserveTooMany("e1")],
@@ -142,8 +159,22 @@ fn rows() -> Vec<Row> {
 async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
     let order_id = OrderId::parse(order.into()).unwrap();
     let lines = |q: u64| BTreeMap::from([("sku-apple", Quantity::new(q).unwrap())]);
-    // Event keys are per order, as event ids are.
-    let key = |e: &str| EffectKey::bare(format!("{order}-{e}"));
+    // Event keys are per order, as event ids are; each carries its payload's hash (a
+    // cancellation's, or a placement's).
+    let keyed = |e: &str, payload: &str| EffectKey {
+        key: format!("{order}-{e}").into(),
+        payload_hash: PayloadHash::of(&(order, payload)).ok(),
+    };
+    let key = |e: &str| {
+        keyed(
+            e,
+            if matches!(step, Step::Release(_)) {
+                "cancel"
+            } else {
+                "place"
+            },
+        )
+    };
     match step {
         Step::Reserve(e) => {
             Seen::Reserve(store.reserve(&key(e), &order_id, &lines(1)).await.unwrap())
@@ -163,6 +194,12 @@ async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
             Seen::Reserve(store.reserve(&key(e), &order_id, &lines).await.unwrap())
         }
         Step::Release(e) => Seen::Release(store.release(&key(e), &order_id).await.unwrap()),
+        Step::ReleaseReused(e) => Seen::Release(
+            store
+                .release(&keyed(e, "another event"), &order_id)
+                .await
+                .unwrap(),
+        ),
     }
 }
 

@@ -9,7 +9,8 @@ use crate::engine::consumer::{PoisonRecord, PoisonSink};
 use crate::engine::error::{EffectError, ErrorClass};
 use crate::engine::idempotency::{Claim, EffectKey, IdempotencyStore, Lease, Mark};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// The mutex's value, also after a panic elsewhere poisoned it: a fake's state stays readable.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

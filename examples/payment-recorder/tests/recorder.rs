@@ -83,15 +83,9 @@ async fn the_book_over_dynamodb() {
                 && r.condition_expression() == Some("attribute_not_exists(pk)")
         })
         .then_output(|| PutItemOutput::builder().build());
-    let again = mock!(Client::put_item).then_http_response(|| {
-        let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#;
-        let mut resp = aws_smithy_runtime_api::http::Response::new(
-            aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
-            aws_smithy_types::body::SdkBody::from(body),
-        );
-        resp.headers_mut().insert("content-type", "application/x-amz-json-1.0");
-        resp
-    });
+    let again = mock!(Client::put_item).then_http_response(shared::fakes::dynamodb_error(
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#,
+    ));
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&put, &again]);
     // Wired as its `main` wires it, over the mocked client.
     let env = Env::from_pairs([("PAYMENTS_TABLE", "payments")]);

@@ -1,16 +1,12 @@
 //! An in-memory [`EmailSender`] that keeps what it sends, with failures and delays tests can plan.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use shared::fakes::FailurePlan;
+use shared::fakes::{lock, FailurePlan};
 use shared::{EffectError, ErrorClass};
 
 use crate::ports::{Confirmation, EmailSender};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// One email the fake sender accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]

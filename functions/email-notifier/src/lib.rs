@@ -93,44 +93,20 @@ impl<S: EmailSender, L: IdempotencyStore> EmailRule<S, L> {
 struct TemplateData<'a> {
     order_id: &'a str,
     user_id: &'a str,
-    items: TemplateItems<'a>,
+    items: &'a OrderLines<'a>,
     item_count: u64,
     total: &'a str,
 }
 
-/// The order's lines as `[{"productId", "quantity"}]`, written straight from the order.
-#[derive(Debug)]
-struct TemplateItems<'a>(&'a OrderLines<'a>);
-
-impl Serialize for TemplateItems<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Item<'a> {
-            product_id: &'a str,
-            quantity: u64,
-        }
-        serializer.collect_seq(self.0.iter().map(|l| Item {
-            product_id: l.sku.as_str(),
-            quantity: l.quantity.get(),
-        }))
-    }
-}
-
 /// The template's data, as JSON: `{"orderId", "userId", "items": [{"productId", "quantity"}],
 /// "itemCount", "total"}`.
-pub fn template_data(order: &PlacedOrder<'_>) -> Result<String, EffectError> {
-    let mut item_count: u64 = 0;
-    for line in order.items.iter() {
-        item_count = item_count
-            .checked_add(line.quantity.get())
-            .ok_or_else(|| EffectError::bad_data("template data: item count out of range"))?;
-    }
+fn template_data(order: &PlacedOrder<'_>) -> Result<String, EffectError> {
     let data = TemplateData {
         order_id: order.order_id.as_str(),
         user_id: order.user_id.as_str(),
-        items: TemplateItems(&order.items),
-        item_count,
+        items: &order.items,
+        // A line holds at most a million: no order a record can carry sums past a u64.
+        item_count: order.items.iter().map(|line| line.quantity.get()).sum(),
         total: order.total.as_str(),
     };
     serde_json::to_string(&data).map_err(|e| EffectError::permanent(e.to_string()))

@@ -258,12 +258,8 @@ impl DynamoInventory {
         order_id: &str,
         reason: String,
     ) -> Result<ReserveOutcome, EffectError> {
-        let rejection = Reservation {
-            reason: Some(reason.clone()),
-            ..Reservation::empty(ReservationStatus::Rejected)
-        };
         let actions = vec![
-            self.order_put(order_id, &rejection)?,
+            self.order_put(order_id, &Reservation::rejected(&reason))?,
             self.markers.put(event)?,
         ];
         let err = match self.transact(actions).await {
@@ -331,12 +327,8 @@ impl DynamoInventory {
         event: &EffectKey<'_>,
         order_id: &str,
     ) -> Result<ReleaseOutcome, EffectError> {
-        let tombstone = Reservation {
-            cancelled_by: Some(event.key.clone().into_owned()),
-            ..Reservation::empty(ReservationStatus::Cancelled)
-        };
         let actions = vec![
-            self.order_put(order_id, &tombstone)?,
+            self.order_put(order_id, &Reservation::tombstone(&event.key))?,
             self.markers.put(event)?,
         ];
         match self.transact(actions).await {
@@ -424,18 +416,11 @@ impl InventoryStore for DynamoInventory {
                 )))
             }
         }
-        let reservation = Reservation {
-            lines: lines
-                .iter()
-                .map(|(k, q)| ((*k).to_owned(), q.get()))
-                .collect(),
-            ..Reservation::empty(ReservationStatus::Reserved)
-        };
         let mut actions = Vec::with_capacity(lines.len() + 2);
         for (sku, q) in lines {
             actions.push(self.stock_update(sku, q.get(), true)?);
         }
-        actions.push(self.order_put(order_id, &reservation)?);
+        actions.push(self.order_put(order_id, &Reservation::reserved(lines))?);
         actions.push(self.markers.put(event)?);
 
         let err = match self.transact(actions).await {

@@ -3,10 +3,10 @@
 //! can plan.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
 use orders::{OrderId, Quantity};
-use shared::fakes::{stored_hash, FailurePlan};
+use shared::fakes::{lock, stored_hash, FailurePlan};
 use shared::idempotency::{EffectKey, PAYLOAD_REUSED};
 use shared::{EffectError, ErrorClass};
 
@@ -15,10 +15,6 @@ use crate::lifecycle::{
     CANCELLED_BEFORE_PLACED,
 };
 use crate::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 #[derive(Debug, Default)]
 struct InventoryState {
@@ -53,10 +49,7 @@ impl InventoryState {
 
     /// Records the order's rejection, with `reason`.
     fn reject(&mut self, order_id: &str, reason: String) -> ReserveOutcome {
-        let rejection = Reservation {
-            reason: Some(reason.clone()),
-            ..Reservation::empty(ReservationStatus::Rejected)
-        };
+        let rejection = Reservation::rejected(&reason);
         self.reservations.insert(order_id.to_owned(), rejection);
         ReserveOutcome::Rejected(reason)
     }
@@ -126,27 +119,18 @@ impl InventoryStore for FakeInventory {
                                 *have -= q.get();
                             }
                         }
-                        let reservation = Reservation {
-                            lines: lines
-                                .iter()
-                                .map(|(k, q)| ((*k).to_owned(), q.get()))
-                                .collect(),
-                            ..Reservation::empty(ReservationStatus::Reserved)
-                        };
+                        let reservation = Reservation::reserved(lines);
                         s.reservations.insert(order_id.to_owned(), reservation);
                         ReserveOutcome::Reserved
                     }
                 }
             }
             Transition::Reject(reason) => s.reject(order_id, reason),
+            // The tombstone becomes the rejection, keeping the event that cancelled it.
             Transition::RejectCancelled => {
-                let cancelled_by = s
-                    .reservations
-                    .get(order_id)
-                    .and_then(|r| r.cancelled_by.clone());
-                s.reject(order_id, CANCELLED_BEFORE_PLACED.into());
                 if let Some(r) = s.reservations.get_mut(order_id) {
-                    r.cancelled_by = cancelled_by;
+                    r.status = ReservationStatus::Rejected;
+                    r.reason = Some(CANCELLED_BEFORE_PLACED.into());
                 }
                 ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())
             }
@@ -165,15 +149,14 @@ impl InventoryStore for FakeInventory {
         let order_id = order_id.as_str();
         self.failures.take(order_id)?;
         let mut s = lock(&self.state);
-        if s.applied_before(event)? {
-            return Ok(ReleaseOutcome::AlreadyReleased);
-        }
+        // The order's state decides first, as in DynamoDB, which reads the order and writes the
+        // event's marker only with a change: only a change finds a marker there.
         let outcome = match transition(s.status(order_id), &Event::Cancelled) {
+            Transition::Tombstone | Transition::Release if s.applied_before(event)? => {
+                return Ok(ReleaseOutcome::AlreadyReleased)
+            }
             Transition::Tombstone => {
-                let tombstone = Reservation {
-                    cancelled_by: Some(event.key.clone().into_owned()),
-                    ..Reservation::empty(ReservationStatus::Cancelled)
-                };
+                let tombstone = Reservation::tombstone(&event.key);
                 s.reservations.insert(order_id.to_owned(), tombstone);
                 ReleaseOutcome::CancelledFirst
             }

@@ -11,10 +11,14 @@
 //! | `RELEASED` | already recorded | already released |
 //! | `CANCELLED` | rejected: cancelled before it was placed (`REJECTED`) | already released |
 //!
-//! An event applied before (its marker) changes nothing, whatever the order's state: the stores
-//! check that first.
+//! An event applied before (its marker) changes nothing. The stores look for the marker where
+//! they would write one: a placement always (its write carries the marker); a cancellation only
+//! when the table says it changes something (the order is read first, and a cancellation that
+//! changes nothing writes no marker).
 
 use std::collections::BTreeMap;
+
+use orders::Quantity;
 
 /// Why a placement of an order that was cancelled first is rejected.
 pub const CANCELLED_BEFORE_PLACED: &str = "cancelled before it was placed";
@@ -83,6 +87,34 @@ impl Reservation {
             lines: BTreeMap::new(),
             reason: None,
             cancelled_by: None,
+        }
+    }
+
+    /// The order's stock held: every line (`RESERVED`).
+    pub fn reserved(lines: &BTreeMap<&str, Quantity>) -> Self {
+        Self {
+            lines: lines
+                .iter()
+                .map(|(k, q)| ((*k).to_owned(), q.get()))
+                .collect(),
+            ..Self::empty(ReservationStatus::Reserved)
+        }
+    }
+
+    /// The order refused, for `reason` (`REJECTED`).
+    pub fn rejected(reason: &str) -> Self {
+        Self {
+            reason: Some(reason.to_owned()),
+            ..Self::empty(ReservationStatus::Rejected)
+        }
+    }
+
+    /// The order cancelled before it was placed, by the event of key `cancelled_by`
+    /// (`CANCELLED`).
+    pub fn tombstone(cancelled_by: &str) -> Self {
+        Self {
+            cancelled_by: Some(cancelled_by.to_owned()),
+            ..Self::empty(ReservationStatus::Cancelled)
         }
     }
 }

@@ -168,10 +168,9 @@ impl SqsPoisonSink {
     }
 }
 
-fn retryable(
-    what: &'static str,
-) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> EffectError {
-    move |e| EffectError::new(ErrorClass::Retryable, what, Some(e))
+/// A failure to keep the record: never final, so the record is retried, never dropped.
+fn retryable(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> EffectError {
+    EffectError::new(ErrorClass::Retryable, what, Some(Box::new(e)))
 }
 
 fn attribute(value: &str) -> Result<MessageAttributeValue, EffectError> {
@@ -179,24 +178,13 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, EffectError> {
         .data_type("String")
         .string_value(value)
         .build()
-        .map_err(|e| {
-            EffectError::new(
-                ErrorClass::Retryable,
-                "bad message attribute",
-                Some(Box::new(e)),
-            )
-        })
+        .map_err(|e| retryable("bad message attribute", e))
 }
 
 impl PoisonSink for SqsPoisonSink {
     async fn capture(&self, record: &PoisonRecord) -> Result<(), EffectError> {
-        let body = serde_json::to_string(record).map_err(|e| {
-            EffectError::new(
-                ErrorClass::Retryable,
-                "could not encode the poison record",
-                Some(Box::new(e)),
-            )
-        })?;
+        let body = serde_json::to_string(record)
+            .map_err(|e| retryable("could not encode the poison record", e))?;
         let body = match &self.large {
             Some((s3, bucket)) if body.len() + ATTRIBUTES_ROOM > self.max_message_bytes => {
                 let key = Self::key(record);
@@ -208,9 +196,7 @@ impl PoisonSink for SqsPoisonSink {
                     .body(body.into_bytes().into())
                     .send()
                     .await
-                    .map_err(|e| {
-                        retryable("PutObject of a large poison record failed")(Box::new(e))
-                    })?;
+                    .map_err(|e| retryable("PutObject of a large poison record failed", e))?;
                 // The message: the record without its data, and where the whole record is.
                 let pointer = PoisonMessage {
                     record: PoisonRecord {
@@ -224,7 +210,7 @@ impl PoisonSink for SqsPoisonSink {
                     }),
                 };
                 serde_json::to_string(&pointer)
-                    .map_err(|e| retryable("could not encode the poison record")(Box::new(e)))?
+                    .map_err(|e| retryable("could not encode the poison record", e))?
             }
             _ => body,
         };
@@ -237,13 +223,7 @@ impl PoisonSink for SqsPoisonSink {
             .send()
             .await
             // Whatever SQS says, the record is not kept: it must be retried, never dropped.
-            .map_err(|e| {
-                EffectError::new(
-                    ErrorClass::Retryable,
-                    "SendMessage to the dead-letter queue failed",
-                    Some(Box::new(e)),
-                )
-            })?;
+            .map_err(|e| retryable("SendMessage to the dead-letter queue failed", e))?;
         tracing::warn!(
             partition_key = record.partition_key.as_deref(),
             sequence_number = record.sequence_number.as_deref(),

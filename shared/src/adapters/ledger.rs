@@ -118,38 +118,32 @@ fn hash_to_store(config: &LedgerSettings, event: &EffectKey<'_>) -> Option<Attri
 }
 
 /// The idempotency markers an effect in DynamoDB writes in its own transaction: a redelivered
-/// event fails the marker's condition, and the transaction changes nothing.
+/// event fails the marker's condition, and the transaction changes nothing. They are the ledger's
+/// items, in its table and under its scope.
 #[derive(Debug, Clone)]
-pub struct Markers {
-    client: aws_sdk_dynamodb::Client,
-    config: LedgerSettings,
-    scope: String,
-}
+pub struct Markers(DynamoLedger);
 
 impl Markers {
     /// Markers in the ledger's table, keyed under `scope` (the function's name).
     pub fn new(client: aws_sdk_dynamodb::Client, config: LedgerSettings, scope: &str) -> Self {
-        Self {
-            client,
-            config,
-            scope: scope.to_owned(),
-        }
+        Self(DynamoLedger::new(client, config, scope))
     }
 
     /// The event's marker, with its payload's hash, written only if absent: the transaction
     /// fails on a redelivery, and the marker there comes back with the cancellation.
     pub fn put(&self, event: &EffectKey<'_>) -> Result<TransactWriteItem, EffectError> {
+        let ledger = &self.0;
         let put = Put::builder()
-            .table_name(&self.config.table)
-            .item("pk", AttributeValue::S(ledger_key(&self.scope, &event.key)))
+            .table_name(&ledger.config.table)
+            .item("pk", ledger.key(&event.key))
             .item("status", AttributeValue::S(DONE.into()))
             .item(
                 "expiresAt",
-                AttributeValue::N(self.config.expires_at().to_string()),
+                AttributeValue::N(ledger.config.expires_at().to_string()),
             )
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let put = match hash_to_store(&self.config, event) {
+        let put = match hash_to_store(&ledger.config, event) {
             Some(hash) => put.item(PAYLOAD_HASH, hash),
             None => put,
         };
@@ -166,23 +160,18 @@ impl Markers {
         marker: &CancellationReason,
         event: &EffectKey<'_>,
     ) -> Result<(), EffectError> {
-        if hash_to_store(&self.config, event).is_none() {
+        if hash_to_store(&self.0.config, event).is_none() {
             return Ok(());
         }
         let reused = match marker.item() {
             Some(item) => event.reused(stored_hash(item)),
-            None => {
-                let got = self
-                    .client
-                    .get_item()
-                    .table_name(&self.config.table)
-                    .key("pk", AttributeValue::S(ledger_key(&self.scope, &event.key)))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| EffectError::from_sdk("GetItem", e))?;
-                event.reused(got.item().and_then(stored_hash))
-            }
+            None => event.reused(
+                self.0
+                    .read(&event.key)
+                    .await?
+                    .as_ref()
+                    .and_then(stored_hash),
+            ),
         };
         if reused {
             Err(EffectError::bad_data(PAYLOAD_REUSED))

@@ -21,14 +21,15 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use super::consumer::{
-    Consumer, Event, EventTypes, Outcome, PoisonCause, PoisonRecord, PoisonSink, RecordContext,
+    stream_identity, Consumer, Event, EventTypes, Outcome, PoisonCause, PoisonRecord, PoisonSink,
+    RecordContext,
 };
 use super::error::ErrorClass;
 use super::stats::BatchStats;
@@ -37,6 +38,7 @@ use crate::input::envelope::{Envelope, Malformed, Read, RecordData};
 use crate::input::kpl::{self, UserRecord};
 use crate::platform::config::{ConfigError, Env, Problems};
 use crate::platform::telemetry::{in_record, logging, RecordIdentity};
+use crate::platform::time;
 
 /// The set of event types a function handles, by wire name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +92,7 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     /// The settings of consumer `C`, named `function` (also the scope of its idempotency
-    /// entries), with nothing set: its default types, and
-    /// every default.
+    /// entries), with nothing set: its default types, and every default.
     pub fn defaults<C: Consumer>(function: &str) -> Self {
         let env = Env::from_pairs([]);
         Self::read::<C>(&env, function, &mut Problems::default())
@@ -535,9 +536,7 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             data,
             reason: reason.to_string(),
             cause,
-            captured_at_ms: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            captured_at_ms: u64::try_from(time::now_ms()).unwrap_or(0),
         };
         match self.poison.capture(&poison).await {
             Ok(()) => Step::Poisoned,
@@ -572,14 +571,13 @@ impl<'a> Unit<'a> {
     /// The unit's identity in the stream, with the stream's ARN: what the warm memory keeps.
     /// `None` without a sequence number.
     fn stream_identity(&self, batch: &KinesisBatch) -> Option<String> {
-        let context = RecordContext {
-            partition_key: "",
-            sequence_number: self.sequence_number?,
-            sub_sequence_number: self.sub_sequence_number,
-            shard_id: self.view.shard_id(),
-        };
+        let identity = stream_identity(
+            self.view.shard_id(),
+            self.sequence_number?,
+            self.sub_sequence_number,
+        );
         let stream = batch.event_source_arn().unwrap_or("");
-        Some(format!("{stream}/{}", context.stream_identity()))
+        Some(format!("{stream}/{identity}"))
     }
 
     /// The data, as text when the batch knows it for UTF-8 (it is not checked again).

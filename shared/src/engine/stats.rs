@@ -71,7 +71,7 @@ pub const COUNTS: [Count; 11] = [
     },
     count(
         "skipped",
-        "RecordsSkipped",
+        SKIPPED_METRIC,
         "skipped (types this function does not handle)",
     ),
     count(
@@ -103,6 +103,9 @@ const fn count(name: &'static str, metric: &'static str, meaning: &'static str) 
         meaning,
     }
 }
+
+/// The metric of the skipped records, in all and by event type.
+const SKIPPED_METRIC: &str = "RecordsSkipped";
 
 /// The metric of the records that came to an outcome ([`BatchStats::processed`]).
 pub const PROCESSED_METRIC: &str = "RecordsProcessed";
@@ -148,7 +151,7 @@ impl BatchStats {
 
     /// The metric the skipped records are counted under by event type.
     pub fn skipped_metric() -> &'static str {
-        "RecordsSkipped"
+        SKIPPED_METRIC
     }
 
     /// The counts as the `batch done` line writes them: `received=8 applied=2 ...`, every count.

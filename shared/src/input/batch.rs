@@ -439,9 +439,14 @@ fn push_str(text: &mut String, s: &str) -> Option<Span> {
 /// Compares two Kinesis sequence numbers numerically. They are decimal strings of up to 128 digits,
 /// too long for any integer type; a longer number (ignoring leading zeros) is the larger one.
 pub fn compare_sequence_numbers(a: &str, b: &str) -> std::cmp::Ordering {
-    let a = a.trim_start_matches('0');
-    let b = b.trim_start_matches('0');
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    sequence_order(a).cmp(&sequence_order(b))
+}
+
+/// What a sequence number sorts by, in stream order ([`compare_sequence_numbers`]): its digits
+/// without leading zeros, counted, then themselves.
+pub fn sequence_order(seq: &str) -> (usize, &str) {
+    let digits = seq.trim_start_matches('0');
+    (digits.len(), digits)
 }
 
 #[cfg(test)]

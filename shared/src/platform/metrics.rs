@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
@@ -144,10 +144,7 @@ pub fn emf_lines(namespace: &str, invocation: &Invocation<'_>, timestamp_ms: u64
 /// Writes the EMF lines of one invocation to `out` (the functions give stdout), timestamped now.
 /// Write errors are ignored: metrics never fail an invocation.
 pub fn emit(out: &mut impl Write, namespace: &str, invocation: &Invocation<'_>) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let now_ms = u64::try_from(super::time::now_ms()).unwrap_or(0);
     let lines = emf_lines(namespace, invocation, now_ms);
     write_lines(out, &lines);
 }

@@ -657,33 +657,20 @@ mod tests {
     /// A text line outside a record: the level, the message, the fields.
     #[test]
     fn text_lines() {
-        let captured = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let captured = crate::fakes::CapturedLog::default();
         let sink = captured.clone();
         let settings = LogSettings {
             level: "info".into(),
             json: false,
             sample_rate: 0.0,
         };
-        let subscriber = subscriber(&settings, move || Sink(sink.clone()));
+        let subscriber = subscriber(&settings, move || sink.clone());
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(n = 3, who = "x", "hello");
             tracing::debug!("not written");
         });
-        let text = String::from_utf8(captured.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         assert!(text.ends_with(" INFO hello n=3 who=x\n"), "{text}");
         assert_eq!(text.lines().count(), 1);
-    }
-
-    /// A writer into a shared buffer.
-    struct Sink(std::sync::Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
     }
 }

@@ -12,7 +12,7 @@
 //! idempotency table, so that it is never sent twice by accident: redriving its poison record
 //! says to send it, so the entry is forgotten first (unless `--keep-unknown`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
@@ -20,11 +20,11 @@ use local_esm::failure::OnFailure;
 use producer::publisher::Record;
 use shared::adapters::dlq::PoisonMessage;
 use shared::adapters::{DynamoLedger, LedgerSettings};
-use shared::input::batch::compare_sequence_numbers;
+use shared::input::batch::{compare_sequence_numbers, sequence_order};
 use shared::{PoisonCause, PoisonRecord};
 
 use crate::bucket::{self, FailureObject};
-use crate::queue::{Held, Kind, Received};
+use crate::queue::{self, Held, Kind, Received};
 use crate::stream::Streams;
 
 /// How long a listing hides what it holds, should it be killed before it gives them back.
@@ -314,11 +314,11 @@ async fn redrive_queue(
             Kind::Poison(p) => {
                 let r = &p.record;
                 // In stream order: each key's records go back in their order.
-                let seq = r.sequence_number.clone().unwrap_or_default();
+                let (digits, seq) = sequence_order(r.sequence_number.as_deref().unwrap_or(""));
                 let order = (
                     r.shard_id.clone().unwrap_or_default(),
-                    seq.len(),
-                    seq,
+                    digits,
+                    seq.to_owned(),
                     r.sub_sequence_number,
                 );
                 poison
@@ -533,15 +533,18 @@ async fn forget_unknown(
     let (Some(settings), Some(key)) = (&place.ledger, record.idempotency_key()) else {
         return Ok(());
     };
-    for m in group {
-        if let Kind::Poison(p) = &m.kind {
-            let ledger =
-                DynamoLedger::new(place.dynamodb.clone(), settings.clone(), p.record.scope());
-            ledger
-                .forget_unknown(&key)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
-        }
+    let scopes: BTreeSet<&str> = group
+        .iter()
+        .filter_map(|m| match &m.kind {
+            Kind::Poison(p) => Some(p.record.scope()),
+            _ => None,
+        })
+        .collect();
+    for scope in scopes {
+        DynamoLedger::new(place.dynamodb.clone(), settings.clone(), scope)
+            .forget_unknown(&key)
+            .await
+            .map_err(|e| queue::failed("forgetting an UNKNOWN outcome", &e))?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! (`shared::engine::stats`).
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use aws_sdk_lambda::operation::RequestId;
 use aws_smithy_types::Blob;
 use serde_json::{Map, Value};
 use shared::engine::stats::{describe, BatchStats, COUNTS};
+use shared::input::batch::compare_sequence_numbers;
 
 /// Counts by name.
 type Counts = BTreeMap<String, u64>;
@@ -25,8 +27,9 @@ const DOWN: &str = "the local stack is down: start it with 'make up', then 'make
 
 /// The JSON lines of a function's log, each as its fields (with `level` and `span`); other lines
 /// are skipped. The one reader of that log.
-pub fn log_lines(text: &str) -> Vec<Line> {
-    text.lines()
+pub fn log_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Line> {
+    lines
+        .into_iter()
         .filter_map(|line| {
             let start = line.find('{')?;
             let Ok(Value::Object(value)) = serde_json::from_str::<Value>(&line[start..]) else {
@@ -55,9 +58,8 @@ fn counts_of(line: &Line) -> Option<Counts> {
 /// `fanout counts`: the counts of every `batch done` line of `log` from line `from` on, summed.
 pub fn counts(log: &Path, from: usize) -> Result<(), String> {
     let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let lines: Vec<&str> = text.lines().skip(from).collect();
     let mut total: BTreeMap<String, u64> = BTreeMap::new();
-    for line in log_lines(&lines.join("\n")) {
+    for line in log_lines(text.lines().skip(from)) {
         for (name, n) in counts_of(&line).unwrap_or_default() {
             *total.entry(name).or_default() += n;
         }
@@ -173,7 +175,7 @@ impl Local {
             return Ok(());
         }
         let response: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let (done, warnings) = invocation_lines(&log, offset, function, out.request_id());
+        let (done, warnings) = invocation_lines(&log, offset, function, out.request_id()).await;
         println!();
         let Some(counts) = done else {
             println!(
@@ -200,20 +202,26 @@ impl Local {
 
 /// The invocation's counts (its `batch done` line) and the WARN and ERROR lines before it, in
 /// stream order, once written (waiting up to 10 s).
-fn invocation_lines(
+async fn invocation_lines(
     log: &Path,
     offset: u64,
     function: &str,
     request_id: Option<&str>,
 ) -> (Option<Counts>, Vec<Line>) {
     let deadline = Instant::now() + Duration::from_secs(10);
+    // The log from `offset` on, read as it grows.
+    let mut file = None;
+    let mut written = Vec::new();
     loop {
-        let text = std::fs::read(log)
-            .map(|bytes| {
-                String::from_utf8_lossy(bytes.get(offset as usize..).unwrap_or(&[])).into_owned()
-            })
-            .unwrap_or_default();
-        let lines = log_lines(&text);
+        if file.is_none() {
+            file = std::fs::File::open(log)
+                .and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f))
+                .ok();
+        }
+        if let Some(f) = file.as_mut() {
+            let _ = f.read_to_end(&mut written);
+        }
+        let lines = log_lines(String::from_utf8_lossy(&written).lines());
         let is = |line: &Map<String, Value>, key: &str, want: Option<&str>| match (
             line.get(key).and_then(Value::as_str),
             want,
@@ -238,16 +246,14 @@ fn invocation_lines(
                 .cloned()
                 .collect();
             // Records of different keys log as they finish: in stream order here.
-            warnings.sort_by_key(|w| {
-                let seq = identity(w, "sequence_number").unwrap_or_default();
-                (seq.len(), seq)
-            });
+            let seq = |w: &Line| identity(w, "sequence_number").unwrap_or_default();
+            warnings.sort_by(|a, b| compare_sequence_numbers(&seq(a), &seq(b)));
             return (counts_of(&lines[i]), warnings);
         }
         if Instant::now() > deadline {
             return (None, Vec::new());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -306,7 +312,7 @@ mod tests {
             r#"{"timestamp":"t","level":"INFO","message":"batch done","request_id":"r-1","function":"email-notifier","counts":"received=2 applied=1 poison=1"}"#,
             "\n"
         );
-        let lines = log_lines(log);
+        let lines = log_lines(log.lines());
         assert_eq!(lines.len(), 2);
         assert_eq!(
             warning(&lines[0]),

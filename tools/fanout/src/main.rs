@@ -73,7 +73,8 @@ enum Command {
         /// Where to take them from.
         #[arg(long, value_enum, default_value_t = From::All)]
         from: From,
-        /// The stream to put them on (default: the one each came from, else STREAM_NAME).
+        /// The stream to put them on (default: an OnFailure batch's own stream; poison records,
+        /// and batches that name none, go to STREAM_NAME).
         #[arg(long)]
         stream: Option<String>,
     },
@@ -181,11 +182,11 @@ async fn place() -> Result<Place, String> {
         bucket: env.optional("FAILURE_BUCKET"),
         stream: env
             .optional("STREAM_NAME")
-            .unwrap_or_else(|| "order-events".into()),
+            .unwrap_or_else(|| producer::DEFAULT_STREAM.into()),
         ledger,
         sqs: aws_sdk_sqs::Client::new(&sdk),
         s3: shared::adapters::dlq::s3_client(&sdk),
         dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-        streams: stream::Streams::new(aws_sdk_kinesis::Client::new(&sdk)),
+        streams: stream::Streams::new(producer::kinesis_client(&sdk)),
     })
 }

@@ -39,6 +39,9 @@ pub fn record(event: &OrderEvent, strategy: &PartitionKey) -> Record {
     }
 }
 
+/// The stream when `STREAM_NAME` names none: the one `template.yaml` and the local stack create.
+pub const DEFAULT_STREAM: &str = "order-events";
+
 /// A Kinesis client for the producer: the shared SDK settings, with the SDK's own retries left to
 /// whole-request failures (the publisher retries failed entries itself, keeping order).
 pub fn kinesis_client(sdk: &aws_config::SdkConfig) -> aws_sdk_kinesis::Client {

@@ -74,7 +74,7 @@ struct Options {
     #[arg(
         long,
         env = "STREAM_NAME",
-        default_value = "order-events",
+        default_value = producer::DEFAULT_STREAM,
         global = true
     )]
     stream: String,

@@ -200,7 +200,6 @@ pub mod fakes {
     use std::collections::HashSet;
     use std::sync::Mutex;
 
-    use super::hash_key;
     use super::*;
 
     /// A stream of `shards` shards that splits the hash key space evenly, as Kinesis does.
