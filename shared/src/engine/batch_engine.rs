@@ -488,7 +488,8 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
             envelope.event_id,
             envelope.payload,
             record,
-        );
+        )
+        .with_timestamp(envelope.timestamp);
         let handled = async {
             match self.consumer.handle(&event).await {
                 Ok(outcome) => {

@@ -150,6 +150,7 @@ pub fn stream_identity(shard: Option<&str>, sequence_number: &str, sub: Option<u
 pub struct Event<'a, C: Consumer + ?Sized> {
     event_type: Cow<'a, str>,
     event_id: Option<Cow<'a, str>>,
+    timestamp: Option<Cow<'a, str>>,
     /// The payload, read into the variant of its type.
     pub payload: C::Payload<'a>,
     /// Where the record sits in the stream.
@@ -167,9 +168,21 @@ impl<'a, C: Consumer + ?Sized> Event<'a, C> {
         Self {
             event_type,
             event_id,
+            timestamp: None,
             payload,
             record,
         }
+    }
+
+    /// The same event, with the `timestamp` its producer wrote.
+    pub fn with_timestamp(mut self, timestamp: Option<Cow<'a, str>>) -> Self {
+        self.timestamp = timestamp;
+        self
+    }
+
+    /// When the producer says the event happened, as it wrote it (never checked).
+    pub fn timestamp(&self) -> Option<&str> {
+        self.timestamp.as_deref()
     }
 
     /// The event type's wire name.

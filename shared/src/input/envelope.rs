@@ -67,6 +67,9 @@ pub struct Envelope<'a, P> {
     pub event_id: Option<Cow<'a, str>>,
     /// The event type's wire name.
     pub event_type: Cow<'a, str>,
+    /// When the producer says it happened, as it wrote it (a string, or a number as its text);
+    /// `None` when it wrote none, or something else.
+    pub timestamp: Option<Cow<'a, str>>,
     /// The payload, read by the schema of its type.
     pub payload: P,
 }
@@ -83,8 +86,8 @@ pub enum Read<'a, P> {
 impl<'a, P: Deserialize<'a>> Envelope<'a, P> {
     /// Reads the envelope from a record's data, and its payload into `P`'s variant of its type
     /// when `wanted` holds for the type. Of an unwanted type nothing after the type is read.
-    /// `timestamp` is not read (producers write it in any form, or not at all), and unknown
-    /// fields are skipped.
+    /// `timestamp` is kept as written, never checked (producers write it in any form, or not at
+    /// all), and unknown fields are skipped.
     pub fn read(
         data: RecordData<'a>,
         wanted: impl Fn(&str) -> bool,
@@ -289,6 +292,8 @@ enum Field {
     EventType,
     #[serde(rename = "payload")]
     Payload,
+    #[serde(rename = "timestamp")]
+    Timestamp,
     #[serde(other)]
     Other,
 }
@@ -325,7 +330,7 @@ impl<'a, P: Deserialize<'a>, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'
     }
 
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut event_id, mut event_type, mut payload) = (None, None, None);
+        let (mut event_id, mut event_type, mut payload, mut timestamp) = (None, None, None, None);
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::EventId if event_id.is_some() => {
@@ -359,6 +364,7 @@ impl<'a, P: Deserialize<'a>, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'
                         None => PayloadSoFar::Raw(map.next_value::<&'a RawValue>()?),
                     })
                 }
+                Field::Timestamp => timestamp = map.next_value::<LooseText<'a>>()?.0,
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -385,6 +391,7 @@ impl<'a, P: Deserialize<'a>, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'
         Ok(Read::Wanted(Envelope {
             event_id: event_id.flatten(),
             event_type,
+            timestamp,
             payload,
         }))
     }
@@ -393,6 +400,55 @@ impl<'a, P: Deserialize<'a>, W: Fn(&str) -> bool> Visitor<'a> for EnvelopeSeed<'
 /// The event type's name: a string, borrowed unless escaped.
 #[derive(Deserialize)]
 struct EventTypeName<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// A value read loosely, for what is kept or passed on as written but never checked (the
+/// envelope's `timestamp`; a field a consumer forwards without using): a string (borrowed unless
+/// escaped), or a number as its text; anything else (`null`, a boolean, an object, an array) is
+/// none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LooseText<'a>(pub Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LooseText<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Option<Cow<'de, str>>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Owned(v.to_owned())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Some(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(None)
+            }
+        }
+        deserializer.deserialize_any(V).map(LooseText)
+    }
+}
 
 /// `eventId`: a string or an integer, as text; `null` is no id.
 struct EventId<'a>(Option<Cow<'a, str>>);
@@ -532,6 +588,37 @@ mod tests {
                     .to_string(),
             ),
             Err(_) => Reference::Invalid,
+        }
+    }
+
+    /// The timestamp is kept as written, never checked: a string, a number as its text; anything
+    /// else is none, and never makes the record poison.
+    #[test]
+    fn the_timestamp_as_written() {
+        let with = |ts: &str| {
+            format!(
+                r#"{{"eventType":"ORDER_PLACED","timestamp":{ts},"payload":{{"orderId":"o-1"}}}}"#
+            )
+        };
+        for (ts, kept) in [
+            (
+                r#""2026-11-21T10:00:00.123456""#,
+                Some("2026-11-21T10:00:00.123456"),
+            ),
+            (r#""a\"b""#, Some("a\"b")),
+            ("1732183200123", Some("1732183200123")),
+            ("-1", Some("-1")),
+            ("1.5", Some("1.5")),
+            ("null", None),
+            ("true", None),
+            (r#"{"at":[1,2]}"#, None),
+            ("[1]", None),
+        ] {
+            let text = with(ts);
+            let Read::Wanted(e) = read(&text).unwrap() else {
+                panic!("wanted")
+            };
+            assert_eq!(e.timestamp.as_deref(), kept, "{ts}");
         }
     }
 
