@@ -26,6 +26,14 @@ pub const ORDER_CREATED: &str = "ORDER_CREATED";
 pub const ORDER_CANCELLED: &str = "ORDER_CANCELLED";
 /// `PAYMENT_CAPTURED`: the payment of an order was taken.
 pub const PAYMENT_CAPTURED: &str = "PAYMENT_CAPTURED";
+/// `PAYMENT_FAILED`: the payment of an order failed; the saga gives its stock back.
+pub const PAYMENT_FAILED: &str = "PAYMENT_FAILED";
+
+pub mod decisions;
+pub use decisions::{
+    DecisionLine, InventoryDecision, ReasonCode, INVENTORY_REJECTED, INVENTORY_RELEASED,
+    INVENTORY_RESERVED,
+};
 
 /// Text as the producer wrote it, borrowed from the record's data unless it had escapes. An
 /// integer is taken as its decimal text (some producers write numeric ids).

@@ -1,9 +1,9 @@
 //! A realistic mix of order events, as the chaos replay and `producer generate` make them:
-//! placements and creations, cancellations of open orders (same key, later in the stream), other
-//! event types the consumers skip, a share of duplicates (a record sent again, as a producer's
+//! placements and creations, cancellations and payments (captured or failed) of open orders
+//! (same key, later in the stream), a share of duplicates (a record sent again, as a producer's
 //! retry would) and a share of poison (data that is not an event).
 
-use orders::{ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED, PAYMENT_CAPTURED};
+use orders::{ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED, PAYMENT_CAPTURED, PAYMENT_FAILED};
 use serde_json::{json, Value};
 
 use crate::envelope::{now, OrderEvent};
@@ -100,7 +100,17 @@ impl Mix {
                 continue;
             }
             let roll = rng.u32(..100);
+            // A payment or a cancellation is of one of the customer's open orders (a payment
+            // captured keeps it open, so it may still be cancelled).
             let (event_type, cancel) = match roll {
+                0..=7 if !open[user].is_empty() => {
+                    let pick = rng.usize(..open[user].len());
+                    (PAYMENT_CAPTURED, Some(open[user][pick]))
+                }
+                8..=11 if !open[user].is_empty() => {
+                    let pick = rng.usize(..open[user].len());
+                    (PAYMENT_FAILED, Some(open[user].remove(pick)))
+                }
                 0..=11 => (PAYMENT_CAPTURED, None),
                 12..=26 if !open[user].is_empty() => {
                     let pick = rng.usize(..open[user].len());
@@ -132,17 +142,26 @@ impl Mix {
                 .map(|(s, q)| json!({"productId": s, "quantity": q}))
                 .collect();
             let event_id = format!("evt-{run:08x}-{i}");
-            let event = OrderEvent {
-                event_id: event_id.clone(),
-                event_type: event_type.to_owned(),
-                timestamp: now(),
-                payload: json!({
+            let total = format!("{}.99", 5 + rng.u32(..95));
+            let payload = match event_type {
+                PAYMENT_CAPTURED => json!({"orderId": order_id, "userId": key, "amount": total}),
+                PAYMENT_FAILED => json!({
+                    "orderId": order_id, "userId": key, "amount": total,
+                    "reason": "card declined",
+                }),
+                _ => json!({
                     "orderId": order_id,
                     "userId": key,
                     "email": format!("{key}@example.com"),
                     "items": items,
-                    "total": format!("{}.99", 5 + rng.u32(..95)),
+                    "total": total,
                 }),
+            };
+            let event = OrderEvent {
+                event_id: event_id.clone(),
+                event_type: event_type.to_owned(),
+                timestamp: now(),
+                payload,
             };
             if matches!(event_type, ORDER_PLACED | ORDER_CREATED)
                 && !lines.iter().any(|(s, _)| s == "sku-unknown")
@@ -189,17 +208,27 @@ mod tests {
         assert!((100..250).contains(&poison), "{poison}");
         assert!((20..100).contains(&dups), "{dups}");
         assert!(cancels > 300, "{cancels}");
-        // Each cancellation follows a placement or creation of its order, under the same key.
+        let failed = count(&|r| {
+            r.event
+                .as_ref()
+                .is_some_and(|e| e.event_type == PAYMENT_FAILED)
+        });
+        assert!(failed > 50, "{failed}");
+        // Each cancellation and failed payment follows a placement or creation of its order, under
+        // the same key.
         for (i, r) in records.iter().enumerate() {
-            let Some(e) = r.event.as_ref().filter(|e| e.event_type == ORDER_CANCELLED) else {
+            let Some(e) = r
+                .event
+                .as_ref()
+                .filter(|e| e.event_type == ORDER_CANCELLED || e.event_type == PAYMENT_FAILED)
+            else {
                 continue;
             };
             assert!(records[..i]
                 .iter()
                 .any(|p| p.partition_key == r.partition_key
-                    && p.event.as_ref().is_some_and(
-                        |pe| pe.order_id == e.order_id && pe.event_type != ORDER_CANCELLED
-                    )));
+                    && p.event.as_ref().is_some_and(|pe| pe.order_id == e.order_id
+                        && (pe.event_type == ORDER_PLACED || pe.event_type == ORDER_CREATED))));
         }
         // Quantities from 1 to 3, on 1 to 3 lines.
         for e in records.iter().filter_map(|r| r.event.as_ref()) {
