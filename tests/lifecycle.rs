@@ -7,7 +7,10 @@ use std::future::Future;
 use integration_tests::InventorySettings;
 use integration_tests::{local_env, LocalAws};
 use inventory_updater::fakes::FakeInventory;
-use inventory_updater::{DynamoInventory, InventoryStore, ReleaseOutcome, ReserveOutcome};
+use inventory_updater::lifecycle::{Customer, Decided, Ending};
+use inventory_updater::{
+    DynamoInventory, Held, InventoryStore, Placement, ReleaseOutcome, ReserveOutcome,
+};
 use orders::{OrderId, Quantity};
 use shared::adapters::Markers;
 use shared::idempotency::{EffectKey, PayloadHash};
@@ -24,6 +27,8 @@ enum Step {
     ReserveTooManyLines(&'static str),
     /// `ORDER_CANCELLED`, under this event key.
     Release(&'static str),
+    /// `PAYMENT_FAILED`, under this event key.
+    PaymentFailed(&'static str),
     /// An event under this key with another payload than the cancellation's (its `eventId`
     /// reused), read as a cancellation.
     ReleaseReused(&'static str),
@@ -42,7 +47,8 @@ type Row = (&'static [Step], Step, Seen, &'static str);
 
 fn rows() -> Vec<Row> {
     use Step::*;
-    let cancelled_first = || ReserveOutcome::Rejected("cancelled before it was placed".into());
+    let cancelled_first = || ReserveOutcome::Rejected(Ending::Cancelled.before_placed());
+    let failed_first = || ReserveOutcome::Rejected(Ending::PaymentFailed.before_placed());
     vec![
         (
             &[],
@@ -53,45 +59,65 @@ fn rows() -> Vec<Row> {
         (
             &[],
             Release("e1"),
-            Seen::Release(ReleaseOutcome::CancelledFirst),
+            Seen::Release(ReleaseOutcome::EndedFirst),
             "CANCELLED",
         ),
-        // Created, then placed: reserved once.
+        (
+            &[],
+            PaymentFailed("e1"),
+            Seen::Release(ReleaseOutcome::EndedFirst),
+            "CANCELLED",
+        ),
+        // Created, then placed: reserved once; only the event that decided learns what it
+        // decided (to publish it again).
         (
             &[Reserve("e1")],
             Reserve("e2"),
-            Seen::Reserve(ReserveOutcome::AlreadyRecorded),
+            Seen::Reserve(ReserveOutcome::AlreadyRecorded(None)),
             "RESERVED",
         ),
         (
             &[Reserve("e1")],
             Reserve("e1"),
-            Seen::Reserve(ReserveOutcome::AlreadyRecorded),
+            Seen::Reserve(ReserveOutcome::AlreadyRecorded(Some(Decided::Reserved))),
             "RESERVED",
         ),
         (
             &[Reserve("e1")],
             Release("e2"),
-            Seen::Release(ReleaseOutcome::Released),
+            Seen::Release(ReleaseOutcome::Released(held())),
             "RELEASED",
         ),
-        // Releasing is idempotent: the same event, or another cancellation.
+        // The saga's compensation releases as a cancellation does.
+        (
+            &[Reserve("e1")],
+            PaymentFailed("e2"),
+            Seen::Release(ReleaseOutcome::Released(held())),
+            "RELEASED",
+        ),
+        // Releasing is idempotent: the same event (which learns what it gave back), or another.
         (
             &[Reserve("e1"), Release("e2")],
             Release("e2"),
-            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            Seen::Release(ReleaseOutcome::AlreadyReleased(Some(held()))),
             "RELEASED",
         ),
         (
             &[Reserve("e1"), Release("e2")],
             Release("e3"),
-            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            Seen::Release(ReleaseOutcome::AlreadyReleased(None)),
+            "RELEASED",
+        ),
+        (
+            &[Reserve("e1"), Release("e2")],
+            PaymentFailed("e3"),
+            Seen::Release(ReleaseOutcome::AlreadyReleased(None)),
             "RELEASED",
         ),
         (
             &[Reserve("e1"), Release("e2")],
             Reserve("e3"),
-            Seen::Reserve(ReserveOutcome::AlreadyRecorded),
+            Seen::Reserve(ReserveOutcome::AlreadyRecorded(None)),
             "RELEASED",
         ),
         // A cancellation that overtook its order: the placement takes no stock.
@@ -99,6 +125,12 @@ fn rows() -> Vec<Row> {
             &[Release("e1")],
             Reserve("e2"),
             Seen::Reserve(cancelled_first()),
+            "REJECTED",
+        ),
+        (
+            &[PaymentFailed("e1")],
+            Reserve("e2"),
+            Seen::Reserve(failed_first()),
             "REJECTED",
         ),
         // Rejected as cancelled, also when it would be rejected for another reason.
@@ -111,19 +143,19 @@ fn rows() -> Vec<Row> {
         (
             &[Release("e1")],
             Release("e1"),
-            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            Seen::Release(ReleaseOutcome::AlreadyReleased(None)),
             "CANCELLED",
         ),
         (
             &[Release("e1")],
             Release("e2"),
-            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            Seen::Release(ReleaseOutcome::AlreadyReleased(None)),
             "CANCELLED",
         ),
         (
             &[Release("e1"), Reserve("e2")],
             Reserve("e3"),
-            Seen::Reserve(ReserveOutcome::AlreadyRecorded),
+            Seen::Reserve(ReserveOutcome::AlreadyRecorded(None)),
             "REJECTED",
         ),
         (
@@ -133,17 +165,18 @@ fn rows() -> Vec<Row> {
             "REJECTED",
         ),
         // A cancellation that changes nothing finds no marker to compare, in either store: an
-        // `eventId` reused for it changes nothing either.
+        // `eventId` reused for it changes nothing either (the release recorded under its key is
+        // what it learns).
         (
             &[Reserve("e1"), Release("e2")],
             ReleaseReused("e2"),
-            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            Seen::Release(ReleaseOutcome::AlreadyReleased(Some(held()))),
             "RELEASED",
         ),
         (
             &[Release("e1")],
             ReleaseReused("e1"),
-            Seen::Release(ReleaseOutcome::AlreadyReleased),
+            Seen::Release(ReleaseOutcome::AlreadyReleased(None)),
             "CANCELLED",
         ),
         // Rejected for want of stock: nothing to release.
@@ -156,9 +189,31 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// Who orders, in every placement of the table.
+fn customer() -> Customer {
+    Customer {
+        user_id: Some("u-1".into()),
+        email: Some("ada@example.com".into()),
+        total: Some("1.00".into()),
+    }
+}
+
+/// What a reserved order of the table holds, as its release gives it back.
+fn held() -> Held {
+    Held {
+        lines: [("sku-apple".to_owned(), 1)].into(),
+        customer: customer(),
+    }
+}
+
 async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
     let order_id = OrderId::parse(order.into()).unwrap();
     let lines = |q: u64| BTreeMap::from([("sku-apple", Quantity::new(q).unwrap())]);
+    let placed = |lines| Placement {
+        order_id: &order_id,
+        lines,
+        customer: customer(),
+    };
     // Event keys are per order, as event ids are; each carries its payload's hash (a
     // cancellation's, or a placement's).
     let keyed = |e: &str, payload: &str| EffectKey {
@@ -168,7 +223,7 @@ async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
     let key = |e: &str| {
         keyed(
             e,
-            if matches!(step, Step::Release(_)) {
+            if matches!(step, Step::Release(_) | Step::PaymentFailed(_)) {
                 "cancel"
             } else {
                 "place"
@@ -176,12 +231,10 @@ async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
         )
     };
     match step {
-        Step::Reserve(e) => {
-            Seen::Reserve(store.reserve(&key(e), &order_id, &lines(1)).await.unwrap())
-        }
+        Step::Reserve(e) => Seen::Reserve(store.reserve(&key(e), &placed(lines(1))).await.unwrap()),
         Step::ReserveTooMany(e) => Seen::Reserve(
             store
-                .reserve(&key(e), &order_id, &lines(Quantity::MAX))
+                .reserve(&key(e), &placed(lines(Quantity::MAX)))
                 .await
                 .unwrap(),
         ),
@@ -191,12 +244,23 @@ async fn apply<S: InventoryStore>(store: &S, order: &str, step: Step) -> Seen {
                 .iter()
                 .map(|sku| (sku.as_str(), Quantity::new(1).unwrap()))
                 .collect();
-            Seen::Reserve(store.reserve(&key(e), &order_id, &lines).await.unwrap())
+            Seen::Reserve(store.reserve(&key(e), &placed(lines)).await.unwrap())
         }
-        Step::Release(e) => Seen::Release(store.release(&key(e), &order_id).await.unwrap()),
+        Step::Release(e) => Seen::Release(
+            store
+                .release(&key(e), &order_id, Ending::Cancelled)
+                .await
+                .unwrap(),
+        ),
+        Step::PaymentFailed(e) => Seen::Release(
+            store
+                .release(&key(e), &order_id, Ending::PaymentFailed)
+                .await
+                .unwrap(),
+        ),
         Step::ReleaseReused(e) => Seen::Release(
             store
-                .release(&keyed(e, "another event"), &order_id)
+                .release(&keyed(e, "another event"), &order_id, Ending::Cancelled)
                 .await
                 .unwrap(),
         ),

@@ -3,8 +3,11 @@
 //! One table holds the stock and the reservations, keyed by the string attribute `pk`:
 //! - `SKU#<productId>`: `available` (number), the stock that can still be reserved;
 //! - `ORDER#<orderId>`: `status` (`RESERVED`, `REJECTED`, `RELEASED`, `CANCELLED`), `lines` (a
-//!   map of product id to quantity held), `reason` (why it was rejected), `cancelledBy` (the event
-//!   that cancelled the order before it was placed).
+//!   map of product id to quantity held), `reason` and `reasonCode` (why it was rejected, or why
+//!   it ended), `cancelledBy` (the event that ended the order before it was placed), `placedBy`
+//!   and `releasedBy` (the events that decided its placement and its release), and, with a
+//!   reservation, `userId`, `email` and `total` as the placement wrote them (its release's
+//!   decision carries them).
 //!
 //! A reservation is one `TransactWriteItems`: a conditional decrement per product (`available >=
 //! quantity`, which also fails for an unknown product), the order's item, written only if it does
@@ -25,16 +28,16 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
-use orders::{OrderId, Quantity};
+use orders::{OrderId, ReasonCode};
 use shared::adapters::Markers;
 use shared::idempotency::EffectKey;
 use shared::{EffectError, ErrorClass};
 
 use crate::lifecycle::{
-    shortage, transition, Event, Reservation, ReservationStatus, Transition, Unchanged,
-    CANCELLED_BEFORE_PLACED,
+    shortage, transition, Customer, Ending, Event, Rejection, Reservation, ReservationStatus,
+    Transition, Unchanged,
 };
-use crate::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
+use crate::ports::{Held, InventoryStore, Placement, ReleaseOutcome, ReserveOutcome};
 
 /// The key of a product's stock item.
 pub fn sku_key(sku: &str) -> String {
@@ -73,7 +76,15 @@ impl TryFrom<&Item> for Reservation {
             status,
             lines,
             reason: text("reason"),
+            code: text("reasonCode").and_then(|c| ReasonCode::parse(&c)),
             cancelled_by: text("cancelledBy"),
+            placed_by: text("placedBy"),
+            released_by: text("releasedBy"),
+            customer: Customer {
+                user_id: text("userId"),
+                email: text("email"),
+                total: text("total"),
+            },
         })
     }
 }
@@ -88,14 +99,32 @@ impl From<&Reservation> for Item {
             .map(|(sku, q)| (sku.clone(), AttributeValue::N(q.to_string())))
             .collect();
         item.insert("lines".into(), AttributeValue::M(lines));
-        if let Some(reason) = &r.reason {
-            item.insert("reason".into(), AttributeValue::S(reason.clone()));
-        }
-        if let Some(event) = &r.cancelled_by {
-            item.insert("cancelledBy".into(), AttributeValue::S(event.clone()));
+        let code = r.code.map(|c| c.as_str().to_owned());
+        let texts = [
+            ("reason", &r.reason),
+            ("reasonCode", &code),
+            ("cancelledBy", &r.cancelled_by),
+            ("placedBy", &r.placed_by),
+            ("releasedBy", &r.released_by),
+            ("userId", &r.customer.user_id),
+            ("email", &r.customer.email),
+            ("total", &r.customer.total),
+        ];
+        for (name, value) in texts {
+            if let Some(value) = value {
+                item.insert(name.into(), AttributeValue::S(value.clone()));
+            }
         }
         item
     }
+}
+
+/// What the order held, if the event of `event` released it.
+fn held_if_released_by(r: Reservation, event: &EffectKey<'_>) -> Option<Held> {
+    r.released_by(&event.key).then_some(Held {
+        lines: r.lines,
+        customer: r.customer,
+    })
 }
 
 /// Reserves and releases stock in a DynamoDB table, with idempotency markers in the ledger's.
@@ -149,12 +178,10 @@ fn classify_reasons(reasons: &[CancellationReason]) -> Option<ErrorClass> {
 
 /// What is recorded for the order whose item's condition failed, as the item that came back with
 /// the cancellation says (`None`: it did not come back).
-fn recorded_status(reason: &CancellationReason) -> Option<ReservationStatus> {
+fn recorded_item(reason: &CancellationReason) -> Option<Reservation> {
     reason
         .item()
-        .and_then(|i| i.get("status"))
-        .and_then(|v| v.as_s().ok())
-        .and_then(|s| ReservationStatus::parse(s))
+        .and_then(|item| Reservation::try_from(item).ok())
 }
 
 impl DynamoInventory {
@@ -224,31 +251,59 @@ impl DynamoInventory {
             .build())
     }
 
-    /// Moves the order's item from status `from` to `to` (with a reason), only if it is at `from`.
+    /// Moves the order's item from status `from` to `to`, setting the text attributes `set`, only
+    /// if it is at `from`.
     fn status_change(
         &self,
         order_id: &str,
         from: ReservationStatus,
         to: ReservationStatus,
-        reason: Option<&str>,
+        set: &[(&str, &str)],
     ) -> Result<TransactWriteItem, EffectError> {
         let status = |s: ReservationStatus| AttributeValue::S(s.as_str().into());
-        let update = Update::builder()
+        let mut expression = String::from("SET #s = :to");
+        let mut update = Update::builder()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(order_key(order_id)))
             .condition_expression("#s = :from")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":from", status(from))
             .expression_attribute_values(":to", status(to));
-        let update = match reason {
-            Some(reason) => update
-                .update_expression("SET #s = :to, reason = :reason")
-                .expression_attribute_values(":reason", AttributeValue::S(reason.into())),
-            None => update.update_expression("SET #s = :to"),
-        };
+        for (i, (name, value)) in set.iter().enumerate() {
+            expression.push_str(&format!(", #a{i} = :a{i}"));
+            update = update
+                .expression_attribute_names(format!("#a{i}"), *name)
+                .expression_attribute_values(format!(":a{i}"), AttributeValue::S((*value).into()));
+        }
+        let update = update.update_expression(expression);
         Ok(TransactWriteItem::builder()
             .update(update.build().map_err(EffectError::unbuildable)?)
             .build())
+    }
+
+    /// What the placement of `event` decided, for an event applied before (`None`: another
+    /// decided it, or nothing is recorded).
+    async fn decided_before(
+        &self,
+        event: &EffectKey<'_>,
+        order_id: &str,
+    ) -> Result<ReserveOutcome, EffectError> {
+        let recorded = self.recorded(order_id).await?;
+        Ok(ReserveOutcome::AlreadyRecorded(
+            recorded.and_then(|r| r.placement_by(&event.key)),
+        ))
+    }
+
+    /// What the order held, for an event applied before that released it (`None`: it did not).
+    async fn released_before(
+        &self,
+        event: &EffectKey<'_>,
+        order_id: &str,
+    ) -> Result<ReleaseOutcome, EffectError> {
+        let recorded = self.recorded(order_id).await?;
+        Ok(ReleaseOutcome::AlreadyReleased(
+            recorded.and_then(|r| held_if_released_by(r, event)),
+        ))
     }
 
     /// Records that the order was rejected, unless something is already recorded for it.
@@ -256,14 +311,14 @@ impl DynamoInventory {
         &self,
         event: &EffectKey<'_>,
         order_id: &str,
-        reason: String,
+        rejection: Rejection,
     ) -> Result<ReserveOutcome, EffectError> {
         let actions = vec![
-            self.order_put(order_id, &Reservation::rejected(&reason))?,
+            self.order_put(order_id, &Reservation::rejected(&rejection, &event.key))?,
             self.markers.put(event)?,
         ];
         let err = match self.transact(actions).await {
-            Ok(()) => return Ok(ReserveOutcome::Rejected(reason)),
+            Ok(()) => return Ok(ReserveOutcome::Rejected(rejection)),
             Err(err) => err,
         };
         if let Some(reasons) = cancellation_reasons(&err) {
@@ -289,21 +344,19 @@ impl DynamoInventory {
             return None;
         };
         if is_condition_failure(marker) {
-            return Some(
-                self.markers
-                    .check_reuse(marker, event)
-                    .await
-                    .map(|()| ReserveOutcome::AlreadyRecorded),
-            );
+            return Some(match self.markers.check_reuse(marker, event).await {
+                Ok(()) => self.decided_before(event, order_id).await,
+                Err(e) => Err(e),
+            });
         }
         if !is_condition_failure(order) {
             return None;
         }
         // Not every server returns the item with the cancellation: then it is read.
-        let status = match recorded_status(order) {
-            Some(status) => status,
+        let recorded = match recorded_item(order) {
+            Some(recorded) => recorded,
             None => match self.recorded(order_id).await {
-                Ok(Some(reservation)) => reservation.status,
+                Ok(Some(reservation)) => reservation,
                 Ok(None) => {
                     return Some(Err(EffectError::retryable(
                         "the order's item was there, then gone",
@@ -313,33 +366,35 @@ impl DynamoInventory {
             },
         };
         Some(
-            match transition(Some(status), &Event::Placed { products: 0 }) {
-                Transition::RejectCancelled => self.reject_cancelled(event, order_id).await,
-                _ => Ok(ReserveOutcome::AlreadyRecorded),
+            match transition(Some(recorded.status), &Event::Placed { products: 0 }) {
+                Transition::RejectEnded => {
+                    self.reject_ended(event, order_id, recorded.ending()).await
+                }
+                _ => Ok(ReserveOutcome::AlreadyRecorded(None)),
             },
         )
     }
 
-    /// Records an order cancelled before it was placed: a tombstone, with the event that
-    /// cancelled it, written only if the order has no item yet.
+    /// Records an order ended before it was placed: a tombstone, with the event that ended it
+    /// and why, written only if the order has no item yet.
     async fn record_tombstone(
         &self,
         event: &EffectKey<'_>,
         order_id: &str,
+        ending: Ending,
     ) -> Result<ReleaseOutcome, EffectError> {
         let actions = vec![
-            self.order_put(order_id, &Reservation::tombstone(&event.key))?,
+            self.order_put(order_id, &Reservation::tombstone(&event.key, ending))?,
             self.markers.put(event)?,
         ];
         match self.transact(actions).await {
-            Ok(()) => Ok(ReleaseOutcome::CancelledFirst),
+            Ok(()) => Ok(ReleaseOutcome::EndedFirst),
             Err(e) => match cancellation_reasons(&e) {
                 // This event was applied before.
-                Some([_, marker]) if is_condition_failure(marker) => self
-                    .markers
-                    .check_reuse(marker, event)
-                    .await
-                    .map(|()| ReleaseOutcome::AlreadyReleased),
+                Some([_, marker]) if is_condition_failure(marker) => {
+                    self.markers.check_reuse(marker, event).await?;
+                    self.released_before(event, order_id).await
+                }
                 // The order was placed between our read and our write: retried, it is released.
                 Some([order, _]) if is_condition_failure(order) => Err(EffectError::new(
                     ErrorClass::Retryable,
@@ -352,28 +407,34 @@ impl DynamoInventory {
     }
 
     /// Rejects the placement of an order whose tombstone is there: the tombstone becomes the
-    /// rejection ([`CANCELLED_BEFORE_PLACED`]), and no stock is taken.
-    async fn reject_cancelled(
+    /// rejection ([`Ending::before_placed`]), and no stock is taken.
+    async fn reject_ended(
         &self,
         event: &EffectKey<'_>,
         order_id: &str,
+        ending: Ending,
     ) -> Result<ReserveOutcome, EffectError> {
+        let rejection = ending.before_placed();
         let reject = self.status_change(
             order_id,
             ReservationStatus::Cancelled,
             ReservationStatus::Rejected,
-            Some(CANCELLED_BEFORE_PLACED),
+            &[
+                ("reason", &rejection.reason),
+                ("reasonCode", rejection.code.as_str()),
+                ("placedBy", &event.key),
+            ],
         )?;
         let actions = vec![reject, self.markers.put(event)?];
         match self.transact(actions).await {
-            Ok(()) => Ok(ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())),
+            Ok(()) => Ok(ReserveOutcome::Rejected(rejection)),
             // Another event of the order, or this one (with this payload), got there first.
             Err(e) => match cancellation_reasons(&e) {
                 Some(reasons @ [_, marker]) if only_condition_failures(reasons) => {
                     if is_condition_failure(marker) {
                         self.markers.check_reuse(marker, event).await?;
                     }
-                    Ok(ReserveOutcome::AlreadyRecorded)
+                    self.decided_before(event, order_id).await
                 }
                 _ => Err(EffectError::from_sdk("TransactWriteItems", e)),
             },
@@ -397,18 +458,18 @@ impl InventoryStore for DynamoInventory {
     async fn reserve(
         &self,
         event: &EffectKey<'_>,
-        order_id: &OrderId<'_>,
-        lines: &BTreeMap<&str, Quantity>,
+        placement: &Placement<'_>,
     ) -> Result<ReserveOutcome, EffectError> {
-        let order_id = order_id.as_str();
+        let order_id = placement.order_id.as_str();
+        let lines = &placement.lines;
         // Tried as if nothing were recorded for the order; a failed condition says what is.
         let placed = Event::Placed {
             products: lines.len(),
         };
         match transition(None, &placed) {
             Transition::Reserve => {}
-            Transition::Reject(reason) => {
-                return self.record_rejection(event, order_id, reason).await
+            Transition::Reject(rejection) => {
+                return self.record_rejection(event, order_id, rejection).await
             }
             other => {
                 return Err(EffectError::permanent(format!(
@@ -420,7 +481,8 @@ impl InventoryStore for DynamoInventory {
         for (sku, q) in lines {
             actions.push(self.stock_update(sku, q.get(), true)?);
         }
-        actions.push(self.order_put(order_id, &Reservation::reserved(lines))?);
+        let reserved = Reservation::reserved(lines, &placement.customer, &event.key);
+        actions.push(self.order_put(order_id, &reserved)?);
         actions.push(self.markers.put(event)?);
 
         let err = match self.transact(actions).await {
@@ -455,7 +517,7 @@ impl InventoryStore for DynamoInventory {
                 shortage(sku, available, q.get())
             });
         match refused {
-            Some(reason) => self.record_rejection(event, order_id, reason).await,
+            Some(rejection) => self.record_rejection(event, order_id, rejection).await,
             None => Err(EffectError::new(
                 ErrorClass::Retryable,
                 "TransactWriteItems was cancelled for no stated reason",
@@ -468,43 +530,58 @@ impl InventoryStore for DynamoInventory {
         &self,
         event: &EffectKey<'_>,
         order_id: &OrderId<'_>,
+        ending: Ending,
     ) -> Result<ReleaseOutcome, EffectError> {
         let order_id = order_id.as_str();
         let recorded = self.recorded(order_id).await?;
-        let lines = match transition(recorded.as_ref().map(|r| r.status), &Event::Cancelled) {
-            Transition::Tombstone => return self.record_tombstone(event, order_id).await,
-            Transition::Release => recorded.map(|r| r.lines).unwrap_or_default(),
-            Transition::Unchanged(Unchanged::NothingReserved) => {
+        let status = recorded.as_ref().map(|r| r.status);
+        let held = match (transition(status, &Event::Ended(ending)), recorded) {
+            (Transition::Tombstone, _) => {
+                return self.record_tombstone(event, order_id, ending).await
+            }
+            (Transition::Release, Some(r)) => Held {
+                lines: r.lines,
+                customer: r.customer,
+            },
+            (Transition::Unchanged(Unchanged::NothingReserved), _) => {
                 return Ok(ReleaseOutcome::NothingReserved)
             }
-            _ => return Ok(ReleaseOutcome::AlreadyReleased),
+            (_, recorded) => {
+                return Ok(ReleaseOutcome::AlreadyReleased(
+                    recorded.and_then(|r| held_if_released_by(r, event)),
+                ))
+            }
         };
+        let lines = &held.lines;
         let mut actions = Vec::with_capacity(lines.len() + 2);
-        for (sku, q) in &lines {
+        for (sku, q) in lines {
             actions.push(self.stock_update(sku, *q, false)?);
         }
         actions.push(self.status_change(
             order_id,
             ReservationStatus::Reserved,
             ReservationStatus::Released,
-            None,
+            &[
+                ("releasedBy", &event.key),
+                ("reason", ending.reason()),
+                ("reasonCode", ending.code().as_str()),
+            ],
         )?);
         actions.push(self.markers.put(event)?);
 
         let err = match self.transact(actions).await {
-            Ok(()) => return Ok(ReleaseOutcome::Released),
+            Ok(()) => return Ok(ReleaseOutcome::Released(held)),
             Err(err) => err,
         };
         // This event, or another delivery, released it between our read and our write: the
         // order's item or the event's marker (the last two actions) already exists.
         match cancellation_reasons(&err) {
-            Some([.., marker]) if is_condition_failure(marker) => self
-                .markers
-                .check_reuse(marker, event)
-                .await
-                .map(|()| ReleaseOutcome::AlreadyReleased),
+            Some([.., marker]) if is_condition_failure(marker) => {
+                self.markers.check_reuse(marker, event).await?;
+                self.released_before(event, order_id).await
+            }
             Some([.., order, _]) if is_condition_failure(order) => {
-                Ok(ReleaseOutcome::AlreadyReleased)
+                self.released_before(event, order_id).await
             }
             _ => Err(EffectError::from_sdk("TransactWriteItems", err)),
         }
@@ -515,6 +592,7 @@ impl InventoryStore for DynamoInventory {
 mod tests {
     use std::borrow::Cow;
 
+    use crate::lifecycle::Decided;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
     use aws_sdk_dynamodb::Client;
@@ -530,10 +608,30 @@ mod tests {
         OrderId::parse(Cow::Borrowed(id)).unwrap()
     }
 
-    fn lines(l: &[(&'static str, u64)]) -> BTreeMap<&'static str, Quantity> {
+    fn lines(l: &[(&'static str, u64)]) -> BTreeMap<&'static str, orders::Quantity> {
         l.iter()
-            .map(|(s, q)| (*s, Quantity::new(*q).unwrap()))
+            .map(|(s, q)| (*s, orders::Quantity::new(*q).unwrap()))
             .collect()
+    }
+
+    /// A placement of `order`'s `lines`, by customer `u-1` at `a@b.co`.
+    fn placed<'a>(order: &'a OrderId<'a>, l: &[(&'static str, u64)]) -> Placement<'a> {
+        Placement {
+            order_id: order,
+            lines: lines(l),
+            customer: Customer {
+                user_id: Some("u-1".into()),
+                email: Some("a@b.co".into()),
+                total: None,
+            },
+        }
+    }
+
+    /// The order's item as the table holds it, for a read.
+    fn order_read(r: Reservation) -> GetItemOutput {
+        GetItemOutput::builder()
+            .set_item(Some(Item::from(&r)))
+            .build()
     }
 
     fn inventory(client: Client) -> DynamoInventory {
@@ -576,16 +674,15 @@ mod tests {
                     && put.condition_expression() == Some("attribute_not_exists(pk)")
                     && put.item().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
                     && put.item().get("status") == Some(&AttributeValue::S("RESERVED".into()))
+                    && put.item().get("placedBy") == Some(&AttributeValue::S("evt-1".into()))
+                    && put.item().get("email") == Some(&AttributeValue::S("a@b.co".into()))
                     && held.and_then(|m| m.get("sku-a")) == Some(&AttributeValue::N("3".into()))
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
         let store = inventory(mock_client!(aws_sdk_dynamodb, [&rule]));
+        let o = order("o-1");
         let out = store
-            .reserve(
-                &ev("evt-1"),
-                &order("o-1"),
-                &lines(&[("sku-a", 3), ("sku-b", 1)]),
-            )
+            .reserve(&ev("evt-1"), &placed(&o, &[("sku-a", 3), ("sku-b", 1)]))
             .await
             .unwrap();
         assert_eq!(out, ReserveOutcome::Reserved);
@@ -607,6 +704,8 @@ mod tests {
                         .put()
                         .is_some_and(|m| m.table_name() == "idempotency")
                     && put.item().get("status") == Some(&AttributeValue::S("REJECTED".into()))
+                    && put.item().get("reasonCode")
+                        == Some(&AttributeValue::S("OUT_OF_STOCK".into()))
                     && put.condition_expression() == Some("attribute_not_exists(pk)")
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
@@ -617,14 +716,12 @@ mod tests {
             no_retry
         );
         let store = inventory(client);
+        let o = order("o-1");
         let out = store
-            .reserve(&ev("evt-1"), &order("o-1"), &lines(&[("sku-a", 3)]))
+            .reserve(&ev("evt-1"), &placed(&o, &[("sku-a", 3)]))
             .await
             .unwrap();
-        assert_eq!(
-            out,
-            ReserveOutcome::Rejected("insufficient stock for sku-a: 1 available, 3 wanted".into())
-        );
+        assert_eq!(out, ReserveOutcome::Rejected(shortage("sku-a", Some(1), 3)));
         assert_eq!((cancelled.num_calls(), recorded.num_calls()), (1, 1));
     }
 
@@ -647,12 +744,12 @@ mod tests {
     }
 
     /// When the event's marker already exists with the same payload's hash, the event was applied
-    /// before: nothing changes. With another payload's hash, the producer reused the event's id:
-    /// poison. A marker not returned with the cancellation is read; a marker written before hashes
-    /// were kept matches.
+    /// before: nothing changes, and the order's item says what this event decided (to publish it
+    /// again). With another payload's hash, the producer reused the event's id: poison. A marker
+    /// not returned with the cancellation is read; a marker written before hashes were kept
+    /// matches.
     #[tokio::test]
     async fn existing_marker_is_a_duplicate_unless_its_payload_differs() {
-        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
         let same = mock!(Client::transact_write_items)
             .match_requests(|r| {
                 let marker = r.transact_items().last().and_then(|i| i.put()).unwrap();
@@ -678,20 +775,50 @@ mod tests {
                     .item("status", AttributeValue::S("DONE".into()))
                     .build()
             });
+        let decided_here = mock!(Client::get_item)
+            .match_requests(|r| {
+                r.table_name() == Some("inventory")
+                    && r.key().and_then(|k| k.get("pk"))
+                        == Some(&AttributeValue::S("ORDER#o-1".into()))
+            })
+            .then_output(|| {
+                let o = order("o-1");
+                let p = placed(&o, &[("sku-a", 1)]);
+                order_read(Reservation::reserved(&p.lines, &p.customer, "evt-1"))
+            });
+        let decided_elsewhere = mock!(Client::get_item).then_output(|| {
+            let o = order("o-1");
+            let p = placed(&o, &[("sku-a", 1)]);
+            order_read(Reservation::reserved(&p.lines, &p.customer, "evt-0"))
+        });
         let client = mock_client!(
             aws_sdk_dynamodb,
             RuleMode::Sequential,
-            [&same, &other, &unreturned, &read],
+            [
+                &same,
+                &decided_here,
+                &other,
+                &unreturned,
+                &read,
+                &decided_elsewhere
+            ],
             no_retry
         );
         let store = inventory(client);
-        let (event, order, lines) = (ev("evt-1"), order("o-1"), lines(&[("sku-a", 1)]));
-        let reserve = || store.reserve(&event, &order, &lines);
-        assert_eq!(reserve().await.unwrap(), ReserveOutcome::AlreadyRecorded);
+        let (event, order) = (ev("evt-1"), order("o-1"));
+        let placement = placed(&order, &[("sku-a", 1)]);
+        let reserve = || store.reserve(&event, &placement);
+        assert_eq!(
+            reserve().await.unwrap(),
+            ReserveOutcome::AlreadyRecorded(Some(Decided::Reserved))
+        );
         let err = reserve().await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent);
         assert!(err.to_string().contains(PAYLOAD_REUSED), "{err}");
-        assert_eq!(reserve().await.unwrap(), ReserveOutcome::AlreadyRecorded);
+        assert_eq!(
+            reserve().await.unwrap(),
+            ReserveOutcome::AlreadyRecorded(None)
+        );
     }
 
     /// A placement that finds the order's tombstone (returned with the cancellation) turns it
@@ -708,10 +835,17 @@ mod tests {
                 items.len() == 2
                     && update.key().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
                     && update.condition_expression() == Some("#s = :from")
-                    && update.update_expression() == "SET #s = :to, reason = :reason"
+                    && update.update_expression() == "SET #s = :to, #a0 = :a0, #a1 = :a1, #a2 = :a2"
+                    && update.expression_attribute_names().is_some_and(|n| {
+                        n.get("#a0").map(String::as_str) == Some("reason")
+                            && n.get("#a1").map(String::as_str) == Some("reasonCode")
+                            && n.get("#a2").map(String::as_str) == Some("placedBy")
+                    })
                     && update.expression_attribute_values().is_some_and(|v| {
                         v.get(":from") == Some(&AttributeValue::S("CANCELLED".into()))
                             && v.get(":to") == Some(&AttributeValue::S("REJECTED".into()))
+                            && v.get(":a1") == Some(&AttributeValue::S("CANCELLED".into()))
+                            && v.get(":a2") == Some(&AttributeValue::S("evt-1".into()))
                     })
                     && items[1].put().is_some_and(|m| {
                         m.item().get("pk")
@@ -725,13 +859,14 @@ mod tests {
             [&cancelled, &reject],
             no_retry
         );
+        let o = order("o-1");
         let out = inventory(client)
-            .reserve(&ev("evt-1"), &order("o-1"), &lines(&[("sku-a", 1)]))
+            .reserve(&ev("evt-1"), &placed(&o, &[("sku-a", 1)]))
             .await
             .unwrap();
         assert_eq!(
             out,
-            ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())
+            ReserveOutcome::Rejected(Ending::Cancelled.before_placed())
         );
         assert_eq!(reject.num_calls(), 1);
     }
@@ -749,6 +884,8 @@ mod tests {
                     && put.item().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
                     && put.item().get("status") == Some(&AttributeValue::S("CANCELLED".into()))
                     && put.item().get("cancelledBy") == Some(&AttributeValue::S("evt-2".into()))
+                    && put.item().get("reasonCode")
+                        == Some(&AttributeValue::S("PAYMENT_FAILED".into()))
                     && put.condition_expression() == Some("attribute_not_exists(pk)")
                     && items[1].put().is_some_and(|m| {
                         m.item().get("pk")
@@ -759,10 +896,10 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&get, &write]);
         assert_eq!(
             inventory(client)
-                .release(&ev("evt-2"), &order("o-1"))
+                .release(&ev("evt-2"), &order("o-1"), Ending::PaymentFailed)
                 .await
                 .unwrap(),
-            ReleaseOutcome::CancelledFirst
+            ReleaseOutcome::EndedFirst
         );
         assert_eq!(write.num_calls(), 1);
     }
@@ -787,21 +924,13 @@ mod tests {
             no_retry
         );
         let store = inventory(client);
-        let l = lines(&[("sku-a", 1)]);
-        let err = store
-            .reserve(&ev("evt-1"), &order("o-1"), &l)
-            .await
-            .unwrap_err();
+        let o = order("o-1");
+        let p = placed(&o, &[("sku-a", 1)]);
+        let err = store.reserve(&ev("evt-1"), &p).await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
-        let err = store
-            .reserve(&ev("evt-1"), &order("o-1"), &l)
-            .await
-            .unwrap_err();
+        let err = store.reserve(&ev("evt-1"), &p).await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Retryable, "{err:?}");
-        let err = store
-            .reserve(&ev("evt-1"), &order("o-1"), &l)
-            .await
-            .unwrap_err();
+        let err = store.reserve(&ev("evt-1"), &p).await.unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent, "{err:?}");
     }
 
@@ -812,15 +941,9 @@ mod tests {
         let get = mock!(Client::get_item)
             .match_requests(|r| r.consistent_read() == Some(true))
             .then_output(|| {
-                let reservation = Reservation {
-                    status: ReservationStatus::Reserved,
-                    lines: [("sku-a".to_owned(), 2)].into(),
-                    reason: None,
-                    cancelled_by: None,
-                };
-                GetItemOutput::builder()
-                    .set_item(Some(Item::from(&reservation)))
-                    .build()
+                let o = order("o-1");
+                let p = placed(&o, &[("sku-a", 2)]);
+                order_read(Reservation::reserved(&p.lines, &p.customer, "evt-1"))
             });
         let write = mock!(Client::transact_write_items)
             .match_requests(|r| {
@@ -838,20 +961,27 @@ mod tests {
                         .and_then(|v| v.get(":q"))
                         == Some(&AttributeValue::N("2".into()))
                     && mark.condition_expression() == Some("#s = :from")
-                    && mark.update_expression() == "SET #s = :to"
+                    && mark.update_expression() == "SET #s = :to, #a0 = :a0, #a1 = :a1, #a2 = :a2"
                     && mark.expression_attribute_values().is_some_and(|v| {
                         v.get(":from") == Some(&AttributeValue::S("RESERVED".into()))
                             && v.get(":to") == Some(&AttributeValue::S("RELEASED".into()))
+                            && v.get(":a0") == Some(&AttributeValue::S("evt-2".into()))
+                            && v.get(":a2") == Some(&AttributeValue::S("CANCELLED".into()))
                     })
                     && mark.key().get("pk") == Some(&AttributeValue::S("ORDER#o-1".into()))
             })
             .then_output(|| TransactWriteItemsOutput::builder().build());
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&get, &write]);
         let store = inventory(client);
-        assert_eq!(
-            store.release(&ev("evt-2"), &order("o-1")).await.unwrap(),
-            ReleaseOutcome::Released
-        );
+        let released = store
+            .release(&ev("evt-2"), &order("o-1"), Ending::Cancelled)
+            .await
+            .unwrap();
+        let ReleaseOutcome::Released(held) = released else {
+            panic!("{released:?}");
+        };
+        assert_eq!(held.lines, [("sku-a".to_owned(), 2)].into());
+        assert_eq!(held.customer.email.as_deref(), Some("a@b.co"));
         assert_eq!(write.num_calls(), 1);
     }
 }

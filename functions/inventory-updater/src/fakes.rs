@@ -5,16 +5,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use orders::{OrderId, Quantity};
+use orders::OrderId;
 use shared::fakes::{lock, stored_hash, FailurePlan};
 use shared::idempotency::{EffectKey, PAYLOAD_REUSED};
 use shared::{EffectError, ErrorClass};
 
 use crate::lifecycle::{
-    shortage, transition, Event, Reservation, ReservationStatus, Transition, Unchanged,
-    CANCELLED_BEFORE_PLACED,
+    shortage, transition, Ending, Event, Rejection, Reservation, ReservationStatus, Transition,
+    Unchanged,
 };
-use crate::ports::{InventoryStore, ReleaseOutcome, ReserveOutcome};
+use crate::ports::{Held, InventoryStore, Placement, ReleaseOutcome, ReserveOutcome};
 
 #[derive(Debug, Default)]
 struct InventoryState {
@@ -47,11 +47,26 @@ impl InventoryState {
         self.reservations.get(order_id).map(|r| r.status)
     }
 
-    /// Records the order's rejection, with `reason`.
-    fn reject(&mut self, order_id: &str, reason: String) -> ReserveOutcome {
-        let rejection = Reservation::rejected(&reason);
-        self.reservations.insert(order_id.to_owned(), rejection);
-        ReserveOutcome::Rejected(reason)
+    /// Records the order's rejection by the event of key `by`.
+    fn reject(&mut self, order_id: &str, rejection: Rejection, by: &str) -> ReserveOutcome {
+        let record = Reservation::rejected(&rejection, by);
+        self.reservations.insert(order_id.to_owned(), record);
+        ReserveOutcome::Rejected(rejection)
+    }
+
+    /// What the order's record says `event` decided, for an event applied before.
+    fn decided_by(&self, order_id: &str, event: &EffectKey<'_>) -> ReserveOutcome {
+        let decided = self.reservations.get(order_id);
+        ReserveOutcome::AlreadyRecorded(decided.and_then(|r| r.placement_by(&event.key)))
+    }
+
+    /// What the order held, if `event` released it.
+    fn released_by(&self, order_id: &str, event: &EffectKey<'_>) -> Option<Held> {
+        let r = self.reservations.get(order_id)?;
+        r.released_by(&event.key).then(|| Held {
+            lines: r.lines.clone(),
+            customer: r.customer.clone(),
+        })
     }
 }
 
@@ -90,14 +105,14 @@ impl InventoryStore for FakeInventory {
     async fn reserve(
         &self,
         event: &EffectKey<'_>,
-        order_id: &OrderId<'_>,
-        lines: &BTreeMap<&str, Quantity>,
+        placement: &Placement<'_>,
     ) -> Result<ReserveOutcome, EffectError> {
-        let order_id = order_id.as_str();
+        let order_id = placement.order_id.as_str();
+        let lines = &placement.lines;
         self.failures.take(order_id)?;
         let mut s = lock(&self.state);
         if s.applied_before(event)? {
-            return Ok(ReserveOutcome::AlreadyRecorded);
+            return Ok(s.decided_by(order_id, event));
         }
         let placed = Event::Placed {
             products: lines.len(),
@@ -112,30 +127,35 @@ impl InventoryStore for FakeInventory {
                     }
                 });
                 match refused {
-                    Some(reason) => s.reject(order_id, reason),
+                    Some(rejection) => s.reject(order_id, rejection, &event.key),
                     None => {
                         for (sku, q) in lines {
                             if let Some(have) = s.stock.get_mut(*sku) {
                                 *have -= q.get();
                             }
                         }
-                        let reservation = Reservation::reserved(lines);
+                        let reservation =
+                            Reservation::reserved(lines, &placement.customer, &event.key);
                         s.reservations.insert(order_id.to_owned(), reservation);
                         ReserveOutcome::Reserved
                     }
                 }
             }
-            Transition::Reject(reason) => s.reject(order_id, reason),
-            // The tombstone becomes the rejection, keeping the event that cancelled it.
-            Transition::RejectCancelled => {
-                if let Some(r) = s.reservations.get_mut(order_id) {
-                    r.status = ReservationStatus::Rejected;
-                    r.reason = Some(CANCELLED_BEFORE_PLACED.into());
-                }
-                ReserveOutcome::Rejected(CANCELLED_BEFORE_PLACED.into())
+            Transition::Reject(rejection) => s.reject(order_id, rejection, &event.key),
+            // The tombstone becomes the rejection, keeping the event that ended it.
+            Transition::RejectEnded => {
+                let Some(r) = s.reservations.get_mut(order_id) else {
+                    return Err(EffectError::retryable("the tombstone is gone"));
+                };
+                let rejection = r.ending().before_placed();
+                r.status = ReservationStatus::Rejected;
+                r.reason = Some(rejection.reason.clone());
+                r.code = Some(rejection.code);
+                r.placed_by = Some(event.key.clone().into_owned());
+                ReserveOutcome::Rejected(rejection)
             }
             // A placement changes nothing else; nothing is marked.
-            _ => return Ok(ReserveOutcome::AlreadyRecorded),
+            _ => return Ok(ReserveOutcome::AlreadyRecorded(None)),
         };
         s.mark(event);
         Ok(outcome)
@@ -145,20 +165,23 @@ impl InventoryStore for FakeInventory {
         &self,
         event: &EffectKey<'_>,
         order_id: &OrderId<'_>,
+        ending: Ending,
     ) -> Result<ReleaseOutcome, EffectError> {
         let order_id = order_id.as_str();
         self.failures.take(order_id)?;
         let mut s = lock(&self.state);
         // The order's state decides first, as in DynamoDB, which reads the order and writes the
         // event's marker only with a change: only a change finds a marker there.
-        let outcome = match transition(s.status(order_id), &Event::Cancelled) {
+        let outcome = match transition(s.status(order_id), &Event::Ended(ending)) {
             Transition::Tombstone | Transition::Release if s.applied_before(event)? => {
-                return Ok(ReleaseOutcome::AlreadyReleased)
+                return Ok(ReleaseOutcome::AlreadyReleased(
+                    s.released_by(order_id, event),
+                ))
             }
             Transition::Tombstone => {
-                let tombstone = Reservation::tombstone(&event.key);
+                let tombstone = Reservation::tombstone(&event.key, ending);
                 s.reservations.insert(order_id.to_owned(), tombstone);
-                ReleaseOutcome::CancelledFirst
+                ReleaseOutcome::EndedFirst
             }
             Transition::Release => {
                 let InventoryState {
@@ -166,18 +189,29 @@ impl InventoryStore for FakeInventory {
                     reservations,
                     ..
                 } = &mut *s;
-                if let Some(reservation) = reservations.get_mut(order_id) {
-                    for (sku, q) in &reservation.lines {
-                        *stock.entry(sku.clone()).or_default() += q;
-                    }
-                    reservation.status = ReservationStatus::Released;
+                let Some(reservation) = reservations.get_mut(order_id) else {
+                    return Err(EffectError::retryable("the reservation is gone"));
+                };
+                for (sku, q) in &reservation.lines {
+                    *stock.entry(sku.clone()).or_default() += q;
                 }
-                ReleaseOutcome::Released
+                reservation.status = ReservationStatus::Released;
+                reservation.released_by = Some(event.key.clone().into_owned());
+                reservation.reason = Some(ending.reason().to_owned());
+                reservation.code = Some(ending.code());
+                ReleaseOutcome::Released(Held {
+                    lines: reservation.lines.clone(),
+                    customer: reservation.customer.clone(),
+                })
             }
             Transition::Unchanged(Unchanged::NothingReserved) => {
                 return Ok(ReleaseOutcome::NothingReserved)
             }
-            _ => return Ok(ReleaseOutcome::AlreadyReleased),
+            _ => {
+                return Ok(ReleaseOutcome::AlreadyReleased(
+                    s.released_by(order_id, event),
+                ))
+            }
         };
         s.mark(event);
         Ok(outcome)

@@ -3,6 +3,7 @@
 use inventory_updater::fakes::FakeInventory;
 use inventory_updater::lifecycle::ReservationStatus;
 use inventory_updater::{InventoryRule, Updater};
+use producer::ports::fakes::FakeStream;
 
 type Config = shared::runtime::Settings<Updater>;
 use shared::fakes::{kinesis_event, FakePoisonSink};
@@ -13,15 +14,20 @@ fn sample(name: &str) -> KinesisBatch {
     KinesisBatch::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 
-fn engine() -> BatchEngine<InventoryRule<FakeInventory>, FakePoisonSink> {
+type Engine = BatchEngine<InventoryRule<FakeInventory, FakeStream>, FakePoisonSink>;
+
+fn engine() -> Engine {
     engine_with(&[])
 }
 
-fn engine_with(
-    extra: &[(&str, &str)],
-) -> BatchEngine<InventoryRule<FakeInventory>, FakePoisonSink> {
+fn engine_with(extra: &[(&str, &str)]) -> Engine {
+    engine_over(extra, FakeStream::new(2))
+}
+
+fn engine_over(extra: &[(&str, &str)], stream: FakeStream) -> Engine {
     let mut vars = vec![
         ("INVENTORY_TABLE", "inventory"),
+        ("STREAM_NAME", "order-events"),
         ("IDEMPOTENCY_TABLE", "idempotency"),
         ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
     ];
@@ -34,7 +40,7 @@ fn engine_with(
         ("sku-gold", 10),
     ]);
     BatchEngine::new(
-        InventoryRule::new(store),
+        InventoryRule::new(store, stream),
         FakePoisonSink::default(),
         config.common.engine,
     )
@@ -149,6 +155,7 @@ async fn failure_stops_the_key() {
 fn missing_settings_are_named() {
     let full = [
         ("INVENTORY_TABLE", "t"),
+        ("STREAM_NAME", "s"),
         ("IDEMPOTENCY_TABLE", "i"),
         ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
     ];
@@ -373,4 +380,185 @@ async fn an_event_id_reused_with_another_payload_is_poison() {
     assert!(captured
         .iter()
         .all(|p| p.reason.contains("eventId reused with a different payload")));
+}
+
+/// The decisions written to the stream, in the order written: (partition key, event type, event
+/// id, payload).
+fn published(engine: &Engine) -> Vec<(String, String, String, serde_json::Value)> {
+    let stream = engine.consumer().stream();
+    let written = stream.written.lock().unwrap();
+    let mut out = Vec::new();
+    for entry in written.iter().flatten() {
+        let v: serde_json::Value = serde_json::from_slice(&entry.data).unwrap();
+        out.push((
+            entry.partition_key.clone(),
+            v["eventType"].as_str().unwrap().to_owned(),
+            v["eventId"].as_str().unwrap().to_owned(),
+            v["payload"].clone(),
+        ));
+    }
+    out
+}
+
+/// Each decision is published once, keyed by the order, with its derived id and what its readers
+/// need: a reservation, a rejection with its reason, a release.
+#[tokio::test]
+async fn each_decision_is_published() {
+    let engine = engine();
+    let out = engine.process(&sample("order-placed.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    let out = engine.process(&sample("order-cancelled.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    let decisions = published(&engine);
+    let types: Vec<&str> = decisions.iter().map(|d| d.1.as_str()).collect();
+    assert_eq!(types, ["INVENTORY_RESERVED", "INVENTORY_RELEASED"]);
+    let (key, _, id, reserved) = &decisions[0];
+    assert_eq!(key, "order-1001");
+    let placed_by = reserved["causationId"].as_str().unwrap();
+    assert_eq!(
+        id,
+        &inventory_updater::saga::event_id(placed_by, "INVENTORY_RESERVED")
+    );
+    assert_eq!(reserved["orderId"], "order-1001");
+    assert_eq!(reserved["email"], "user-ada@example.com");
+    assert_eq!(reserved["total"], "12.50");
+    assert_eq!(
+        reserved["items"],
+        serde_json::json!([{"productId": "sku-apple", "quantity": 2}, {"productId": "sku-pear", "quantity": 1}])
+    );
+    let released = &decisions[1].3;
+    assert_eq!(released["reasonCode"], "CANCELLED");
+    assert_eq!(
+        released["email"], "user-ada@example.com",
+        "kept with the order"
+    );
+    assert_eq!(released["items"], reserved["items"]);
+
+    // Delivered again, nothing is decided again, and nothing more is published.
+    engine.process(&sample("order-placed.json"), None).await;
+    assert_eq!(published(&engine).len(), 2);
+}
+
+/// The mixed batch publishes one decision per order decided: the rejections carry the reason and
+/// its code; the events that decided nothing publish nothing.
+#[tokio::test]
+async fn rejections_carry_their_reason() {
+    let engine = engine();
+    engine.process(&sample("mixed-batch.json"), None).await;
+    let decisions = published(&engine);
+    let mut rejected: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.1 == "INVENTORY_REJECTED")
+        .map(|d| (d.0.as_str(), d.3["reasonCode"].as_str().unwrap()))
+        .collect();
+    rejected.sort_unstable();
+    assert_eq!(
+        rejected,
+        [
+            ("order-2004", "OUT_OF_STOCK"),
+            ("order-2005", "UNKNOWN_PRODUCT")
+        ]
+    );
+    let reserved = decisions
+        .iter()
+        .filter(|d| d.1 == "INVENTORY_RESERVED")
+        .count();
+    assert_eq!(reserved, 3);
+    let ids: std::collections::HashSet<_> = decisions.iter().map(|d| &d.2).collect();
+    assert_eq!(ids.len(), decisions.len(), "one id per decision");
+}
+
+/// Never an effect without its event: a reservation committed whose publish failed is published
+/// by the record's retry, with the same id, although the retry finds the reservation recorded.
+#[tokio::test]
+async fn a_failed_publish_is_published_by_the_retry() {
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut stream = FakeStream::new(1);
+    let fail = failing.clone();
+    stream.fail = Some(Box::new(move |_, _| {
+        fail.load(std::sync::atomic::Ordering::SeqCst)
+            .then_some("ProvisionedThroughputExceededException")
+    }));
+    // The warm memory is off, as in a new container: the retry goes to the store.
+    let engine = engine_over(&[("IDEMPOTENCY_CACHE_SIZE", "0")], stream);
+    let store = engine.consumer().store();
+    let out = engine.process(&sample("order-placed.json"), None).await;
+    assert_eq!(
+        out.response.batch_item_failures.len(),
+        1,
+        "reported for retry"
+    );
+    assert_eq!(
+        store.stock("sku-apple"),
+        Some(8),
+        "the reservation committed"
+    );
+    assert!(published(&engine).is_empty());
+
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = engine.process(&sample("order-placed.json"), None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(out.stats.duplicates, 1, "the retry changed no stock");
+    assert_eq!(store.stock("sku-apple"), Some(8));
+    let decisions = published(&engine);
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].1, "INVENTORY_RESERVED");
+    let cause = decisions[0].3["causationId"].as_str().unwrap();
+    assert_eq!(
+        decisions[0].2,
+        inventory_updater::saga::event_id(cause, "INVENTORY_RESERVED")
+    );
+    // Once more: the same id again (a copy every reader drops), never a new one.
+    engine.process(&sample("order-placed.json"), None).await;
+    let ids: std::collections::HashSet<_> = published(&engine).into_iter().map(|d| d.2).collect();
+    assert_eq!(ids.len(), 1);
+}
+
+/// The saga's compensation: a failed payment gives a reserved order's stock back and publishes
+/// the release with its cause; a failed payment first makes the late placement a rejection; a
+/// placement decided by another event publishes nothing.
+#[tokio::test]
+async fn a_failed_payment_releases_the_stock() {
+    let engine = engine();
+    let store = engine.consumer().store();
+    let batch = kinesis_event([
+        r#"{"eventId":"p-1","eventType":"ORDER_PLACED","payload":{"orderId":"o-1","userId":"u-1","email":"a@b.co","items":[{"productId":"sku-pear","quantity":2}],"total":"4.00"}}"#,
+        r#"{"eventId":"f-1","eventType":"PAYMENT_FAILED","payload":{"orderId":"o-1","reason":"card declined"}}"#,
+        r#"{"eventId":"f-2","eventType":"PAYMENT_FAILED","payload":{"orderId":"o-2"}}"#,
+        r#"{"eventId":"p-2","eventType":"ORDER_PLACED","payload":{"orderId":"o-2","items":[{"productId":"sku-pear","quantity":1}]}}"#,
+        r#"{"eventId":"p-1-again","eventType":"ORDER_CREATED","payload":{"orderId":"o-1","items":[{"productId":"sku-pear","quantity":2}]}}"#,
+    ]);
+    let out = engine.process(&batch, None).await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(
+        store.stock("sku-pear"),
+        Some(5),
+        "all given back or never taken"
+    );
+    assert_eq!(
+        store.reservation("o-1").unwrap().status,
+        ReservationStatus::Released
+    );
+    let o2 = store.reservation("o-2").unwrap();
+    assert_eq!(o2.status, ReservationStatus::Rejected);
+    assert_eq!(
+        o2.reason.as_deref(),
+        Some("payment failed before it was placed")
+    );
+    let decisions: Vec<_> = published(&engine)
+        .into_iter()
+        .map(|d| (d.1, d.0, d.3["reasonCode"].as_str().map(str::to_owned)))
+        .collect();
+    let expect =
+        |t: &str, o: &str, c: Option<&str>| (t.to_owned(), o.to_owned(), c.map(str::to_owned));
+    let mut decisions = decisions;
+    decisions.sort();
+    assert_eq!(
+        decisions,
+        [
+            expect("INVENTORY_REJECTED", "o-2", Some("PAYMENT_FAILED")),
+            expect("INVENTORY_RELEASED", "o-1", Some("PAYMENT_FAILED")),
+            expect("INVENTORY_RESERVED", "o-1", None),
+        ]
+    );
 }
