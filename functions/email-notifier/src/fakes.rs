@@ -6,11 +6,13 @@ use std::time::Duration;
 use shared::fakes::{lock, FailurePlan};
 use shared::{EffectError, ErrorClass};
 
-use crate::ports::{Confirmation, EmailSender};
+use crate::ports::{EmailSender, Notice, NoticeKind};
 
 /// One email the fake sender accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentEmail {
+    /// Which email.
+    pub kind: NoticeKind,
     /// The recipient.
     pub to: String,
     /// The order.
@@ -48,13 +50,14 @@ impl FakeEmailSender {
 }
 
 impl EmailSender for FakeEmailSender {
-    async fn send_confirmation(&self, c: &Confirmation<'_>) -> Result<String, EffectError> {
+    async fn send(&self, c: &Notice<'_>) -> Result<String, EffectError> {
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }
         self.failures.take(c.order_id.as_str())?;
         let mut sent = lock(&self.sent);
         sent.push(SentEmail {
+            kind: c.kind,
             to: c.to.as_str().to_owned(),
             order_id: c.order_id.as_str().to_owned(),
             template_data: c.template_data.clone(),

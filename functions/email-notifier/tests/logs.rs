@@ -5,7 +5,7 @@ use email_notifier::fakes::FakeEmailSender;
 use email_notifier::{EmailRule, Notifier};
 
 type Config = shared::runtime::Settings<Notifier>;
-use email_notifier::{Confirmation, EmailSender};
+use email_notifier::{EmailSender, Notice};
 use serde_json::Value;
 use shared::fakes::{CapturedLog, FakeLedger};
 use shared::platform::telemetry::{self, LogSettings, REDACTED};
@@ -52,11 +52,11 @@ struct RejectingSender {
 }
 
 impl EmailSender for RejectingSender {
-    async fn send_confirmation(&self, c: &Confirmation<'_>) -> Result<String, EffectError> {
+    async fn send(&self, c: &Notice<'_>) -> Result<String, EffectError> {
         let class = match c.order_id.as_str() {
             "order-2001" => ErrorClass::Retryable,
             "order-3002" => ErrorClass::Permanent,
-            _ => return self.inner.send_confirmation(c).await,
+            _ => return self.inner.send(c).await,
         };
         let cause = std::io::Error::other(format!(
             "MessageRejected: Email address is not verified. The following identities failed \
@@ -73,6 +73,8 @@ fn logs_carry_record_context_and_never_an_address() {
     let env = Env::from_pairs([
         ("SENDER_ADDRESS", "shop@example.com"),
         ("TEMPLATE_NAME", "OrderConfirmation"),
+        ("REJECTED_TEMPLATE_NAME", "OrderRejected"),
+        ("PAYMENT_FAILED_TEMPLATE_NAME", "PaymentFailed"),
         ("IDEMPOTENCY_TABLE", "idempotency"),
         ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
         ("EVENT_TYPES", "ORDER_PLACED,ORDER_CREATED"),

@@ -18,6 +18,8 @@ fn config(extra: &[(&str, &str)]) -> Config {
     let mut vars = vec![
         ("SENDER_ADDRESS", "shop@example.com"),
         ("TEMPLATE_NAME", "OrderConfirmation"),
+        ("REJECTED_TEMPLATE_NAME", "OrderRejected"),
+        ("PAYMENT_FAILED_TEMPLATE_NAME", "PaymentFailed"),
         ("IDEMPOTENCY_TABLE", "idempotency"),
         ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
     ];
@@ -32,10 +34,18 @@ fn engine(extra: &[(&str, &str)]) -> Engine {
     BatchEngine::new(rule, FakePoisonSink::default(), config(extra).common.engine)
 }
 
+/// The rule confirming at placement (`EVENT_TYPES=ORDER_PLACED`), for a pipeline without
+/// inventory's decisions: what the samples of placements exercise.
+fn at_placement(extra: &[(&str, &str)]) -> Engine {
+    let mut vars = vec![("EVENT_TYPES", "ORDER_PLACED")];
+    vars.extend_from_slice(extra);
+    engine(&vars)
+}
+
 /// A placed order sends one confirmation, to the order's address, with the order in the data.
 #[tokio::test]
 async fn placed_order_sends_one_confirmation() {
-    let engine = engine(&[]);
+    let engine = at_placement(&[]);
     let out = engine.process(&sample("order-placed.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
     let sent = engine.consumer().sender().sent();
@@ -52,10 +62,10 @@ async fn placed_order_sends_one_confirmation() {
     );
 }
 
-/// Only ORDER_PLACED sends by default; everything else in the mixed batch is skipped and counted.
+/// At placement, only ORDER_PLACED sends; everything else in the mixed batch is skipped and counted.
 #[tokio::test]
 async fn mixed_batch_sends_for_placed_orders_only() {
-    let engine = engine(&[]);
+    let engine = at_placement(&[]);
     let out = engine.process(&sample("mixed-batch.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
     let mut orders: Vec<_> = engine
@@ -86,7 +96,7 @@ async fn event_types_are_configurable() {
 /// Poison records are captured; the good ones around them still send.
 #[tokio::test]
 async fn poison_batch_sends_the_good_ones() {
-    let engine = engine(&[]);
+    let engine = at_placement(&[]);
     let out = engine.process(&sample("poison-batch.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
     assert_eq!(engine.consumer().sender().sent().len(), 2);
@@ -112,7 +122,7 @@ async fn poison_batch_sends_the_good_ones() {
 /// rejection is captured as poison.
 #[tokio::test]
 async fn send_failures_are_classified() {
-    let engine = engine(&[]);
+    let engine = at_placement(&[]);
     engine
         .consumer()
         .sender()
@@ -137,7 +147,7 @@ async fn send_failures_are_classified() {
 /// duplicates.
 #[tokio::test]
 async fn redelivery_never_sends_twice() {
-    let engine = engine(&[]);
+    let engine = at_placement(&[]);
     let first = engine.process(&sample("mixed-batch.json"), None).await;
     let second = engine.process(&sample("mixed-batch.json"), None).await;
     let third = engine.process(&sample("mixed-batch.json"), None).await;
@@ -156,7 +166,7 @@ async fn redelivery_never_sends_twice() {
 /// delivery blocks a redelivery until its lease expires, then the redelivery sends.
 #[tokio::test]
 async fn claims_are_released_or_expire() {
-    let engine = engine(&[]);
+    let engine = at_placement(&[]);
     engine
         .consumer()
         .sender()
@@ -198,6 +208,8 @@ fn missing_settings_are_named() {
     let full = [
         ("SENDER_ADDRESS", "s@example.com"),
         ("TEMPLATE_NAME", "T"),
+        ("REJECTED_TEMPLATE_NAME", "R"),
+        ("PAYMENT_FAILED_TEMPLATE_NAME", "P"),
         ("IDEMPOTENCY_TABLE", "i"),
         ("DLQ_URL", "https://sqs.us-east-1.amazonaws.com/1/dlq"),
     ];
@@ -217,7 +229,7 @@ fn missing_settings_are_named() {
 /// created order and its cancellation are not this function's.
 #[tokio::test]
 async fn real_producers_are_read() {
-    let engine = engine(&[]);
+    let engine = at_placement(&[]);
     let out = engine.process(&sample("real-producers.json"), None).await;
     assert!(out.response.batch_item_failures.is_empty());
     assert_eq!(
@@ -242,7 +254,7 @@ async fn real_producers_are_read() {
 #[tokio::test]
 async fn its_schema_requires_the_address() {
     let data = r#"{"eventType": "ORDER_PLACED", "payload": {"orderId": "o-1", "userId": "u-1", "items": [{"productId": "p", "quantity": 1}], "total": "1.00"}}"#;
-    let engine = engine(&[]);
+    let engine = at_placement(&[]);
     let out = engine.process(&kinesis_event([data]), None).await;
     assert_eq!(out.stats.poison, 1);
     let reason = &engine.poison_sink().captured()[0].reason;
@@ -269,7 +281,7 @@ async fn an_event_id_reused_with_another_payload_is_poison() {
     );
     // Each batch's records start at sequence number 0: the warm memory (by stream identity) would
     // take them for redeliveries, so these deliveries go to the ledger.
-    let engine = engine(&[("IDEMPOTENCY_CACHE_SIZE", "0")]);
+    let engine = at_placement(&[("IDEMPOTENCY_CACHE_SIZE", "0")]);
     let out = engine.process(&kinesis_event([first.as_str()]), None).await;
     assert_eq!(out.stats.applied, 1);
     let out = engine.process(&kinesis_event([same.as_str()]), None).await;
@@ -287,4 +299,134 @@ async fn an_event_id_reused_with_another_payload_is_poison() {
         captured[0].reason
     );
     assert_eq!(engine.consumer().sender().sent().len(), 1);
+}
+
+/// A decision of inventory's, as it goes on the stream.
+fn decision(event_id: &str, event_type: &str, order: &str, extra: &str) -> String {
+    format!(
+        r#"{{"eventId":"{event_id}","eventType":"{event_type}","payload":{{"orderId":"{order}","userId":"u-1","items":[{{"productId":"sku-pear","quantity":2}}],"total":"4.00","causationId":"c"{extra}}}}}"#
+    )
+}
+
+/// By default the customer hears what inventory decided: a confirmation when reserved, "cannot
+/// fulfil" with the reason in plain words when rejected, the payment email when its payment
+/// failed; nothing for a cancellation, nothing without an address; placements themselves are
+/// not this rule's.
+#[tokio::test]
+async fn each_decision_its_email() {
+    let to = r#","email":"ada@example.com""#;
+    let batch = [
+        decision("d-1", "INVENTORY_RESERVED", "o-1", to),
+        decision(
+            "d-2",
+            "INVENTORY_REJECTED",
+            "o-2",
+            &format!(
+                r#"{to},"reason":"insufficient stock for sku-pear: 1 available, 2 wanted","reasonCode":"OUT_OF_STOCK""#
+            ),
+        ),
+        decision(
+            "d-3",
+            "INVENTORY_RELEASED",
+            "o-3",
+            &format!(r#"{to},"reasonCode":"PAYMENT_FAILED""#),
+        ),
+        decision(
+            "d-4",
+            "INVENTORY_RELEASED",
+            "o-4",
+            &format!(r#"{to},"reasonCode":"CANCELLED""#),
+        ),
+        decision(
+            "d-5",
+            "INVENTORY_REJECTED",
+            "o-5",
+            &format!(r#"{to},"reasonCode":"CANCELLED""#),
+        ),
+        decision("d-6", "INVENTORY_RESERVED", "o-6", ""),
+        r#"{"eventId":"p-1","eventType":"ORDER_PLACED","payload":{"orderId":"o-7"}}"#.to_owned(),
+    ];
+    let engine = engine(&[]);
+    let out = engine
+        .process(&kinesis_event(batch.iter().map(String::as_str)), None)
+        .await;
+    assert!(out.response.batch_item_failures.is_empty());
+    assert_eq!(
+        (out.stats.applied, out.stats.no_effect, out.stats.poison),
+        (3, 3, 0),
+        "{:?}",
+        out.stats
+    );
+    assert_eq!(out.stats.skipped.get("ORDER_PLACED"), Some(&1));
+    let sent = engine.consumer().sender().sent();
+    let kinds: Vec<_> = sent.iter().map(|s| (s.order_id.as_str(), s.kind)).collect();
+    use email_notifier::NoticeKind::*;
+    assert_eq!(
+        kinds,
+        [
+            ("o-1", Confirmation),
+            ("o-2", Rejected),
+            ("o-3", PaymentFailed)
+        ]
+    );
+    let rejected: Value = serde_json::from_str(&sent[1].template_data).unwrap();
+    assert_eq!(
+        rejected["reason"],
+        "Not enough stock is left of one of the products you ordered."
+    );
+    assert_eq!(rejected["total"], "4.00");
+    assert_eq!(rejected["items"][0]["productId"], "sku-pear");
+    let confirmed: Value = serde_json::from_str(&sent[0].template_data).unwrap();
+    assert!(confirmed.get("reason").is_none());
+    assert_eq!(confirmed["itemCount"], 2);
+}
+
+/// At most once per order and step: the same decision again (a copy, or another id for the same
+/// step) sends nothing more; another step of the same order does send.
+#[tokio::test]
+async fn once_per_order_and_step() {
+    let to = r#","email":"ada@example.com""#;
+    let failed = format!(r#"{to},"reasonCode":"PAYMENT_FAILED""#);
+    let engine = engine(&[("IDEMPOTENCY_CACHE_SIZE", "0")]);
+    for data in [
+        decision("d-1", "INVENTORY_RESERVED", "o-1", to),
+        decision("d-1", "INVENTORY_RESERVED", "o-1", to),
+        decision("d-1-again", "INVENTORY_RESERVED", "o-1", to),
+        decision("d-2", "INVENTORY_RELEASED", "o-1", &failed),
+        decision("d-2", "INVENTORY_RELEASED", "o-1", &failed),
+    ] {
+        let out = engine.process(&kinesis_event([data.as_str()]), None).await;
+        assert!(out.response.batch_item_failures.is_empty());
+    }
+    let kinds: Vec<_> = engine
+        .consumer()
+        .sender()
+        .sent()
+        .into_iter()
+        .map(|s| s.kind)
+        .collect();
+    use email_notifier::NoticeKind::*;
+    assert_eq!(kinds, [Confirmation, PaymentFailed]);
+    assert!(engine
+        .consumer()
+        .ledger()
+        .done_note("order/o-1/confirmation")
+        .is_some());
+}
+
+/// A decision whose address SES would refuse can never succeed: poison, with its field named.
+#[tokio::test]
+async fn a_bad_address_in_a_decision_is_poison() {
+    let data = decision(
+        "d-1",
+        "INVENTORY_RESERVED",
+        "o-1",
+        r#","email":"not an address""#,
+    );
+    let engine = engine(&[]);
+    let out = engine.process(&kinesis_event([data.as_str()]), None).await;
+    assert_eq!(out.stats.poison, 1);
+    let reason = &engine.poison_sink().captured()[0].reason;
+    assert!(reason.contains("email"), "{reason}");
+    assert!(engine.consumer().sender().sent().is_empty());
 }

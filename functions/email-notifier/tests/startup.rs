@@ -19,12 +19,14 @@ fn a_wrong_start_is_said_once_with_every_problem() {
     for expected in [
         "AWS_LAMBDA_RUNTIME_API is not set",
         "'make watch'",
-        "5 settings are wrong:",
+        "7 settings are wrong:",
         "RUST_LOG=verbose is not valid: expected a level (error, warn, info, debug, trace) or a tracing filter",
         "MAX_CONCURRENCY=-1 is not valid: expected a whole number from 1 to 1024",
         "DLQ_URL is missing",
         "IDEMPOTENCY_TABLE is missing",
         "TEMPLATE_NAME is missing",
+        "REJECTED_TEMPLATE_NAME is missing",
+        "PAYMENT_FAILED_TEMPLATE_NAME is missing",
     ] {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }
