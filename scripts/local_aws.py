@@ -26,13 +26,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The stock the demo and the integration tests start from.
 STOCK = {"sku-apple": 10, "sku-pear": 5, "sku-plum": 8, "sku-gold": 10}
 
-def confirmation_template(name):
-    """The SES template as template.yaml deploys it (one source for both), named `name`."""
+# The SES templates: template.yaml's resource of each, and the local.env setting naming it.
+SES_TEMPLATES = {
+    "ConfirmationTemplate": "TEMPLATE_NAME",
+    "RejectedTemplate": "REJECTED_TEMPLATE_NAME",
+    "PaymentFailedTemplate": "PAYMENT_FAILED_TEMPLATE_NAME",
+}
+
+
+def ses_templates(env):
+    """The SES templates as template.yaml deploys them (one source for both), named by local.env."""
     from cfnlint.decode import cfn_yaml  # cfn-lint reads CloudFormation's YAML tags
 
     resources = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))["Resources"]
-    template = dict(resources["ConfirmationTemplate"]["Properties"]["Template"])
-    return dict(template, TemplateName=name)
+    return [
+        dict(resources[resource]["Properties"]["Template"], TemplateName=env[setting])
+        for resource, setting in SES_TEMPLATES.items()
+    ]
 
 
 def settings():
@@ -79,6 +89,15 @@ def bootstrap(endpoint):
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         ), "ResourceInUseException")
+    # The order status (template: OrderStatusTable): pk and sk.
+    exists(lambda: ddb.create_table(
+        TableName=env["STATUS_TABLE"],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    ), "ResourceInUseException")
     ddb.update_time_to_live(
         TableName=env["IDEMPOTENCY_TABLE"],
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
@@ -93,8 +112,8 @@ def bootstrap(endpoint):
         ), "ConditionalCheckFailedException")
     ses = c["ses"]
     ses.verify_email_identity(EmailAddress=env["SENDER_ADDRESS"])
-    template = confirmation_template(env["TEMPLATE_NAME"])
-    exists(lambda: ses.create_template(Template=template), "AlreadyExists", "AlreadyExistsException")
+    for template in ses_templates(env):
+        exists(lambda: ses.create_template(Template=template), "AlreadyExists", "AlreadyExistsException")
     c["sqs"].create_queue(QueueName=env["DLQ_NAME"])
     # The failure bucket: the event source mapping's OnFailure destination (FailureDestination s3).
     exists(lambda: c["s3"].create_bucket(Bucket=env["FAILURE_BUCKET"]),

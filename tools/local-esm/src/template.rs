@@ -739,7 +739,8 @@ Resources:
             .contains("no parameter Nope"));
     }
 
-    /// The project's own template: both functions, with the parameters' defaults.
+    /// The project's own template: its three stream consumers, with the parameters' defaults.
+    /// The read API (`order-status-api`, a function URL and no Kinesis event) has no mapping.
     #[test]
     fn the_project_template() {
         let text =
@@ -747,7 +748,10 @@ Resources:
                 .unwrap();
         let m = mappings(&text, &HashMap::new()).unwrap();
         let names: Vec<_> = m.iter().map(|m| m.function.as_str()).collect();
-        assert_eq!(names, ["email-notifier", "inventory-updater"]);
+        assert_eq!(
+            names,
+            ["email-notifier", "inventory-updater", "order-status"]
+        );
         for m in &m {
             assert_eq!(m.batch_size, 100);
             assert_eq!(m.batching_window, Duration::from_secs(1));
