@@ -16,7 +16,9 @@ async fn run_email(endpoint: &str, batch: &str) -> BatchOutcome {
 }
 
 async fn email_batch(endpoint: &str, batch: &KinesisBatch) -> BatchOutcome {
-    let config = EmailSettings::from_env(&local_env(&[])).unwrap();
+    // Confirming at placement (`EVENT_TYPES=ORDER_PLACED`): the samples are placements. The saga's
+    // path (a confirmation once reserved) is tests/saga.rs's.
+    let config = EmailSettings::from_env(&local_env(&[("EVENT_TYPES", "ORDER_PLACED")])).unwrap();
     let engine = shared::runtime::engine(config, &LocalAws::sdk_config(endpoint).await);
     engine.process(batch, None).await
 }

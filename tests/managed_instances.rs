@@ -18,8 +18,11 @@ type Engine = BatchEngine<email_notifier::EmailRule<FakeEmailSender, FakeLedger>
 /// email-notifier over fakes whose sends are slow (so invocations overlap) and fail for some
 /// orders (so each batch has an answer of its own).
 fn engine() -> Engine {
-    let config =
-        EmailSettings::from_env(&Env::from_pairs(integration_tests::BENCH_SETTINGS)).unwrap();
+    // Confirming at placement: the samples are placements.
+    let settings = integration_tests::BENCH_SETTINGS
+        .into_iter()
+        .chain([("EVENT_TYPES", "ORDER_PLACED")]);
+    let config = EmailSettings::from_env(&Env::from_pairs(settings)).unwrap();
     let sender = FakeEmailSender::with_delay(Duration::from_millis(30));
     for order in [
         "order-1001",

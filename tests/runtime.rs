@@ -15,8 +15,11 @@ use shared::{BatchEngine, Env, KinesisBatch};
 type Engine = BatchEngine<email_notifier::EmailRule<FakeEmailSender, FakeLedger>, FakePoisonSink>;
 
 fn engine() -> Engine {
-    let config =
-        EmailSettings::from_env(&Env::from_pairs(integration_tests::BENCH_SETTINGS)).unwrap();
+    // Confirming at placement: the samples are placements.
+    let settings = integration_tests::BENCH_SETTINGS
+        .into_iter()
+        .chain([("EVENT_TYPES", "ORDER_PLACED")]);
+    let config = EmailSettings::from_env(&Env::from_pairs(settings)).unwrap();
     BatchEngine::new(
         email_notifier::EmailRule::new(FakeEmailSender::default(), FakeLedger::default()),
         FakePoisonSink::default(),

@@ -16,10 +16,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use email_notifier::{Confirmation, EmailSender};
+use email_notifier::{EmailSender, Notice};
 use integration_tests::{EmailSettings, InventorySettings};
-use inventory_updater::{InventoryStore, ReleaseOutcome, ReserveOutcome};
-use orders::{OrderId, Quantity};
+use inventory_updater::lifecycle::Ending;
+use inventory_updater::{InventoryStore, Placement, ReleaseOutcome, ReserveOutcome};
+use orders::OrderId;
+use producer::ports::{Entry, EntryResult, RequestError, Shard, StreamWriter};
 use serde_json::json;
 use shared::idempotency::{Claim, EffectKey, IdempotencyStore, Lease, Mark};
 use shared::{BatchEngine, Consumer, EffectError, Env, KinesisBatch, PoisonRecord, PoisonSink};
@@ -28,7 +30,7 @@ use shared::{BatchEngine, Consumer, EffectError, Env, KinesisBatch, PoisonRecord
 struct Noop;
 
 impl EmailSender for Noop {
-    async fn send_confirmation(&self, c: &Confirmation<'_>) -> Result<String, EffectError> {
+    async fn send(&self, c: &Notice<'_>) -> Result<String, EffectError> {
         std::hint::black_box(&c.template_data);
         Ok(String::new())
     }
@@ -50,18 +52,37 @@ impl InventoryStore for Noop {
     async fn reserve(
         &self,
         _: &EffectKey<'_>,
-        _: &OrderId<'_>,
-        lines: &BTreeMap<&str, Quantity>,
+        placement: &Placement<'_>,
     ) -> Result<ReserveOutcome, EffectError> {
-        std::hint::black_box(lines);
+        std::hint::black_box(&placement.lines);
         Ok(ReserveOutcome::Reserved)
     }
     async fn release(
         &self,
         _: &EffectKey<'_>,
         _: &OrderId<'_>,
+        _: Ending,
     ) -> Result<ReleaseOutcome, EffectError> {
-        Ok(ReleaseOutcome::Released)
+        Ok(ReleaseOutcome::Released(inventory_updater::Held {
+            lines: BTreeMap::new(),
+            customer: Default::default(),
+        }))
+    }
+}
+
+impl StreamWriter for Noop {
+    async fn put_records(&self, entries: &[Entry]) -> Result<Vec<EntryResult>, RequestError> {
+        std::hint::black_box(entries);
+        Ok(entries
+            .iter()
+            .map(|_| EntryResult::Written {
+                shard_id: String::new(),
+                sequence_number: String::new(),
+            })
+            .collect())
+    }
+    async fn open_shards(&self) -> Result<Vec<Shard>, RequestError> {
+        Ok(Vec::new())
     }
 }
 
@@ -180,7 +201,7 @@ fn main() {
     );
     let config = InventorySettings::from_env(&env(&[])).unwrap();
     let inventory = BatchEngine::new(
-        inventory_updater::InventoryRule::new(Noop),
+        inventory_updater::InventoryRule::new(Noop, Noop),
         Noop,
         config.common.engine,
     );

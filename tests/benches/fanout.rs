@@ -75,6 +75,8 @@ fn main() {
             let concurrency_text = concurrency.to_string();
             let mut settings = integration_tests::BENCH_SETTINGS.to_vec();
             settings.push(("MAX_CONCURRENCY", concurrency_text.as_str()));
+            // The peers' batch is of placements: confirmed at placement.
+            settings.push(("EVENT_TYPES", "ORDER_PLACED"));
             let env = Env::from_pairs(settings);
             let config = EmailSettings::from_env(&env).unwrap();
             let engine = shared::runtime::engine(config, &sdk);

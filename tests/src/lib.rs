@@ -30,11 +30,14 @@ pub type InventorySettings = shared::runtime::Settings<inventory_updater::Update
 /// which run the functions against `stub_aws` rather than the bootstrapped local server. The
 /// benchmarks deliver the same batch again and again: the warm memory of finished records is off,
 /// or every run after the first would be all duplicates, measuring nothing.
-pub const BENCH_SETTINGS: [(&str, &str); 6] = [
+pub const BENCH_SETTINGS: [(&str, &str); 9] = [
     ("IDEMPOTENCY_CACHE_SIZE", "0"),
     ("SENDER_ADDRESS", "orders@example.com"),
     ("TEMPLATE_NAME", "OrderConfirmation"),
+    ("REJECTED_TEMPLATE_NAME", "OrderRejected"),
+    ("PAYMENT_FAILED_TEMPLATE_NAME", "PaymentFailed"),
     ("INVENTORY_TABLE", "inventory"),
+    ("STREAM_NAME", "order-events"),
     ("IDEMPOTENCY_TABLE", "idempotency"),
     (
         "DLQ_URL",

@@ -1,4 +1,5 @@
-//! A stub AWS endpoint on loopback for the benchmarks: it answers every DynamoDB, SES and SQS call
+//! A stub AWS endpoint on loopback for the benchmarks: it answers every DynamoDB, SES, SQS and
+//! Kinesis `PutRecords` call
 //! with a success in the service's own protocol, after a fixed delay, and records the order in
 //! which SES sends arrive. Unlike moto it keeps connections alive and answers calls concurrently,
 //! like the real services, so what it measures is the client side: our engine and the SDK.
@@ -118,6 +119,24 @@ async fn serve(
                 "application/x-amz-json-1.0",
                 r#"{"MessageId":"stub-message"}"#.to_owned(),
             ),
+            // Every entry written (inventory-updater publishes its decisions).
+            "kinesis" if request.operation == "PutRecords" => {
+                let entries = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["Records"].as_array().map(Vec::len))
+                    .unwrap_or(0);
+                let written = vec![
+                    r#"{"SequenceNumber":"49590000000000000000000000000000000000000000000000000001","ShardId":"shardId-000000000000"}"#;
+                    entries
+                ];
+                (
+                    "application/x-amz-json-1.1",
+                    format!(
+                        r#"{{"FailedRecordCount":0,"Records":[{}]}}"#,
+                        written.join(",")
+                    ),
+                )
+            }
             _ => ("application/x-amz-json-1.0", "{}".to_owned()),
         };
         let response = format!(
