@@ -5,6 +5,7 @@
 //! Each test starts its own server and stops it when the [`LocalAws`] is dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod pipeline;
 pub mod proxy;
 pub mod runtime_api;
 pub mod stub_aws;
@@ -25,6 +26,8 @@ use shared::{Env, KinesisBatch};
 pub type EmailSettings = shared::runtime::Settings<email_notifier::Notifier>;
 /// inventory-updater's settings, as its `main` reads them.
 pub type InventorySettings = shared::runtime::Settings<inventory_updater::Updater>;
+/// order-status's settings, as its `main` reads them.
+pub type StatusSettings = shared::runtime::Settings<order_status::OrderStatus>;
 
 /// The settings both functions require, with names a stub endpoint accepts: for the benchmarks,
 /// which run the functions against `stub_aws` rather than the bootstrapped local server. The

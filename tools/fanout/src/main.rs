@@ -7,6 +7,8 @@
 //!                                           put them back on the stream; delete what went back
 //! fanout invoke FUNCTION EVENT [--json]     the local stack: invoke a function with a sample event
 //! fanout counts LOG [--from-line N]         the local stack: the functions' counts in their log
+//! fanout rebuild --into TABLE [--compare LIVE] [--template FILE]
+//!                                           order-status's table, rebuilt from the stream's start
 //! ```
 //!
 //! Settings come from the environment: `DLQ_URL`, `FAILURE_BUCKET`, `STREAM_NAME` (the stream
@@ -19,6 +21,7 @@ mod bucket;
 mod dlq;
 mod local;
 mod queue;
+mod rebuild;
 mod stream;
 
 use std::path::PathBuf;
@@ -33,7 +36,7 @@ use crate::dlq::{Choice, From, Place};
 #[derive(Parser)]
 #[command(
     name = "fanout",
-    about = "The dead-letter queue and the failure bucket: look, and redrive; on the local stack, invoke",
+    about = "The dead-letter queue and the failure bucket: look, and redrive; the read model: rebuild; on the local stack, invoke",
     version
 )]
 struct Cli {
@@ -95,6 +98,19 @@ enum Command {
         #[arg(long, default_value = "events")]
         events: PathBuf,
     },
+    /// Rebuild order-status's table from the stream's start (TRIM_HORIZON) into a fresh table, as
+    /// order-status does it (its settings from the environment, its mapping from the template).
+    Rebuild {
+        /// The fresh table (created if missing; refused if it holds anything).
+        #[arg(long, value_name = "TABLE")]
+        into: String,
+        /// Then compare it with this table (the live one), order by order.
+        #[arg(long, value_name = "LIVE")]
+        compare: Option<String>,
+        /// The SAM template of the mapping.
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
+    },
     /// The local stack: the functions' counts over their log from a line on, summed.
     Counts {
         /// The functions' log.
@@ -150,6 +166,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
         }
         Command::Counts { log, from_line } => local::counts(&log, from_line),
+        Command::Rebuild {
+            into,
+            compare,
+            template,
+        } => rebuild::rebuild(&into, compare.as_deref(), &template).await,
     }
 }
 

@@ -119,6 +119,32 @@ impl Status {
     }
 }
 
+/// Waits until the mappings of `statuses` are caught up: each has read its shards to their tips
+/// and done everything it read, twice over with nothing new read in between (so that what one
+/// function published meanwhile, another has read too). An error after `limit`, with the counts.
+pub async fn caught_up(statuses: &[&Status], limit: Duration) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let mut last = None;
+    loop {
+        let since = shared::time::now_ms() as i64;
+        while !statuses
+            .iter()
+            .all(|s| s.settled_at_ms().is_some_and(|at| at >= since))
+        {
+            if started.elapsed() > limit {
+                let read: Vec<Stats> = statuses.iter().map(|s| s.totals()).collect();
+                return Err(format!("not caught up in {limit:?}: {read:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let read: Vec<u64> = statuses.iter().map(|s| s.totals().read).collect();
+        if last.as_ref() == Some(&read) {
+            return Ok(());
+        }
+        last = Some(read);
+    }
+}
+
 /// How the local mapping runs.
 #[derive(Debug, Clone)]
 pub struct Options {

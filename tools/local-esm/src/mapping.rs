@@ -647,6 +647,37 @@ fn verdict(response: &[u8], batch: &[(StreamRecord, String)], report: bool) -> V
     lowest.map_or(Verdict::Success, Verdict::Partial)
 }
 
+/// A function run in this process: its engine, invoked with the event as Lambda would, with the
+/// function's timeout as the deadline. What `fanout rebuild` and the end-to-end tests invoke; the
+/// local stack invokes the functions through `cargo lambda watch`'s Invoke API instead.
+pub struct InProcess<C, P> {
+    engine: shared::BatchEngine<C, P>,
+    timeout: Duration,
+}
+
+impl<C, P> InProcess<C, P> {
+    /// `engine`, invoked with `timeout` for each invocation's deadline.
+    pub fn new(engine: shared::BatchEngine<C, P>, timeout: Duration) -> Self {
+        Self { engine, timeout }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &shared::BatchEngine<C, P> {
+        &self.engine
+    }
+}
+
+impl<C: shared::Consumer + Send, P: shared::PoisonSink + Send> Function for InProcess<C, P> {
+    async fn invoke(&self, event: Vec<u8>) -> Result<Vec<u8>, InvokeError> {
+        // A body the runtime cannot read fails the invocation, as it does in Lambda.
+        let batch = shared::KinesisBatch::from_slice(&event)
+            .map_err(|e| InvokeError::Function(e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let out = self.engine.process(&batch, Some(deadline)).await;
+        serde_json::to_vec(&out.response).map_err(|e| InvokeError::Function(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
