@@ -134,6 +134,10 @@ impl IdempotencyStore for FakeLedger {
             return Ok(Claim::Reused);
         }
         match entries.get(key) {
+            Some(LedgerEntry::Done {
+                mark: Mark::Unknown,
+                ..
+            }) => return Ok(Claim::Unknown),
             Some(LedgerEntry::Done { .. }) => return Ok(Claim::AlreadyDone),
             Some(LedgerEntry::InProgress { expired: false, .. }) => return Ok(Claim::InProgress),
             _ => {}

@@ -303,7 +303,8 @@ impl IdempotencyStore for DynamoLedger {
                 Claim::Reused
             }
             Some(IN_PROGRESS) => Claim::InProgress,
-            // DONE, UNKNOWN: settled, never repeated.
+            Some(s) if s == Mark::Unknown.as_str() => Claim::Unknown,
+            // DONE: settled, never repeated.
             Some(_) => Claim::AlreadyDone,
         })
     }
@@ -463,11 +464,12 @@ mod tests {
             answer("DONE", None),
             answer("IN_PROGRESS", Some(other)),
             answer("IN_PROGRESS", Some(&ev_hash())),
+            answer("UNKNOWN", Some(&ev_hash())),
         ];
         let client = mock_client!(
             aws_sdk_dynamodb,
             RuleMode::Sequential,
-            [&rules[0], &rules[1], &rules[2], &rules[3], &rules[4]],
+            [&rules[0], &rules[1], &rules[2], &rules[3], &rules[4], &rules[5]],
             no_retry
         );
         let ledger = DynamoLedger::new(client, ledger_config(), "email-notifier");
@@ -477,6 +479,7 @@ mod tests {
             Claim::AlreadyDone,
             Claim::Reused,
             Claim::InProgress,
+            Claim::Unknown,
         ] {
             assert_eq!(ledger.claim(&ev("evt-1")).await.unwrap(), expected);
         }

@@ -17,7 +17,8 @@
 //!   expires and a redelivery performs the effect again. For email that means a second
 //!   confirmation, at most once per crash, never in the normal retry path. A request that got no
 //!   answer (a timeout) may or may not have taken effect: it is marked `UNKNOWN`, never repeated,
-//!   and the record goes to the dead-letter queue for a person to check.
+//!   and the record goes to the dead-letter queue for a person to check; a redelivery of it goes
+//!   there too (its first capture may have failed), and a sink that captures once keeps one copy.
 //!
 //! **Payload validation.** Each ledger entry and marker keeps `payloadHash`, a 128-bit hash of the
 //! payload as the rule read it: its typed fields, in the schema's order, so key order, spacing and
@@ -131,6 +132,10 @@ pub enum Claim {
     Claimed(Lease),
     /// The effect was already performed.
     AlreadyDone,
+    /// An earlier delivery performed the effect and got no answer: nobody knows whether it
+    /// happened (`UNKNOWN`). It is never repeated; the record is captured (again, if its first
+    /// capture failed) for a person to check.
+    Unknown,
     /// Another delivery holds an unexpired claim: it may be performing the effect right now.
     InProgress,
     /// The key was claimed for another payload: the producer reused its `eventId`.
@@ -167,7 +172,8 @@ pub trait IdempotencyStore: Sync {
     ) -> impl Future<Output = Result<Claim, EffectError>> + Send;
 
     /// Ends the claim on `key` with `mark` and a note (for example the message id), if `lease`
-    /// still holds it. Either mark makes later claims answer [`Claim::AlreadyDone`].
+    /// still holds it. Later claims answer [`Claim::AlreadyDone`] after `DONE`, [`Claim::Unknown`]
+    /// after `UNKNOWN`.
     fn complete(
         &self,
         key: &str,
@@ -255,6 +261,9 @@ where
     let lease = match ledger.claim(event).await? {
         Claim::Claimed(lease) => lease,
         Claim::AlreadyDone => return Ok(Outcome::Duplicate),
+        // Never repeated, and captured: the capture of the delivery that marked it may have failed
+        // (a poison sink that captures once sends it once all the same).
+        Claim::Unknown => return Err(unknown("an earlier delivery got no answer")),
         Claim::Reused => return Err(EffectError::bad_data(PAYLOAD_REUSED)),
         Claim::InProgress => {
             return Err(EffectError::retryable(
@@ -269,9 +278,7 @@ where
         }
         Err(err) if err.is_ambiguous() => {
             settle(ledger, key, &lease, Mark::Unknown, &format!("{err:?}")).await;
-            Err(EffectError::permanent(format!(
-                "outcome unknown, not repeated to avoid a duplicate: {err}"
-            )))
+            Err(unknown(&err.to_string()))
         }
         Err(err) => {
             if let Err(release) = ledger.release(key, &lease).await {
@@ -280,6 +287,14 @@ where
             Err(err)
         }
     }
+}
+
+/// The error of an effect whose outcome is unknown, for `why`: permanent, so the record is
+/// captured, never retried.
+fn unknown(why: &str) -> EffectError {
+    EffectError::permanent(format!(
+        "outcome unknown, not repeated to avoid a duplicate: {why}"
+    ))
 }
 
 /// A poison sink that sends each record once, however often its batch is redelivered.
@@ -317,7 +332,7 @@ impl<P: PoisonSink, L: IdempotencyStore> PoisonSink for OncePoisonSink<P, L> {
         let lease = match self.ledger.claim(&EffectKey::bare(key.as_str())).await? {
             Claim::Claimed(lease) => lease,
             // A capture has no payload to compare: never reused.
-            Claim::AlreadyDone | Claim::Reused => return Ok(()),
+            Claim::AlreadyDone | Claim::Unknown | Claim::Reused => return Ok(()),
             Claim::InProgress => {
                 return Err(EffectError::retryable(
                     "this poison record is being captured by another delivery",
@@ -439,6 +454,29 @@ mod tests {
         assert_eq!(ledger.done_note("k").as_deref(), Some("note"));
     }
 
+    /// An effect that got no answer is marked unknown and never performed again; every later
+    /// delivery is captured as poison (its first capture may have failed), never a duplicate.
+    #[tokio::test]
+    async fn an_unknown_outcome_is_never_repeated_and_always_captured() {
+        let ledger = FakeLedger::default();
+        let mut runs = 0;
+        for _ in 0..3 {
+            let err = once(&ledger, &EffectKey::bare("k"), || {
+                runs += 1;
+                async {
+                    let mut e = EffectError::retryable("the send got no answer");
+                    e.set_ambiguous();
+                    Err(e)
+                }
+            })
+            .await
+            .unwrap_err();
+            assert_eq!(err.class(), ErrorClass::Permanent);
+            assert!(err.to_string().contains("outcome unknown"), "{err}");
+        }
+        assert_eq!(runs, 1);
+    }
+
     /// A failed effect releases its claim and passes its error on.
     #[tokio::test]
     async fn failure_releases_the_claim() {
@@ -479,31 +517,6 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(out, Outcome::Applied);
-    }
-
-    /// A failure that leaves the outcome unknown is not repeated: the claim is marked, later
-    /// deliveries are duplicates, and the error becomes permanent (to the dead-letter queue).
-    #[tokio::test]
-    async fn unknown_outcome_is_never_repeated() {
-        let ledger = FakeLedger::default();
-        let timeout = || {
-            let mut e = EffectError::retryable("SendTemplatedEmail got no answer");
-            e.set_ambiguous();
-            e
-        };
-        let err = once(&ledger, &EffectKey::bare("k"), || async { Err(timeout()) })
-            .await
-            .unwrap_err();
-        assert_eq!(err.class(), ErrorClass::Permanent);
-        assert!(err.to_string().contains("outcome unknown"), "{err}");
-        let mut runs = 0;
-        let out = once(&ledger, &EffectKey::bare("k"), || {
-            runs += 1;
-            async { Ok(String::new()) }
-        })
-        .await
-        .unwrap();
-        assert_eq!((out, runs), (Outcome::Duplicate, 0));
     }
 
     /// A poison record redelivered three times is sent to the inner sink once; when the inner sink
