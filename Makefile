@@ -10,12 +10,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # One target dir for every build, test and cargo-lambda run.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-FN ?= email-notifier
+FN ?= inventory-updater
 EVENT ?= order-placed
 PORT ?= 9000
 ARGS ?= generate --orders 200 --keys 20
 
-.PHONY: help tools bins build test test-template bench lint watch up down invoke produce demo dlq redrive snapshot events chaos fuzz clean
+.PHONY: help tools bins build test test-template bench lint watch up down invoke produce demo dlq redrive snapshot order events chaos fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,7 +74,7 @@ up: $(TOOLS) bins ## start the local AWS-API server, the functions and the local
 down: ## stop what 'make up' started
 	scripts/stack.sh down
 
-invoke: $(TOOLS) bins ## invoke a function on the running stack and say what it did: make invoke FN=email-notifier EVENT=order-placed (JSON=1: the raw response)
+invoke: $(TOOLS) bins ## invoke a function on the running stack and say what it did: make invoke FN=inventory-updater EVENT=order-placed (JSON=1: the raw response)
 	scripts/stack.sh invoke $(FN) $(EVENT)
 
 produce: ## put events on the running stack's stream (ARGS="generate --orders 200 --keys 20", or "put FILE.jsonl")
@@ -104,6 +104,10 @@ redrive: $(TOOLS) bins ## put the local failures back on the stream (REDRIVE="--
 
 snapshot: $(TOOLS) ## print the running stack's stock, reservations, emails, ledger and dead-letter queue
 	scripts/stack.sh snapshot
+
+ID ?=
+order: $(TOOLS) ## one order as the read API answers it, for a person: make order ID=<orderId>
+	@scripts/stack.sh order $(ID)
 
 events: $(TOOLS) ## write the sample events (events/*.json) and events/README.md, which decodes them
 	$(VENV)/bin/python events/generate.py

@@ -8,6 +8,10 @@
     local_aws.py esm-report --esm F         print what the local event source mapping did
     local_aws.py report --before F --after F
                                             print the demo's report of the state before and after
+    local_aws.py saga-report --before F --after F --api URL
+                                            per order: its status in the read model (through the
+                                            read API at URL) beside the emails it received
+    local_aws.py order --api URL --id ID    one order as the read API answers it, for a person
 
 Names come from local.env (the same file the functions read), so the functions and the resources
 agree. Runs with the project's .venv Python (boto3 comes with moto).
@@ -16,6 +20,8 @@ import argparse
 import json
 import os
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -244,6 +250,81 @@ def report(before, after):
         print(f"  {key}")
 
 
+def read_api(api, order_id):
+    """The read API's answer for one order: (HTTP status, JSON body)."""
+    url = f"{api}/orders/{urllib.parse.quote(order_id, safe='')}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def saga_report(before, after, api):
+    """Per order: the read model's status beside the emails it received, and the saga's checks."""
+    emails = {}
+    for m in after["emails"][len(before["emails"]):]:
+        emails.setdefault(m["data"].get("orderId"), []).append(m["template"])
+    orders = sorted(set(after["reservations"]) - set(before["reservations"]) | set(emails))
+    rows = []
+    for order in orders:
+        code, view = read_api(api, order)
+        status = view.get("status") if code == 200 else f"HTTP {code}"
+        inventory = after["reservations"].get(order, {}).get("status", "-")
+        rows.append((order, status, inventory, emails.get(order, []), view))
+    print(f"\n== The saga, order by order: {len(rows)} orders (status from the read API, {api}) ==")
+    by_status = count(r[1] for r in rows)
+    print("  " + ", ".join(f"{s}: {n}" for s, n in sorted(by_status.items())))
+    # One order of each outcome (status and emails), then how many more.
+    seen, shown = set(), []
+    for row in rows:
+        kind = (row[1], tuple(row[3]))
+        if kind not in seen:
+            seen.add(kind)
+            shown.append(row)
+    print(f"  {'order':<22} {'read model':<15} {'inventory':<10} emails received")
+    for order, status, inventory, sent, view in shown:
+        history = " > ".join(h["type"] for h in view.get("history", []))
+        print(f"  {order:<22} {status:<15} {inventory:<10} {', '.join(sent) or '(none)'}")
+        print(f"  {'':<22} history: {history}")
+        if view.get("reason"):
+            print(f"  {'':<22} reason: {view['reason']}")
+    print(f"  (one order of each outcome; every order: make order ID=<order>)")
+
+    rejected = [r for r in rows if r[2] == "REJECTED"]
+    confirmed_rejected = [r[0] for r in rejected if "OrderConfirmation" in r[3]]
+    reserved = [r for r in rows if r[2] in ("RESERVED", "RELEASED")]
+    confirmations = count(o for o, _, _, sent, _ in reserved for t in sent if t == "OrderConfirmation")
+    twice = [o for o, n in confirmations.items() if n > 1]
+    unconfirmed = [r[0] for r in reserved if "OrderConfirmation" not in r[3]]
+    print(f"\n== The customer hears only what is true ==")
+    print(f"  {len(rejected)} orders rejected by inventory: {len(confirmed_rejected)} of them got a confirmation"
+          + (f" ({', '.join(confirmed_rejected)})" if confirmed_rejected else ""))
+    print(f"  {len(reserved)} orders reserved: {len(reserved) - len(unconfirmed)} confirmed once, "
+          f"{len(twice)} twice, {len(unconfirmed)} not confirmed"
+          + (f" ({', '.join(unconfirmed[:5])}: no address, or in the dead-letter queue)" if unconfirmed else ""))
+    return 1 if confirmed_rejected or twice else 0
+
+
+def show_order(api, order_id):
+    """One order, as the read API answers it, for a person."""
+    code, view = read_api(api, order_id)
+    if code != 200:
+        print(f"{order_id}: {view.get('message', code)} (HTTP {code})")
+        return 1
+    print(f"order {view['orderId']}: {view['status']}")
+    if view.get("reason"):
+        print(f"  reason: {view['reason']}")
+    for line in view.get("lines", []):
+        print(f"  {line['quantity']} x {line['productId']}")
+    if view.get("total"):
+        print(f"  total: {view['total']}")
+    print("  history:")
+    for h in view.get("history", []):
+        print(f"    {h.get('time') or '(no time)':<26} {h['type']:<20} {h['eventId']}")
+    return 0
+
+
 def count(values):
     out = {}
     for v in values:
@@ -265,6 +346,13 @@ def main():
     r = sub.add_parser("report")
     r.add_argument("--before", required=True)
     r.add_argument("--after", required=True)
+    sr = sub.add_parser("saga-report")
+    sr.add_argument("--before", required=True)
+    sr.add_argument("--after", required=True)
+    sr.add_argument("--api", required=True, help="the read API's URL (before /orders/...)")
+    o = sub.add_parser("order")
+    o.add_argument("--api", required=True)
+    o.add_argument("--id", required=True)
     e = sub.add_parser("esm-report")
     e.add_argument("--esm", required=True, help="the local event source mapping's status file")
     a = p.parse_args()
@@ -279,6 +367,10 @@ def main():
         print()
     elif a.cmd == "esm-report":
         esm_report(json.load(open(a.esm)))
+    elif a.cmd == "saga-report":
+        sys.exit(saga_report(json.load(open(a.before)), json.load(open(a.after)), a.api))
+    elif a.cmd == "order":
+        sys.exit(show_order(a.api, a.id))
     else:
         report(json.load(open(a.before)), json.load(open(a.after)))
 

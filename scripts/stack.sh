@@ -9,6 +9,7 @@
 #   stack.sh produce ARGS...    run the producer (tools/producer) against the running stack
 #   stack.sh dlq | redrive ARGS...  the operator's tool (tools/fanout) against the running stack
 #   stack.sh snapshot           print the running stack's stock, reservations, emails, ledger, DLQ
+#   stack.sh order ID           one order as the read API (order-status-api's function URL) has it
 #   stack.sh demo               up, produce a realistic mix onto the stream, wait until the mapping
 #                               has delivered it, print a report, down (also on failure or Ctrl-C)
 #
@@ -57,6 +58,9 @@ require_up() {
 }
 
 endpoint() { echo "http://127.0.0.1:$(cat "$STATE/moto.port")"; }
+
+# The read API's function URL, as cargo lambda watch serves it.
+read_api() { echo "http://127.0.0.1:$(cat "$STATE/watch.port")/lambda-url/order-status-api"; }
 
 up() {
   if running moto && running watch && running esm; then
@@ -124,21 +128,52 @@ produce() { # producer arguments
 
 now_ms() { "$PY" -c 'import time; print(int(time.time() * 1000))'; }
 
-# Waits until the mapping has delivered everything written before $1 (epoch ms) to every function.
+# Waits until the mapping has delivered everything written before $1 (epoch ms) to every function,
+# then again until a round reads nothing new: inventory-updater's decisions, written meanwhile, are
+# read by the other functions.
 wait_delivered() {
+  local since=$1 last="" reads
   for _ in $(seq 1 600); do
-    "$PY" - "$STATE/esm.json" "$1" <<'PY' && return 0
+    if reads=$("$PY" - "$STATE/esm.json" "$since" <<'PY'
 import json, sys
 try:
     functions = json.load(open(sys.argv[1]))["functions"].values()
 except (OSError, ValueError, KeyError):
     sys.exit(1)
-sys.exit(0 if functions and all((f["settled_at_ms"] or 0) >= int(sys.argv[2]) for f in functions) else 1)
+if not functions or not all((f["settled_at_ms"] or 0) >= int(sys.argv[2]) for f in functions):
+    sys.exit(1)
+print(sum(f["totals"]["read"] for f in functions))
 PY
+    ); then
+      [ "$reads" = "$last" ] && return 0
+      last=$reads
+      since=$(now_ms)
+    fi
     sleep 0.5
   done
   echo "the event source mapping did not deliver everything in 5 minutes; see $STATE/esm.log" >&2
   return 1
+}
+
+# One order per outcome of the saga, as envelopes (one per line): confirmed and paid; refused for
+# want of stock; confirmed, then its payment failed (the compensation); cancelled before its
+# placement arrived.
+saga_story() {
+  local ts n=0
+  ts=$(date -u +%Y-%m-%dT%H:%M:%S)
+  event() { # id type order payload-rest: a millisecond after the one before
+    n=$((n + 1))
+    printf '{"eventId": "story-%s", "eventType": "%s", "timestamp": "%s.%03dZ", "payload": {"orderId": "%s"%s}}\n' \
+      "$1" "$2" "$ts" "$n" "$3" "${4:-}"
+  }
+  local who=', "userId": "user-story", "email": "story@example.com", "total": "9.90"'
+  event 1 ORDER_PLACED demo-confirmed "$who"', "items": [{"productId": "sku-pear", "quantity": 1}]'
+  event 2 PAYMENT_CAPTURED demo-confirmed ', "amount": "9.90"'
+  event 3 ORDER_PLACED demo-out-of-stock "$who"', "items": [{"productId": "sku-apple", "quantity": 999}]'
+  event 4 ORDER_PLACED demo-payment-failed "$who"', "items": [{"productId": "sku-plum", "quantity": 1}]'
+  event 5 PAYMENT_FAILED demo-payment-failed ', "reason": "card declined"'
+  event 6 ORDER_CANCELLED demo-cancelled-first
+  event 7 ORDER_PLACED demo-cancelled-first "$who"', "items": [{"productId": "sku-gold", "quantity": 1}]'
 }
 
 demo() {
@@ -154,19 +189,25 @@ demo() {
   started=$(now_ms)
   echo
   echo "== The producer writes to the stream =="
+  # First a story of one order per outcome of the saga, each keyed by its order (the payment
+  # events stand for the payment service's), then the realistic mix.
+  saga_story >"$STATE/saga-story.jsonl"
+  produce put "$STATE/saga-story.jsonl"
   # Orders, creations, cancellations, payments (skipped), a few duplicates and poison records:
   # once as plain records, once as KPL aggregates packed by shard.
   produce generate --orders 40 --keys 8 --duplicates 0.05 --poison 0.05 --seed 11
   produce generate --orders 40 --keys 8 --duplicates 0.05 --poison 0.05 --seed 12 --aggregate
   put=$(now_ms)
   echo
-  echo "== The event source mapping delivers it to both functions =="
+  echo "== The event source mapping delivers it to the three functions (and inventory's decisions on to the others) =="
   wait_delivered "$put"
   echo "delivered $(( ($(now_ms) - started) ))ms after the first put"
   "$PY" scripts/local_aws.py snapshot --endpoint "$endpoint" >"$STATE/after.json"
   "$PY" scripts/local_aws.py esm-report --esm "$STATE/esm.json"
   "$BIN/fanout" counts "$STATE/watch.log" --from-line "$logged"
   "$PY" scripts/local_aws.py report --before "$STATE/before.json" --after "$STATE/after.json"
+  "$PY" scripts/local_aws.py saga-report --before "$STATE/before.json" --after "$STATE/after.json" \
+    --api "$(read_api)"
 
   echo
   echo "== A batch Lambda gives up on, kept whole in S3 =="
@@ -199,6 +240,9 @@ case "${1:-}" in
   dlq) shift; require_up moto; with_stack_env "$BIN/fanout" dlq "$@" ;;
   redrive) shift; require_up moto; with_stack_env "$BIN/fanout" redrive "$@" ;;
   snapshot) require_up moto; "$PY" scripts/local_aws.py snapshot --endpoint "$(endpoint)" ;;
+  order) shift; require_up moto watch
+    [ -n "${1:-}" ] || { echo "usage: make order ID=<orderId>" >&2; exit 2; }
+    "$PY" scripts/local_aws.py order --api "$(read_api)" --id "$1" ;;
   demo) demo ;;
-  *) echo "usage: $0 up|down|invoke FN EVENT|produce ARGS...|dlq|redrive ARGS...|snapshot|demo" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|invoke FN EVENT|produce ARGS...|dlq|redrive ARGS...|snapshot|order ID|demo" >&2; exit 2 ;;
 esac

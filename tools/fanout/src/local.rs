@@ -75,7 +75,7 @@ pub fn counts(log: &Path, from: usize) -> Result<(), String> {
         })
         .collect();
     println!(
-        "  the functions' own counts, both together (their `batch done` lines): {}",
+        "  the functions' own counts, all together (their `batch done` lines): {}",
         shown.join(", ")
     );
     Ok(())

@@ -6,7 +6,7 @@
 use orders::{ORDER_CANCELLED, ORDER_CREATED, ORDER_PLACED, PAYMENT_CAPTURED, PAYMENT_FAILED};
 use serde_json::{json, Value};
 
-use crate::envelope::{now, OrderEvent};
+use crate::envelope::OrderEvent;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -71,6 +71,8 @@ impl Mix {
     /// The records, in the order to write them.
     pub fn generate(&self) -> Vec<Generated> {
         let mut rng = fastrand::Rng::with_seed(self.seed);
+        // Each event happens a millisecond after the one before it: their timestamps order them.
+        let start_ms = shared::time::now_ms();
         let run = rng.u32(..);
         let keys = self.keys.max(1) as u64;
         let mut out: Vec<Generated> = Vec::with_capacity(self.records);
@@ -160,7 +162,7 @@ impl Mix {
             let event = OrderEvent {
                 event_id: event_id.clone(),
                 event_type: event_type.to_owned(),
-                timestamp: now(),
+                timestamp: shared::time::iso_millis(start_ms + i as i64),
                 payload,
             };
             if matches!(event_type, ORDER_PLACED | ORDER_CREATED)
