@@ -1,12 +1,13 @@
 //! A stub AWS endpoint on loopback for the benchmarks: it answers every DynamoDB, SES, SQS and
-//! Kinesis `PutRecords` call
-//! with a success in the service's own protocol, after a fixed delay, and records the order in
-//! which SES sends arrive. Unlike moto it keeps connections alive and answers calls concurrently,
+//! Kinesis `PutRecords` call with a success in the service's own protocol, after a fixed delay,
+//! and records each call: in the order they arrive, when, on which connection, and (DynamoDB,
+//! Kinesis) its request. Unlike moto it keeps connections alive and answers calls concurrently,
 //! like the real services, so what it measures is the client side: our engine and the SDK.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -19,12 +20,13 @@ pub struct StubAws {
     addr: SocketAddr,
     task: JoinHandle<()>,
     log: Arc<Mutex<Vec<Call>>>,
+    connections: Arc<AtomicUsize>,
 }
 
 /// One call the stub answered, in arrival order.
 #[derive(Debug, Clone)]
 pub struct Call {
-    /// `dynamodb`, `ses`, `sqs` or `other`.
+    /// `dynamodb`, `ses`, `sqs`, `kinesis` or `other`.
     pub service: &'static str,
     /// The operation, for example `SendTemplatedEmail`.
     pub operation: String,
@@ -32,6 +34,12 @@ pub struct Call {
     pub order_id: Option<String>,
     /// For a DynamoDB call: its JSON request (the cost benchmark sizes its items).
     pub dynamodb_request: Option<serde_json::Value>,
+    /// For a Kinesis call: its JSON request (the cost benchmark reads the records put).
+    pub kinesis_request: Option<serde_json::Value>,
+    /// When its request had arrived whole (the fan-out benchmark times each key's chain).
+    pub arrived: Instant,
+    /// The connection it came on, numbered from 0 in the order the stub accepted them.
+    pub connection: usize,
 }
 
 impl StubAws {
@@ -41,16 +49,29 @@ impl StubAws {
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let calls = log.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
                 let calls = calls.clone();
+                let connection = accepted.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    let _ = serve(stream, delay, &calls).await;
+                    let _ = serve(stream, delay, &calls, connection).await;
                 });
             }
         });
-        Self { addr, task, log }
+        Self {
+            addr,
+            task,
+            log,
+            connections,
+        }
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// The stub's URL, to use as `AWS_ENDPOINT_URL`.
@@ -86,8 +107,10 @@ async fn serve(
     mut stream: TcpStream,
     delay: Duration,
     log: &Mutex<Vec<Call>>,
+    connection: usize,
 ) -> std::io::Result<()> {
     while let Some((head, body)) = read_request(&mut stream).await? {
+        let arrived = Instant::now();
         let request = describe(&head, &body);
         let order_id = (request.service == "ses")
             .then(|| order_id(&body))
@@ -101,6 +124,11 @@ async fn serve(
                 dynamodb_request: (request.service == "dynamodb")
                     .then(|| serde_json::from_slice(&body).ok())
                     .flatten(),
+                kinesis_request: (request.service == "kinesis")
+                    .then(|| serde_json::from_slice(&body).ok())
+                    .flatten(),
+                arrived,
+                connection,
             });
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
