@@ -15,7 +15,7 @@ EVENT ?= order-placed
 PORT ?= 9000
 ARGS ?= generate --orders 200 --keys 20
 
-.PHONY: help tools bins build test test-template bench lint watch up down invoke produce demo dlq redrive snapshot order events chaos fuzz clean
+.PHONY: help tools bins build test test-template bench lint watch up down invoke produce demo dlq redrive snapshot stock order events chaos fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -69,19 +69,19 @@ watch: $(TOOLS) ## run the functions under cargo lambda watch, no AWS endpoint (
 	cargo lambda watch --env-file local.env --invoke-port $(PORT)
 
 up: $(TOOLS) bins ## start the local AWS-API server, the functions and the local event source mapping
-	scripts/stack.sh up
+	@scripts/stack.sh up
 
 down: ## stop what 'make up' started
-	scripts/stack.sh down
+	@scripts/stack.sh down
 
 invoke: $(TOOLS) bins ## invoke a function on the running stack and say what it did: make invoke FN=inventory-updater EVENT=order-placed (JSON=1: the raw response)
-	scripts/stack.sh invoke $(FN) $(EVENT)
+	@scripts/stack.sh invoke $(FN) $(EVENT)
 
 produce: ## put events on the running stack's stream (ARGS="generate --orders 200 --keys 20", or "put FILE.jsonl")
-	scripts/stack.sh produce $(ARGS)
+	@scripts/stack.sh produce $(ARGS)
 
 demo: $(TOOLS) bins ## the whole pipeline offline: producer -> stream -> event source mapping -> functions, a report
-	scripts/stack.sh demo
+	@scripts/stack.sh demo
 
 chaos: $(TOOLS) ## the full chaos replay: 10,000 events over 500 keys, a fifth of AWS calls failing
 	CHAOS_EVENTS=$${CHAOS_EVENTS:-10000} cargo test -p integration-tests --test chaos -- --nocapture
@@ -97,13 +97,19 @@ fuzz: ## fuzz the decoders (FUZZ_SECONDS per target; needs cargo-fuzz: cargo ins
 # build of tools/fanout) with DLQ_URL, FAILURE_BUCKET, STREAM_NAME and IDEMPOTENCY_TABLE set.
 REDRIVE ?=
 dlq: $(TOOLS) bins ## list the local stack's dead-letter queue and failure bucket
-	scripts/stack.sh dlq
+	@scripts/stack.sh dlq
 
 redrive: $(TOOLS) bins ## put the local failures back on the stream (REDRIVE="--dry-run", "--only-reason TEXT", "--sequence N", "--all")
-	scripts/stack.sh redrive $(REDRIVE)
+	@scripts/stack.sh redrive $(REDRIVE)
 
 snapshot: $(TOOLS) ## print the running stack's stock, reservations, emails, ledger and dead-letter queue
-	scripts/stack.sh snapshot
+	@scripts/stack.sh snapshot
+
+SET ?=
+ADD ?=
+SKU ?=
+stock: $(TOOLS) ## set or add units of stock, then print it: make stock SET=20 (or ADD=5; SKU=sku-apple for one product)
+	@scripts/stack.sh stock $(if $(SET),--set $(SET)) $(if $(ADD),--add $(ADD)) $(foreach s,$(SKU),--sku $(s))
 
 ID ?=
 order: $(TOOLS) ## one order as the read API answers it, for a person: make order ID=<orderId>

@@ -4,6 +4,10 @@
     local_aws.py bootstrap --endpoint URL   create what the functions need (safe to run twice)
     local_aws.py snapshot  --endpoint URL   print stock, reservations, emails, ledger and DLQ as JSON
     local_aws.py restock --endpoint URL --units N   add N units of each product
+    local_aws.py stock --endpoint URL [--set N | --add N] [--sku SKU ...]
+                                            set or add units of the products (default: the four
+                                            the bootstrap seeds and the producer orders), and
+                                            print the stock
     local_aws.py remove-dlq --endpoint URL  delete the dead-letter queue (bootstrap makes it again)
     local_aws.py esm-report --esm F         print what the local event source mapping did
     local_aws.py report --before F --after F
@@ -12,6 +16,7 @@
                                             per order: its status in the read model (through the
                                             read API at URL) beside the emails it received
     local_aws.py order --api URL --id ID    one order as the read API answers it, for a person
+    local_aws.py functions                  the functions template.yaml deploys (their binaries)
 
 Names come from local.env (the same file the functions read), so the functions and the resources
 agree. Runs with the project's .venv Python (boto3 comes with moto).
@@ -49,6 +54,18 @@ def ses_templates(env):
         dict(resources[resource]["Properties"]["Template"], TemplateName=env[setting])
         for resource, setting in SES_TEMPLATES.items()
     ]
+
+
+def functions():
+    """The binaries of template.yaml's functions: the names `cargo lambda watch` serves them by."""
+    from cfnlint.decode import cfn_yaml
+
+    resources = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))["Resources"]
+    return sorted(
+        r.get("Metadata", {}).get("BuildProperties", {}).get("Binary", name)
+        for name, r in resources.items()
+        if r.get("Type") == "AWS::Serverless::Function"
+    )
 
 
 def settings():
@@ -129,16 +146,27 @@ def bootstrap(endpoint):
     ), "ResourceInUseException")
 
 
-def restock(endpoint, units):
+def stock(endpoint, set_to=None, add=None, skus=None, show=True):
+    """Sets (or adds to) the available units of `skus` (all the bootstrap's by default), then
+    prints every product's stock. A product not there yet is created."""
     env = settings()
     ddb = clients(endpoint, env)["dynamodb"]
-    for sku in STOCK:
-        ddb.update_item(
-            TableName=env["INVENTORY_TABLE"],
-            Key={"pk": {"S": f"SKU#{sku}"}},
-            UpdateExpression="ADD available :n",
-            ExpressionAttributeValues={":n": {"N": str(units)}},
-        )
+    for sku in skus or STOCK:
+        if set_to is not None:
+            ddb.put_item(
+                TableName=env["INVENTORY_TABLE"],
+                Item={"pk": {"S": f"SKU#{sku}"}, "sku": {"S": sku}, "available": {"N": str(set_to)}},
+            )
+        elif add is not None:
+            ddb.update_item(
+                TableName=env["INVENTORY_TABLE"],
+                Key={"pk": {"S": f"SKU#{sku}"}},
+                UpdateExpression="SET sku = :sku ADD available :n",
+                ExpressionAttributeValues={":n": {"N": str(add)}, ":sku": {"S": sku}},
+            )
+    if show:
+        for sku, units in snapshot(endpoint)["stock"].items():
+            print(f"{sku:<14} {units:>6} available")
 
 
 def remove_dlq(endpoint):
@@ -343,6 +371,12 @@ def main():
     rs = sub.add_parser("restock")
     rs.add_argument("--endpoint", required=True)
     rs.add_argument("--units", type=int, required=True)
+    st = sub.add_parser("stock")
+    st.add_argument("--endpoint", required=True)
+    what = st.add_mutually_exclusive_group()
+    what.add_argument("--set", type=int, dest="set_to", help="units to set")
+    what.add_argument("--add", type=int, help="units to add (negative: take away)")
+    st.add_argument("--sku", action="append", help="a product (again for more; default: all four)")
     r = sub.add_parser("report")
     r.add_argument("--before", required=True)
     r.add_argument("--after", required=True)
@@ -353,6 +387,7 @@ def main():
     o = sub.add_parser("order")
     o.add_argument("--api", required=True)
     o.add_argument("--id", required=True)
+    sub.add_parser("functions")
     e = sub.add_parser("esm-report")
     e.add_argument("--esm", required=True, help="the local event source mapping's status file")
     a = p.parse_args()
@@ -361,10 +396,16 @@ def main():
     elif a.cmd == "remove-dlq":
         remove_dlq(a.endpoint)
     elif a.cmd == "restock":
-        restock(a.endpoint, a.units)
+        stock(a.endpoint, add=a.units, show=False)
+    elif a.cmd == "stock":
+        if (a.set_to is not None and a.set_to < 0):
+            sys.exit("--set takes a number of units, 0 or more")
+        stock(a.endpoint, a.set_to, a.add, a.sku)
     elif a.cmd == "snapshot":
         json.dump(snapshot(a.endpoint), sys.stdout, indent=2)
         print()
+    elif a.cmd == "functions":
+        print("\n".join(functions()))
     elif a.cmd == "esm-report":
         esm_report(json.load(open(a.esm)))
     elif a.cmd == "saga-report":
@@ -376,4 +417,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): not an error of ours.
+        sys.stderr.close()
+        os._exit(0)

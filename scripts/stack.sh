@@ -10,6 +10,7 @@
 #   stack.sh dlq | redrive ARGS...  the operator's tool (tools/fanout) against the running stack
 #   stack.sh snapshot           print the running stack's stock, reservations, emails, ledger, DLQ
 #   stack.sh order ID           one order as the read API (order-status-api's function URL) has it
+#   stack.sh stock [--set N | --add N] [--sku SKU ...]   set or add units of stock, print the stock
 #   stack.sh demo               up, produce a realistic mix onto the stream, wait until the mapping
 #                               has delivered it, print a report, down (also on failure or Ctrl-C)
 #
@@ -90,6 +91,7 @@ up() {
   echo $! >"$STATE/watch.pid"
   echo "$watch_port" >"$STATE/watch.port"
   wait_for_port "$watch_port" "cargo lambda watch" "$STATE/watch.log"
+  check_functions
 
   # The event source mapping: template.yaml's settings, the stream on the server, the functions
   # through watch's Invoke API, failure records to the local dead-letter queue.
@@ -104,6 +106,23 @@ up() {
     sleep 0.2
   done
   echo "the stack is up: AWS endpoint $endpoint, functions on port $watch_port, the event source mapping polling the stream (logs in $STATE/)"
+}
+
+# Invokes each function once with an empty batch: one that cannot start (a wrong setting in
+# local.env) is named now, with its start-up error, and the stack is stopped; nothing waits on it.
+check_functions() {
+  echo '{"Records":[]}' >"$STATE/empty-batch.json"
+  local fn out
+  for fn in $("$PY" scripts/local_aws.py functions); do
+    if ! out=$(with_env "$BIN/fanout" invoke --state "$STATE" "$fn" "$STATE/empty-batch.json" --json 2>&1 >/dev/null); then
+      case "$out" in
+        *"cannot start"*)
+          echo "$out" >&2
+          down >/dev/null 2>&1 || true
+          exit 1 ;;
+      esac
+    fi
+  done
 }
 
 down() {
@@ -121,9 +140,23 @@ invoke() { # function, event name (events/NAME[.json]) or path
   with_env "$BIN/fanout" invoke --state "$STATE" "$@"
 }
 
-produce() { # producer arguments
+put_events() { # producer arguments
   require_up
   with_stack_env "$BIN/producer" "$@"
+}
+
+# The producer, then what the mapping and the functions did with what it wrote.
+produce() { # producer arguments
+  require_up
+  local logged started
+  logged=$(wc -l <"$STATE/watch.log")
+  started=$(now_ms)
+  put_events "$@"
+  case "${1:-}" in generate|put) ;; *) return 0 ;; esac
+  echo "waiting for the event source mapping to deliver it to the functions ..."
+  wait_delivered "$started"
+  "$PY" scripts/local_aws.py esm-report --esm "$STATE/esm.json"
+  "$BIN/fanout" counts "$STATE/watch.log" --from-line "$logged"
 }
 
 now_ms() { "$PY" -c 'import time; print(int(time.time() * 1000))'; }
@@ -183,7 +216,7 @@ demo() {
   up
   local endpoint="http://127.0.0.1:$(cat "$STATE/moto.port")" started put
   # Stock for the generated orders (the samples of `make invoke` need only the bootstrap's).
-  "$PY" scripts/local_aws.py restock --endpoint "$endpoint" --units 30
+  "$PY" scripts/local_aws.py stock --endpoint "$endpoint" --add 30 >/dev/null
   "$PY" scripts/local_aws.py snapshot --endpoint "$endpoint" >"$STATE/before.json"
   local logged; logged=$(wc -l <"$STATE/watch.log")
   started=$(now_ms)
@@ -217,7 +250,7 @@ demo() {
   "$PY" scripts/local_aws.py remove-dlq --endpoint "$endpoint"
   echo '{"eventId": "evt-lost-queue", "eventType": "ORDER_PLACED", "timestamp": "2026-11-30T00:00:00.000Z", "payload": {"orderId": "ord-lost-queue"}}' \
     >"$STATE/poison.jsonl"
-  produce put "$STATE/poison.jsonl"
+  put_events put "$STATE/poison.jsonl"
   put=$(now_ms)
   wait_delivered "$put"
   "$PY" scripts/local_aws.py bootstrap --endpoint "$endpoint" # the queue is back
@@ -240,9 +273,10 @@ case "${1:-}" in
   dlq) shift; require_up moto; with_stack_env "$BIN/fanout" dlq "$@" ;;
   redrive) shift; require_up moto; with_stack_env "$BIN/fanout" redrive "$@" ;;
   snapshot) require_up moto; "$PY" scripts/local_aws.py snapshot --endpoint "$(endpoint)" ;;
+  stock) shift; require_up moto; "$PY" scripts/local_aws.py stock --endpoint "$(endpoint)" "$@" ;;
   order) shift; require_up moto watch
     [ -n "${1:-}" ] || { echo "usage: make order ID=<orderId>" >&2; exit 2; }
     "$PY" scripts/local_aws.py order --api "$(read_api)" --id "$1" ;;
   demo) demo ;;
-  *) echo "usage: $0 up|down|invoke FN EVENT|produce ARGS...|dlq|redrive ARGS...|snapshot|order ID|demo" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|invoke FN EVENT|produce ARGS...|dlq|redrive ARGS...|snapshot|stock ARGS...|order ID|demo" >&2; exit 2 ;;
 esac

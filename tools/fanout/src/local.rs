@@ -55,6 +55,23 @@ fn counts_of(line: &Line) -> Option<Counts> {
         .then(|| BatchStats::parse_line(line.get("counts").and_then(Value::as_str).unwrap_or("")))
 }
 
+/// Why the function whose log goes on after `offset` could not start: its `start-up failed`
+/// message, once `cargo lambda watch` says its process exited. `None` while it has not.
+pub fn startup_failure(log: &Path, offset: u64) -> Option<String> {
+    let mut file = std::fs::File::open(log).ok()?;
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).ok()?;
+    if !text.contains("command exited code=") {
+        return None;
+    }
+    let said = log_lines(text.lines())
+        .into_iter()
+        .filter_map(|l| l.get("message")?.as_str().map(str::to_owned))
+        .rfind(|m| m.starts_with("start-up failed"));
+    Some(said.unwrap_or_else(|| "its process exited before it answered".to_owned()))
+}
+
 /// `fanout counts`: the counts of every `batch done` line of `log` from line `from` on, summed.
 pub fn counts(log: &Path, from: usize) -> Result<(), String> {
     let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
@@ -87,6 +104,8 @@ pub struct Local {
     pub state: PathBuf,
     /// The samples' folder (`events`).
     pub events: PathBuf,
+    /// The SAM template (`template.yaml`): which functions the stack serves.
+    pub template: PathBuf,
 }
 
 impl Local {
@@ -127,6 +146,26 @@ impl Local {
     }
 
     /// The port `cargo lambda watch` serves, while it runs.
+    /// The functions `cargo lambda watch` serves: the binaries of the template's functions.
+    fn functions(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.template).unwrap_or_default();
+        let mut names: Vec<String> = local_esm::template::load(&text)
+            .ok()
+            .and_then(|t| t.get("Resources").cloned())
+            .and_then(|r| r.as_object().cloned())
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
+            .map(|(id, r)| {
+                r["Metadata"]["BuildProperties"]["Binary"]
+                    .as_str()
+                    .map_or(id, str::to_owned)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
     fn watch_port(&self) -> Result<u16, String> {
         let read = |name: &str| std::fs::read_to_string(self.state.join(name)).ok();
         let pid = read("watch.pid").and_then(|p| p.trim().parse::<u32>().ok());
@@ -153,13 +192,42 @@ impl Local {
         let payload = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let client =
             local_esm::adapters::lambda_client(sdk, Some(&format!("http://127.0.0.1:{port}")));
-        let out = client
+        let call = client
             .invoke()
             .function_name(function)
             .payload(Blob::new(payload))
-            .send()
-            .await
-            .map_err(|e| format!("invoking {function} failed: {}", shared::error::chain(&e)))?;
+            .send();
+        // A function that cannot start never answers: its start-up error, in the log, says why.
+        let exited = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if let Some(why) = startup_failure(&log, offset) {
+                    return why;
+                }
+            }
+        };
+        let out = tokio::select! {
+            out = call => out.map_err(|e| {
+                let not_found = e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
+                if not_found {
+                    format!(
+                        "there is no function {function} on the local stack; its functions are: {}",
+                        self.functions().join(", ")
+                    )
+                } else {
+                    format!("invoking {function} failed: {}", shared::error::chain(&e))
+                }
+            })?,
+            why = exited => {
+                return Err(format!(
+                    "{function} cannot start: {why}\n(fix the setting in local.env, then 'make down' and 'make up'; its log: {})",
+                    log.display()
+                ))
+            }
+        };
         let body = out
             .payload()
             .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
@@ -300,6 +368,42 @@ fn warning(line: &Map<String, Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A function that cannot start is told by its start-up error, once watch says its process
+    /// exited; before that, or after an earlier offset, nothing is said.
+    #[test]
+    fn a_function_that_cannot_start() {
+        let dir = std::env::temp_dir().join(format!("fanout-startup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("watch.log");
+        let before = " INFO spawning function instance function=\"email-notifier\"\n";
+        std::fs::write(&log, before).unwrap();
+        let offset = before.len() as u64;
+        let failed = concat!(
+            r#"{"level":"ERROR","message":"start-up failed: MAX_CONCURRENCY=abc is not valid: expected a whole number from 1 to 1024","timestamp":"t"}"#,
+            "\n"
+        );
+        std::fs::write(&log, format!("{before}{failed}")).unwrap();
+        assert_eq!(startup_failure(&log, offset), None, "still running");
+        std::fs::write(
+            &log,
+            format!("{before}{failed} ERROR command exited code=1\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            startup_failure(&log, offset).as_deref(),
+            Some(
+                "start-up failed: MAX_CONCURRENCY=abc is not valid: expected a whole number from 1 to 1024"
+            )
+        );
+        let exited = format!("{before}{failed} ERROR command exited code=1\n");
+        assert_eq!(
+            startup_failure(&log, exited.len() as u64),
+            None,
+            "an earlier exit"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// The log's JSON lines are read whatever comes before them; a record's place comes from its
     /// span; a `batch done` line's counts read by their names.

@@ -97,6 +97,9 @@ enum Command {
         /// The samples' folder.
         #[arg(long, default_value = "events")]
         events: PathBuf,
+        /// The SAM template, which names the stack's functions.
+        #[arg(long, default_value = "template.yaml")]
+        template: PathBuf,
     },
     /// Rebuild order-status's table from the stream's start (TRIM_HORIZON) into a fresh table, as
     /// order-status does it (its settings from the environment, its mapping from the template).
@@ -159,11 +162,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             json,
             state,
             events,
+            template,
         } => {
             let sdk = shared::aws::sdk_config().await;
-            local::Local { state, events }
-                .invoke(&sdk, &function, &event, json)
-                .await
+            local::Local {
+                state,
+                events,
+                template,
+            }
+            .invoke(&sdk, &function, &event, json)
+            .await
         }
         Command::Counts { log, from_line } => local::counts(&log, from_line),
         Command::Rebuild {
