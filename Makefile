@@ -21,6 +21,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(TOOLS): requirements-dev.txt
+	@echo "installing the Python tools into $(VENV) (cargo-lambda, SAM CLI, zig, moto, cfn-lint): about a minute and a half, once"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -29,6 +30,7 @@ $(TOOLS): requirements-dev.txt
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV := $(CHECKOV_VENV)/.installed
 $(CHECKOV): requirements-checkov.txt
+	@echo "installing checkov into $(CHECKOV_VENV): about a minute, once"
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
@@ -36,6 +38,7 @@ $(CHECKOV): requirements-checkov.txt
 tools: $(TOOLS) $(CHECKOV) ## install the Python tools (cargo-lambda, SAM CLI, zig, moto, cfn-lint, checkov) into .venv
 
 bins: ## build the functions and the local tools (producer, local-esm, fanout) for local runs (debug)
+	@[ -x "$(CARGO_TARGET_DIR)/debug/fanout" ] || echo "building the functions and the local tools (debug): the first build compiles the AWS SDK, several minutes on 2 cores, once"
 	cargo build --workspace --bins
 
 # `sam build` builds each function with cargo-lambda (release, zig as the linker) into .aws-sam/.
@@ -43,9 +46,16 @@ bins: ## build the functions and the local tools (producer, local-esm, fanout) f
 # `sam deploy` must then be told the same: --parameter-overrides Architecture=x86_64.
 ARCH ?= $(shell rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu && echo arm64 || echo x86_64)
 SAM := SAM_CLI_TELEMETRY=0 SAM_CLI_BETA_RUST_CARGO_LAMBDA=1 sam
-build: $(TOOLS) ## sam build both functions (ARCH=arm64|x86_64; x86_64 when the arm64 target is missing)
-	@echo "sam build for $(ARCH) (the template's default is arm64)"
+build: $(TOOLS) ## sam build the functions (ARCH=arm64|x86_64; x86_64 when the arm64 target is missing)
+	@echo "sam build for $(ARCH) (the template's default is arm64): each function compiled in release by cargo-lambda, several minutes, with no output while CargoLambdaBuild runs"
 	$(SAM) build --parameter-overrides Architecture=$(ARCH)
+	@# What was built is what `sam deploy` (and --guided) offers: its Architecture follows the build.
+	@if [ ! -f samconfig.toml ]; then \
+	  printf 'version = 0.1\n\n[default.deploy.parameters]\nparameter_overrides = "Architecture=%s"\n' "$(ARCH)" >samconfig.toml; \
+	  echo "samconfig.toml: sam deploy now defaults to Architecture=$(ARCH), the architecture just built"; \
+	elif ! grep -q "Architecture=$(ARCH)" samconfig.toml; then \
+	  echo "built for $(ARCH): deploy with --parameter-overrides Architecture=$(ARCH) (samconfig.toml says otherwise)"; \
+	fi
 
 test: $(TOOLS) $(CHECKOV) ## run every test, and check the SAM template
 	cargo test --workspace
