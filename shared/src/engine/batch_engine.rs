@@ -460,7 +460,18 @@ impl<C: Consumer, P: PoisonSink> BatchEngine<C, P> {
         if let Some(why) = why {
             return Err(Malformed::Record(why.into()));
         }
-        Envelope::read(unit.record_data()?, |t| self.wanted(t))
+        let data = unit.record_data()?;
+        // An aggregate whose digest does not match is read as a plain record, as the KPL's own
+        // deaggregator does; its error then says so, not only that it is no JSON.
+        let bad_aggregate = unit.sub_sequence_number.is_none()
+            && matches!(data, RecordData::Bytes(bytes) if kpl::looks_aggregated(bytes));
+        Envelope::read(data, |t| self.wanted(t)).map_err(|e| match e {
+            Malformed::Envelope(why) if bad_aggregate => Malformed::Envelope(format!(
+                "it carries the KPL aggregate's magic number, but its MD5 digest does not match \
+                 its body, so it was read as a plain record: {why}"
+            )),
+            other => other,
+        })
     }
 
     async fn run_unit<'u>(&self, batch: &KinesisBatch, unit: &Unit<'u>) -> Step<'u> {

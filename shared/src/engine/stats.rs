@@ -189,6 +189,12 @@ impl fmt::Display for CountsLine<'_> {
 /// are not 0 in [`COUNTS`]' order.
 pub fn describe(counts: &BTreeMap<String, u64>) -> String {
     let received = counts.get("received").copied().unwrap_or(0);
+    // One outcome per event: a KPL aggregate is one Kinesis record holding several.
+    let events: u64 = COUNTS
+        .iter()
+        .filter(|c| !matches!(c.name, "received" | "remembered"))
+        .filter_map(|c| counts.get(c.name))
+        .sum();
     let parts: Vec<String> = COUNTS
         .iter()
         .filter(|c| c.name != "received")
@@ -198,10 +204,15 @@ pub fn describe(counts: &BTreeMap<String, u64>) -> String {
         })
         .collect();
     let records = if received == 1 { "record" } else { "records" };
-    if parts.is_empty() {
-        format!("{received} {records}")
+    let head = if events > received {
+        format!("{received} Kinesis {records} holding {events} events (KPL aggregates opened)")
     } else {
-        format!("{received} {records}: {}", parts.join("; "))
+        format!("{received} {records}")
+    };
+    if parts.is_empty() {
+        head
+    } else {
+        format!("{head}: {}", parts.join("; "))
     }
 }
 
@@ -276,6 +287,14 @@ mod tests {
         );
         let one = BatchStats::parse_line("received=1 applied=1");
         assert_eq!(describe(&one), "1 record: 1 applied");
+        // Aggregates: the outcomes are the events', and say how many the records held.
+        let kpl = BatchStats::parse_line("received=4 applied=4 skipped=1 poison=2");
+        assert_eq!(
+            describe(&kpl),
+            "4 Kinesis records holding 7 events (KPL aggregates opened): 4 applied; 1 skipped \
+             (types this function does not handle); 2 poison (kept in the dead-letter queue, not \
+             retried)"
+        );
         assert_eq!(describe(&BTreeMap::new()), "0 records");
     }
 }

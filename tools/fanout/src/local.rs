@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_lambda::operation::RequestId;
 use aws_smithy_types::Blob;
 use serde_json::{Map, Value};
-use shared::engine::stats::{describe, BatchStats, COUNTS};
+use shared::engine::stats::{describe, BatchStats};
 use shared::input::batch::compare_sequence_numbers;
 
 /// Counts by name.
@@ -75,26 +75,21 @@ pub fn startup_failure(log: &Path, offset: u64) -> Option<String> {
 /// `fanout counts`: the counts of every `batch done` line of `log` from line `from` on, summed.
 pub fn counts(log: &Path, from: usize) -> Result<(), String> {
     let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    let mut per_function: BTreeMap<String, Counts> = BTreeMap::new();
     for line in log_lines(text.lines().skip(from)) {
-        for (name, n) in counts_of(&line).unwrap_or_default() {
+        let Some(counts) = counts_of(&line) else {
+            continue;
+        };
+        let function = line.get("function").and_then(Value::as_str).unwrap_or("?");
+        let total = per_function.entry(function.to_owned()).or_default();
+        for (name, n) in counts {
             *total.entry(name).or_default() += n;
         }
     }
-    let shown: Vec<String> = COUNTS
-        .iter()
-        .filter_map(|c| {
-            Some(format!(
-                "{}={}",
-                c.name,
-                total.get(c.name).filter(|n| **n > 0)?
-            ))
-        })
-        .collect();
-    println!(
-        "  the functions' own counts, all together (their `batch done` lines): {}",
-        shown.join(", ")
-    );
+    println!("  what each function did (its `batch done` lines; one outcome per event, an aggregate's events each counted):");
+    for (function, counts) in &per_function {
+        println!("    {function}: {}", describe(counts));
+    }
     Ok(())
 }
 
