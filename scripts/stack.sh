@@ -225,11 +225,11 @@ demo() {
   # First a story of one order per outcome of the saga, each keyed by its order (the payment
   # events stand for the payment service's), then the realistic mix.
   saga_story >"$STATE/saga-story.jsonl"
-  produce put "$STATE/saga-story.jsonl"
+  put_events put "$STATE/saga-story.jsonl"
   # Orders, creations, cancellations, payments (skipped), a few duplicates and poison records:
   # once as plain records, once as KPL aggregates packed by shard.
-  produce generate --orders 40 --keys 8 --duplicates 0.05 --poison 0.05 --seed 11
-  produce generate --orders 40 --keys 8 --duplicates 0.05 --poison 0.05 --seed 12 --aggregate
+  put_events generate --orders 40 --keys 8 --duplicates 0.05 --poison 0.05 --seed 11
+  put_events generate --orders 40 --keys 8 --duplicates 0.05 --poison 0.05 --seed 12 --aggregate
   put=$(now_ms)
   echo
   echo "== The event source mapping delivers it to the three functions (and inventory's decisions on to the others) =="
