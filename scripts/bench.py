@@ -43,6 +43,8 @@ import sys
 import time
 import urllib.request
 
+import local_aws  # beside this script: the local stack's settings and products
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "scripts", "bench")
 WORK = os.path.join(ROOT, ".local", "bench")
@@ -338,20 +340,9 @@ def fanout_critical_path(out, run):
 PIPELINE_ORDERS = 1000
 PIPELINE_TIMEOUT_S = 600
 PIPELINE_POLL_S = 2.0
-# The products the local stack stocks (scripts/local_aws.py's bootstrap).
-PIPELINE_SKUS = ["sku-apple", "sku-pear", "sku-plum", "sku-gold"]
-
-
-def local_settings():
-    """local.env, as the stack's functions and tools read it."""
-    env = {}
-    with open(os.path.join(ROOT, "local.env")) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, v = line.split("=", 1)
-                env[k] = v
-    return env
+# The products the local stack stocks, and local.env, as scripts/local_aws.py (their one reader)
+# has them.
+PIPELINE_SKUS = list(local_aws.STOCK)
 
 
 def placements(n, path, seed=5):
@@ -419,7 +410,7 @@ def pipeline(n=PIPELINE_ORDERS, timeout_s=PIPELINE_TIMEOUT_S):
         subprocess.run([stack, "up"], timeout=300, **quiet)
         with open(os.path.join(state, "moto.port")) as f:
             endpoint = f"http://127.0.0.1:{f.read().strip()}"
-        settings = local_settings()
+        settings = local_aws.settings()
         orders_file = os.path.join(WORK, f"placements-{n}.jsonl")
         need = placements(n, orders_file)
         orders = {f"bench-order-{i:05d}" for i in range(n)}
